@@ -1,0 +1,91 @@
+"""``build_sam``: a SAM model from the registry, optionally with checkpoints and method stages."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Sequence, Union
+
+import torch
+from torch import nn
+
+from clicksam.models import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+from clicksam.registry import ModelConfig, get_config
+
+PathLike = Union[str, os.PathLike]
+
+
+def sam_from_config(config: ModelConfig) -> Sam:
+    """An untrained (randomly initialised) SAM of the given configuration."""
+    grid = config.image_size // config.patch_size
+    encoder = ImageEncoderViT(
+        img_size=config.image_size,
+        patch_size=config.patch_size,
+        embed_dim=config.encoder_embed_dim,
+        depth=config.encoder_depth,
+        num_heads=config.encoder_num_heads,
+        mlp_ratio=4.0,
+        out_chans=config.prompt_embed_dim,
+        qkv_bias=True,
+        use_rel_pos=True,
+        window_size=config.window_size,
+        global_attn_indexes=config.encoder_global_attn_indexes,
+    )
+    prompt_encoder = PromptEncoder(
+        embed_dim=config.prompt_embed_dim,
+        image_embedding_size=(grid, grid),
+        input_image_size=(config.image_size, config.image_size),
+        mask_in_chans=16,
+    )
+    decoder = MaskDecoder(
+        transformer_dim=config.prompt_embed_dim,
+        transformer=TwoWayTransformer(depth=2, embedding_dim=config.prompt_embed_dim, num_heads=8, mlp_dim=2048),
+        num_multimask_outputs=3,
+        iou_head_depth=3,
+        iou_head_hidden_dim=256,
+    )
+    sam = Sam(encoder, prompt_encoder, decoder)
+    sam.model_name = config.name
+    return sam
+
+
+def build_sam(
+    name: str,
+    checkpoint: Union[PathLike, Sequence[PathLike], None] = None,
+    methods: Iterable[str] = (),
+    device: Union[str, torch.device] = "cpu",
+    trust_checkpoint: bool = False,
+) -> Sam:
+    """Build a SAM model by registry name.
+
+    Args:
+        name: ``vit_b``, ``vit_l``, ``vit_h`` or ``tiny`` (see :func:`clicksam.list_models`).
+        checkpoint: a path, or a list of paths loaded in order: an official SAM file, an official
+            FocSAM file (mmengine ``iter_*.pth``), and/or clicksam method files (``*.safetensors``).
+            Method files need the base weights first unless the model is ``tiny``.
+        methods: stages to attach untrained (``"stable-sam"``, ``"focsam"``, ``"sam-ref"``); stages
+            named by a method file are attached automatically.
+        device: where to put the model.
+        trust_checkpoint: allow a checkpoint that holds arbitrary pickled objects (e.g. the
+            optimizer/meta entries of an mmengine file) to be unpickled. Only for files you trust.
+    Returns:
+        the model in eval mode.
+    """
+    from clicksam.checkpoint import load_into_model
+    from clicksam.methods import attach_stage, parse_method
+
+    config = get_config(name)
+    model = sam_from_config(config)
+    for stage in parse_method("+".join(methods) if methods else "sam"):
+        attach_stage(model, stage)
+    if checkpoint is not None:
+        paths = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
+        for i, path in enumerate(paths):
+            load_into_model(model, Path(path), first=(i == 0), trust_checkpoint=trust_checkpoint)
+    model.to(device)
+    model.eval()
+    return model
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,151 @@
+"""Embedding cache: an in-memory LRU in front of an on-disk store.
+
+An entry is keyed by a *signature* (image content hash, model name, weights digest, image format
+and preprocessing version). The signature is stored inside the entry as well and checked on every
+read, so a stale, foreign or corrupt file is detected and recomputed, never silently used.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+# Bump when anything changes between pixels and embedding (resize, normalisation, padding).
+PREPROCESS_VERSION = "sam-resize-longest-pil-bilinear-v1"
+
+
+@dataclass(frozen=True)
+class EmbeddingSignature:
+    image_sha256: str
+    model_name: str
+    weights_digest: str
+    image_format: str
+    preprocess_version: str = PREPROCESS_VERSION
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:40]
+
+
+@dataclass
+class CachedEmbedding:
+    """embedding 1×256×64×64 float32; original_size (H, W); input_size (h, w) in the 1024 frame."""
+
+    embedding: torch.Tensor
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+
+
+def weights_digest(model) -> str:
+    """A digest that changes whenever the model's weights do: the checkpoint's sha256 when known,
+    else a hash of every tensor (computed once and remembered on the model)."""
+    known = getattr(model, "weights_sha256", None)
+    if known:
+        return known
+    cached = getattr(model, "_clicksam_param_digest", None)
+    if cached:
+        return cached
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    digest = "params:" + h.hexdigest()
+    model._clicksam_param_digest = digest
+    return digest
+
+
+def default_cache_dir() -> Path:
+    """``$CLICKSAM_CACHE`` or ``~/.cache/clicksam``."""
+    return Path(os.environ.get("CLICKSAM_CACHE") or Path.home() / ".cache" / "clicksam")
+
+
+class EmbeddingCache:
+    """LRU of ``max_items`` embeddings in memory, backed by ``directory`` on disk (None: memory only)."""
+
+    def __init__(self, directory: Union[str, Path, None] = None, max_items: int = 8) -> None:
+        if max_items < 1:
+            raise ValueError(f"max_items must be >= 1, got {max_items}")
+        self.directory = Path(directory) if directory is not None else None
+        self.max_items = max_items
+        self._memory: "OrderedDict[str, tuple[EmbeddingSignature, CachedEmbedding]]" = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+        self.rejected = 0  # entries on disk found stale or corrupt
+
+    def _path(self, sig: EmbeddingSignature) -> Optional[Path]:
+        if self.directory is None:
+            return None
+        return self.directory / sig.key[:2] / f"{sig.key}.safetensors"
+
+    def get(self, sig: EmbeddingSignature) -> Optional[CachedEmbedding]:
+        """The cached entry for ``sig`` or None (a mismatched or unreadable file counts as absent)."""
+        item = self._memory.get(sig.key)
+        if item is not None and item[0] == sig:
+            self._memory.move_to_end(sig.key)
+            self.hits += 1
+            return item[1]
+        path = self._path(sig)
+        if path is not None and path.is_file():
+            entry = self._read(path, sig)
+            if entry is not None:
+                self._remember(sig, entry)
+                self.hits += 1
+                return entry
+            self.rejected += 1
+        self.misses += 1
+        return None
+
+    def put(self, sig: EmbeddingSignature, entry: CachedEmbedding) -> None:
+        """Store ``entry`` in memory and (atomically) on disk."""
+        self._remember(sig, entry)
+        path = self._path(sig)
+        if path is None:
+            return
+        from safetensors.torch import save_file
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"signature": json.dumps(asdict(sig), sort_keys=True),
+                "original_size": json.dumps(list(entry.original_size)),
+                "input_size": json.dumps(list(entry.input_size))}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file({"embedding": entry.embedding.detach().float().cpu().contiguous()}, tmp, metadata=meta)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def _remember(self, sig: EmbeddingSignature, entry: CachedEmbedding) -> None:
+        self._memory[sig.key] = (sig, entry)
+        self._memory.move_to_end(sig.key)
+        while len(self._memory) > self.max_items:
+            self._memory.popitem(last=False)
+
+    @staticmethod
+    def _read(path: Path, sig: EmbeddingSignature) -> Optional[CachedEmbedding]:
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                if json.loads(meta.get("signature", "{}")) != asdict(sig):
+                    return None
+                embedding = f.get_tensor("embedding")
+            original = tuple(json.loads(meta["original_size"]))
+            input_size = tuple(json.loads(meta["input_size"]))
+        except Exception:  # noqa: BLE001 - any unreadable file is a cache miss, recomputed
+            return None
+        if embedding.ndim != 4 or embedding.shape[0] != 1:
+            return None
+        return CachedEmbedding(embedding, original, input_size)  # type: ignore[arg-type]
+
+    def clear_memory(self) -> None:
+        self._memory.clear()

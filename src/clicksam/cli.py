@@ -1,0 +1,66 @@
+"""The ``clicksam`` command line.
+
+Each sub-command lives in its own module that exposes ``add_arguments(parser)`` and
+``run(args) -> int``; this file only lists them, so a sub-command's heavy imports happen
+only when it runs.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "models": ("clicksam.commands.models", "list the registered models and their weights"),
+    "download": ("clicksam.commands.download", "download and verify an official checkpoint"),
+    "segment": ("clicksam.commands.segment", "segment one image from clicks and/or a box"),
+    "embed": ("clicksam.commands.embed", "precompute image embeddings (resumable)"),
+    "demo": ("clicksam.commands.demo", "segment the example photos and write a gallery"),
+    "eval": ("clicksam.eval.cli", "run the click-based or prompt-robustness evaluation"),
+    "eval-report": ("clicksam.eval.report_cli", "combine several evaluation runs into one table and plot"),
+    "train": ("clicksam.train.cli", "train a method (decoder, stable-sam, focsam, sam-ref)"),
+    "export-onnx": ("clicksam.onnx.cli", "export the prompt encoder + decoder to ONNX"),
+    "serve": ("clicksam.server.cli", "run the web annotator"),
+    "export": ("clicksam.server.export_cli", "export saved annotations (coco, png, polygons)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clicksam",
+        description="Interactive segmentation with SAM, Stable-SAM, FocSAM and SAM-REF.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if not exc.name or not exc.name.startswith("clicksam"):
+                raise
+            continue  # a sub-command whose module is not part of this build
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_run", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"clicksam {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Implementations of the core ``clicksam`` sub-commands."""

@@ -1,0 +1,147 @@
+"""Modulated deformable 3×3 convolution (DCNv2) in plain PyTorch, sampled with ``grid_sample``.
+
+Offset layout (the convention of mmcv's ``ModulatedDeformConv2d`` and of
+``torchvision.ops.deform_conv2d``, which FocSAM's weights were trained with): for kernel point
+``k = i * kw + j`` (row ``i``, column ``j``) the offset tensor holds ``dy`` in channel ``2k`` and
+``dx`` in channel ``2k + 1``; the modulation mask of point ``k`` is channel ``k`` of the mask
+tensor. Output pixel ``(h, w)`` reads the input at
+
+    y = h * stride - pad + i * dilation + dy,    x = w * stride - pad + j * dilation + dx
+
+with bilinear interpolation in which every corner outside the image counts as zero (so a point
+with ``y <= -1``, ``y >= H``, ``x <= -1`` or ``x >= W`` reads zero), multiplies it by the mask and
+sums ``weight[o, c, i, j] * value`` over ``c, i, j``.
+
+FocSAM's ``DeformLayer`` computes ``dcn_offset(x)`` (27 channels): channels 0-17 are passed on
+unchanged as the interleaved offsets above and channels 18-26, after a sigmoid, are the masks.
+
+Speed: all kernel points are sampled by one ``grid_sample`` call (``align_corners=True`` maps
+pixel index ``p`` to ``2p / (size - 1) - 1``, so the bilinear weights are those of the formula
+above), then a single batched matmul with the ``O × (C·kh·kw)`` weight matrix does the sum.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def _base_grid(
+    height_out: int,
+    width_out: int,
+    kernel_size: tuple[int, int],
+    stride: int,
+    padding: int,
+    dilation: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[Tensor, Tensor]:
+    """Undeformed sampling positions: (y, x), each K×Hout×Wout, in input pixel units."""
+    kh, kw = kernel_size
+    ki = torch.arange(kh, device=device, dtype=dtype) * dilation
+    kj = torch.arange(kw, device=device, dtype=dtype) * dilation
+    hs = torch.arange(height_out, device=device, dtype=dtype) * stride - padding
+    ws = torch.arange(width_out, device=device, dtype=dtype) * stride - padding
+    ky = ki.view(kh, 1).expand(kh, kw).reshape(kh * kw, 1, 1)
+    kx = kj.view(1, kw).expand(kh, kw).reshape(kh * kw, 1, 1)
+    base_y = ky + hs.view(1, height_out, 1)
+    base_x = kx + ws.view(1, 1, width_out)
+    return base_y.expand(-1, -1, width_out), base_x.expand(-1, height_out, -1)
+
+
+def modulated_deform_conv2d(
+    x: Tensor,
+    offset: Tensor,
+    mask: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: int = 1,
+    padding: int = 1,
+    dilation: int = 1,
+) -> Tensor:
+    """Modulated deformable convolution (DCNv2, one deformable group, one group).
+
+    Args:
+        x: input, B×C×H×W.
+        offset: B×(2·kh·kw)×Hout×Wout, interleaved (dy, dx) per kernel point, in input pixels.
+        mask: B×(kh·kw)×Hout×Wout modulation scalars (already through the sigmoid).
+        weight: O×C×kh×kw convolution weight.
+        bias: optional O bias.
+        stride, padding, dilation: as in ``torch.nn.functional.conv2d`` (same value on both axes).
+
+    Returns:
+        B×O×Hout×Wout.
+    """
+    if x.ndim != 4 or weight.ndim != 4:
+        raise ValueError(f"x must be B×C×H×W and weight O×C×kh×kw, got {tuple(x.shape)} and {tuple(weight.shape)}")
+    batch, channels, height, width = x.shape
+    out_channels, in_channels, kh, kw = weight.shape
+    if in_channels != channels:
+        raise ValueError(f"weight expects {in_channels} input channels but x has {channels}")
+    num_points = kh * kw
+    height_out = (height + 2 * padding - dilation * (kh - 1) - 1) // stride + 1
+    width_out = (width + 2 * padding - dilation * (kw - 1) - 1) // stride + 1
+    if offset.shape != (batch, 2 * num_points, height_out, width_out):
+        raise ValueError(
+            f"offset must be {(batch, 2 * num_points, height_out, width_out)} (interleaved dy, dx per "
+            f"kernel point), got {tuple(offset.shape)}"
+        )
+    if mask.shape != (batch, num_points, height_out, width_out):
+        raise ValueError(f"mask must be {(batch, num_points, height_out, width_out)}, got {tuple(mask.shape)}")
+    if batch == 0:
+        return x.new_zeros(0, out_channels, height_out, width_out)
+
+    base_y, base_x = _base_grid(height_out, width_out, (kh, kw), stride, padding, dilation, x.device, x.dtype)
+    pos_y = base_y + offset[:, 0::2]  # B×K×Hout×Wout
+    pos_x = base_x + offset[:, 1::2]
+    if height == 1 or width == 1:
+        # align_corners=True cannot address a size-1 axis; one extra zero row/column is exact,
+        # because every corner outside the image reads zero anyway.
+        x = F.pad(x, (0, int(width == 1), 0, int(height == 1)))
+        height, width = x.shape[-2:]
+    grid = torch.stack((pos_x * (2.0 / (width - 1)) - 1.0, pos_y * (2.0 / (height - 1)) - 1.0), dim=-1)
+    grid = grid.reshape(batch, num_points * height_out, width_out, 2)
+    sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    sampled = sampled.view(batch, channels, num_points, height_out * width_out)
+    sampled = sampled * mask.reshape(batch, 1, num_points, height_out * width_out)
+    out = torch.matmul(weight.reshape(out_channels, channels * num_points), sampled.view(batch, -1, height_out * width_out))
+    if bias is not None:
+        out = out + bias.view(1, out_channels, 1)
+    return out.view(batch, out_channels, height_out, width_out)
+
+
+class ModulatedDeformConv2d(nn.Module):
+    """The ``dcn`` module: only the weight (O×C×3×3, no bias in FocSAM), applied with given offsets."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, padding: int = 1,
+                 bias: bool = False) -> None:
+        super().__init__()
+        self.padding = padding
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        fan_in, fan_out = in_channels * kernel_size**2, out_channels
+        # Detectron2's c2_msra_fill as FocSAM uses it: normal with std sqrt(2 / (fan_in + fan_out)).
+        nn.init.normal_(self.weight, 0.0, math.sqrt(2.0 / (fan_in + fan_out)))
+
+    def forward(self, x: Tensor, offset: Tensor, mask: Tensor) -> Tensor:
+        """x B×C×H×W, offset B×18×H×W, mask B×9×H×W -> B×O×H×W."""
+        return modulated_deform_conv2d(x, offset, mask, self.weight, self.bias, padding=self.padding)
+
+
+class DeformLayer(nn.Module):
+    """DCNv2 3×3 whose offsets and masks come from a 3×3 conv of its own input (``conv2``).
+
+    ``dcn_offset``: Conv2d C→27 (18 interleaved offsets, then 9 mask logits); ``dcn``: the weight.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.dcn_offset = nn.Conv2d(in_channels, 27, kernel_size=3, padding=1)
+        self.dcn = ModulatedDeformConv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x B×C×H×W -> B×O×H×W."""
+        offset_mask = self.dcn_offset(x)
+        return self.dcn(x, offset_mask[:, :18], offset_mask[:, 18:].sigmoid())

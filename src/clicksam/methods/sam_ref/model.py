@@ -1,0 +1,202 @@
+"""``SamRef``: SAM-REF's GlobalDiff + PatchDiff refiners and one refinement step (SPEC §5)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .config import SamRefConfig
+from .prompt_map import prompt_map, upsample_logits
+from .refiner import DetailRefiner, RefinerContext
+from .window import (Window, crop_embedding, crop_resize, detail_window, error_area, paste,
+                     use_previous_base)
+
+
+@dataclass
+class SamRefOutput:
+    """One SAM-REF step. Maps are B×1×S×S logits in the padded frame unless noted.
+
+    Attributes:
+        logits: the final mask M_t (threshold 0): the patch pasted on the selected base.
+        global_logits: the GFR's gated output.
+        global_refined: the GFR's own prediction M̄.
+        global_error: the GFR's error map Ê_t (logits).
+        sam_logits: SAM's logits upsampled to the frame (M_SAM).
+        prompt: the B×3×S×S prompt map.
+        patch_logits: B×1×P×P, the LFR's gated output on the crop.
+        patch_error: B×1×P×P, the LFR's error map.
+        patch_base: B×1×P×P, the crop of the base the patch was gated with.
+        windows: per sample ``(x0, y0, x1, y1)`` of the detail window (exclusive ends).
+        used_previous: bool B, whether the patch went on the previous final mask.
+        error_area: int64 B, |σ(Ê_t) > 0.5| inside the image (the selector's numerator).
+    """
+
+    logits: torch.Tensor
+    global_logits: torch.Tensor
+    global_refined: torch.Tensor
+    global_error: torch.Tensor
+    sam_logits: torch.Tensor
+    prompt: torch.Tensor
+    patch_logits: torch.Tensor
+    patch_error: torch.Tensor
+    patch_base: torch.Tensor
+    windows: list[Window]
+    used_previous: torch.Tensor
+    error_area: torch.Tensor
+
+
+def last_clicks(points: torch.Tensor | None, labels: torch.Tensor | None) -> list[tuple[float, float] | None]:
+    """Per sample, the (x, y) of the last point labelled 1 or 0, or None (B from ``points``)."""
+    if points is None or labels is None:
+        return []
+    result: list[tuple[float, float] | None] = []
+    for pts, lbl in zip(points.tolist(), labels.tolist()):
+        clicks = [p for p, lab in zip(pts, lbl) if int(lab) in (0, 1)]
+        result.append((float(clicks[-1][0]), float(clicks[-1][1])) if clicks else None)
+    return result
+
+
+def _input_sizes(input_size: tuple[int, int] | Sequence[tuple[int, int]], batch: int,
+                 frame: int) -> list[tuple[int, int]]:
+    if len(input_size) == 2 and not isinstance(input_size[0], (tuple, list)):
+        sizes = [(int(input_size[0]), int(input_size[1]))] * batch  # type: ignore[index]
+    else:
+        sizes = [(int(h), int(w)) for h, w in input_size]  # type: ignore[misc]
+    if len(sizes) != batch:
+        raise ValueError(f"got {len(sizes)} input sizes for a batch of {batch}")
+    for h, w in sizes:
+        if not (1 <= h <= frame and 1 <= w <= frame):
+            raise ValueError(f"input_size {(h, w)} must lie inside the {frame}×{frame} frame")
+    return sizes
+
+
+class SamRef(nn.Module):
+    """SAM-REF's two refiners: ``gfr`` (GlobalDiff, whole frame) and ``lfr`` (PatchDiff).
+
+    Args:
+        config: the design; :class:`SamRefConfig` defaults when None.
+    """
+
+    def __init__(self, config: SamRefConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or SamRefConfig()
+        c = self.config
+        self.gfr = DetailRefiner(c.width, c.num_blocks, c.stride, c.embed_dim, c.logit_scale,
+                                 c.error_bias_init)
+        self.lfr = DetailRefiner(c.patch_width, c.num_blocks, c.stride, c.embed_dim,
+                                 c.logit_scale, c.error_bias_init)
+
+    def global_context(self, image: torch.Tensor, embedding: torch.Tensor) -> RefinerContext:
+        """The GFR's click-independent features (compute once per image, reuse per click).
+
+        Args:
+            image: B×3×S×S normalised, padded image (SAM's ``preprocess`` output).
+            embedding: B×256×64×64 SAM image embedding.
+        """
+        if image.shape[-2:] != (self.config.image_size, self.config.image_size):
+            raise ValueError(
+                f"image must be B×3×{self.config.image_size}×{self.config.image_size} "
+                f"(SAM's padded frame), got {tuple(image.shape)}"
+            )
+        return self.gfr.encode_context(image, embedding)
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        embedding: torch.Tensor,
+        sam_low_res_logits: torch.Tensor,
+        points: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        input_size: tuple[int, int] | Sequence[tuple[int, int]],
+        previous_logits: torch.Tensor | None = None,
+        previous_error_area: torch.Tensor | None = None,
+        context: RefinerContext | None = None,
+        windows: Sequence[Window] | None = None,
+    ) -> SamRefOutput:
+        """One refinement step after SAM's decoder.
+
+        Args:
+            image: B×3×S×S normalised, padded image (S = 1024).
+            embedding: B×256×64×64 SAM image embedding (the encoder's, not a refocused one).
+            sam_low_res_logits: B×1×256×256 SAM logits of this click (padded frame).
+            points: B×N×2 clicks (x, y) in the S×S frame (SAM's scaled points, no +0.5), or
+                None; labels 1 positive, 0 negative, others ignored.
+            labels: B×N, or None.
+            input_size: (h, w) of the resized image inside the frame, one for all samples or
+                one per sample.
+            previous_logits: B×1×S×S final logits of the previous click, or None at the first.
+            previous_error_area: int B, the previous click's ``error_area``, or None.
+            context: :meth:`global_context` of this image, computed here when None.
+            windows: detail windows to use instead of the rule (training with sampled windows).
+        Returns:
+            :class:`SamRefOutput`.
+        """
+        c = self.config
+        size = c.image_size
+        batch = embedding.shape[0]
+        sizes = _input_sizes(input_size, batch, size)
+        sam_logits = upsample_logits(sam_low_res_logits, size)
+        if sam_logits.shape[0] != batch:
+            raise ValueError(f"sam_low_res_logits batch {sam_logits.shape[0]} != embedding batch {batch}")
+        if previous_logits is not None and previous_logits.shape != sam_logits.shape:
+            raise ValueError(
+                f"previous_logits must be {tuple(sam_logits.shape)}, got {tuple(previous_logits.shape)}"
+            )
+        if context is None:
+            context = self.global_context(image, embedding)
+        prompt = prompt_map(points, labels, sam_logits, c.click_radius)
+        glob = self.gfr.refine(context, prompt, sam_logits)
+
+        areas = torch.stack([error_area(glob.error_logits[b:b + 1], sizes[b])[0] for b in range(batch)])
+        use_prev = use_previous_base(areas, previous_error_area, c.selector_threshold)
+        if windows is None:
+            clicks = last_clicks(points, labels) or [None] * batch
+            new_masks = (glob.logits[:, 0] > 0).cpu().numpy()
+            prev_masks = None if previous_logits is None else (previous_logits[:, 0] > 0).cpu().numpy()
+            windows = [
+                detail_window(new_masks[b], None if prev_masks is None else prev_masks[b],
+                              clicks[b], sizes[b], c)
+                for b in range(batch)
+            ]
+        else:
+            windows = [tuple(int(v) for v in w) for w in windows]  # type: ignore[misc]
+            if len(windows) != batch:
+                raise ValueError(f"got {len(windows)} windows for a batch of {batch}")
+        if previous_logits is None:
+            base = glob.logits
+        else:
+            base = torch.where(use_prev.to(glob.logits.device).view(-1, 1, 1, 1),
+                               previous_logits, glob.logits)
+
+        p = c.patch_size
+        patch_context = self.lfr.encode_context(
+            crop_resize(image, windows, p), crop_embedding(embedding, windows, p // c.stride, size)
+        )
+        patch_base = crop_resize(base, windows, p)
+        patch = self.lfr.refine(patch_context, crop_resize(prompt, windows, p), patch_base)
+        final = paste(base, patch.logits, windows)
+        return SamRefOutput(
+            logits=final, global_logits=glob.logits, global_refined=glob.refined_logits,
+            global_error=glob.error_logits, sam_logits=sam_logits, prompt=prompt,
+            patch_logits=patch.logits, patch_error=patch.error_logits, patch_base=patch_base,
+            windows=list(windows), used_previous=use_prev, error_area=areas,
+        )
+
+
+def attach(model: nn.Module, config: SamRefConfig | None = None) -> SamRef:
+    """Put a :class:`SamRef` at ``model.sam_ref`` (on the model's device) and return it.
+
+    An existing ``model.sam_ref`` is kept when ``config`` is None or equals its config;
+    a different ``config`` replaces it with a fresh, untrained one.
+    """
+    existing = getattr(model, "sam_ref", None)
+    if isinstance(existing, SamRef) and (config is None or config == existing.config):
+        return existing
+    module = SamRef(config)
+    param = next(iter(model.parameters()), None)
+    if param is not None:
+        module = module.to(device=param.device)
+    model.sam_ref = module
+    return module

@@ -1,0 +1,100 @@
+"""SAM's mask decoder: a two-way transformer over prompt tokens and image features, mask
+hypernetworks and an IoU head."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from clicksam.models.common import MLP, LayerNorm2d
+from clicksam.models.transformer import KVPlugin, TwoWayTransformer
+
+
+class MaskDecoder(nn.Module):
+    """Predicts 4 low-res masks (token 0: single-mask output; tokens 1-3: multimask) and their IoU."""
+
+    def __init__(
+        self,
+        transformer_dim: int,
+        transformer: TwoWayTransformer,
+        num_multimask_outputs: int = 3,
+        activation: type[nn.Module] = nn.GELU,
+        iou_head_depth: int = 3,
+        iou_head_hidden_dim: int = 256,
+    ) -> None:
+        super().__init__()
+        self.transformer_dim = transformer_dim
+        self.transformer = transformer
+        self.num_multimask_outputs = num_multimask_outputs
+        self.num_mask_tokens = num_multimask_outputs + 1
+        self.iou_token = nn.Embedding(1, transformer_dim)
+        self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dim)
+        self.output_upscaling = nn.Sequential(
+            nn.ConvTranspose2d(transformer_dim, transformer_dim // 4, kernel_size=2, stride=2),
+            LayerNorm2d(transformer_dim // 4),
+            activation(),
+            nn.ConvTranspose2d(transformer_dim // 4, transformer_dim // 8, kernel_size=2, stride=2),
+            activation(),
+        )
+        self.output_hypernetworks_mlps = nn.ModuleList(
+            MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3) for _ in range(self.num_mask_tokens)
+        )
+        self.iou_prediction_head = MLP(transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth)
+
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        multimask_output: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """segment-anything's signature. Returns masks B×C×256×256 and IoU B×C (C = 3 or 1)."""
+        masks, iou_pred, _ = self.predict_masks(image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings)
+        selected = slice(1, None) if multimask_output else slice(0, 1)
+        return masks[:, selected], iou_pred[:, selected]
+
+    def predict_masks(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        kv_plugin: Optional[KVPlugin] = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """All four outputs.
+
+        Args:
+            image_embeddings: 1×C×64×64 (shared by every prompt) or B×C×64×64 (one per prompt).
+            image_pe: 1×C×64×64.
+            sparse_prompt_embeddings: B×T×C; dense_prompt_embeddings: B×C×64×64.
+        Returns:
+            masks B×4×256×256, iou_pred B×4, mask_tokens_out B×4×C.
+        """
+        batch = sparse_prompt_embeddings.shape[0]
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        tokens = torch.cat([output_tokens.unsqueeze(0).expand(batch, -1, -1), sparse_prompt_embeddings], dim=1)
+        if image_embeddings.shape[0] == batch:
+            src = image_embeddings
+        elif image_embeddings.shape[0] == 1:
+            src = image_embeddings.expand(batch, -1, -1, -1)
+        else:
+            raise ValueError(
+                f"image_embeddings has batch {image_embeddings.shape[0]} but the prompts have batch {batch}; "
+                "give one embedding per prompt or a single shared one"
+            )
+        src = src + dense_prompt_embeddings
+        pos_src = image_pe.expand(batch, -1, -1, -1)
+        b, c, h, w = src.shape
+        hs, src = self.transformer(src, pos_src, tokens, kv_plugin=kv_plugin)
+        iou_token_out = hs[:, 0, :]
+        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
+        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+        hyper_in = torch.stack(
+            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
+        )
+        b, c, h, w = upscaled.shape
+        masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
+        iou_pred = self.iou_prediction_head(iou_token_out)
+        return masks, iou_pred, mask_tokens_out

@@ -1,0 +1,145 @@
+"""SAM's two-way transformer: prompt tokens and image features attend to each other."""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clicksam.models.common import MLPBlock
+
+# kv_plugin(queries B×T×C, keys B×HW×C) -> replacement keys/values B×HW×C for the
+# token-to-image cross-attention of the second block (Stable-SAM's seam).
+KVPlugin = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Attention(nn.Module):
+    """Multi-head attention with optional down-projection of the internal width."""
+
+    def __init__(self, embedding_dim: int, num_heads: int, downsample_rate: int = 1) -> None:
+        super().__init__()
+        self.internal_dim = embedding_dim // downsample_rate
+        self.num_heads = num_heads
+        if self.internal_dim % num_heads != 0:
+            raise ValueError(f"num_heads={num_heads} must divide the internal width {self.internal_dim}")
+        self.q_proj = nn.Linear(embedding_dim, self.internal_dim)
+        self.k_proj = nn.Linear(embedding_dim, self.internal_dim)
+        self.v_proj = nn.Linear(embedding_dim, self.internal_dim)
+        self.out_proj = nn.Linear(self.internal_dim, embedding_dim)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        q, k, v = self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
+        out = F.scaled_dot_product_attention(q, k, v)
+        b, h, n, c = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
+
+
+class TwoWayAttentionBlock(nn.Module):
+    """Self-attention of tokens, token-to-image, token MLP, image-to-token attention."""
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_heads: int,
+        mlp_dim: int = 2048,
+        activation: type[nn.Module] = nn.ReLU,
+        attention_downsample_rate: int = 2,
+        skip_first_layer_pe: bool = False,
+    ) -> None:
+        super().__init__()
+        self.self_attn = Attention(embedding_dim, num_heads)
+        self.norm1 = nn.LayerNorm(embedding_dim)
+        self.cross_attn_token_to_image = Attention(embedding_dim, num_heads, attention_downsample_rate)
+        self.norm2 = nn.LayerNorm(embedding_dim)
+        self.mlp = MLPBlock(embedding_dim, mlp_dim, activation)
+        self.norm3 = nn.LayerNorm(embedding_dim)
+        self.norm4 = nn.LayerNorm(embedding_dim)
+        self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, attention_downsample_rate)
+        self.skip_first_layer_pe = skip_first_layer_pe
+
+    def forward(
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        query_pe: torch.Tensor,
+        key_pe: torch.Tensor,
+        kv_plugin: Optional[KVPlugin] = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.skip_first_layer_pe:
+            queries = self.self_attn(queries, queries, queries)
+        else:
+            q = queries + query_pe
+            queries = queries + self.self_attn(q, q, queries)
+        queries = self.norm1(queries)
+
+        image_kv = keys if kv_plugin is None else kv_plugin(queries, keys)
+        q = queries + query_pe
+        queries = queries + self.cross_attn_token_to_image(q, image_kv + key_pe, image_kv)
+        queries = self.norm2(queries)
+
+        queries = self.norm3(queries + self.mlp(queries))
+
+        q = queries + query_pe
+        k = keys + key_pe
+        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
+        return queries, keys
+
+
+class TwoWayTransformer(nn.Module):
+    """``depth`` two-way blocks then a final token-to-image attention."""
+
+    def __init__(
+        self,
+        depth: int,
+        embedding_dim: int,
+        num_heads: int,
+        mlp_dim: int,
+        activation: type[nn.Module] = nn.ReLU,
+        attention_downsample_rate: int = 2,
+    ) -> None:
+        super().__init__()
+        self.depth = depth
+        self.embedding_dim = embedding_dim
+        self.layers = nn.ModuleList(
+            TwoWayAttentionBlock(
+                embedding_dim,
+                num_heads,
+                mlp_dim,
+                activation,
+                attention_downsample_rate,
+                skip_first_layer_pe=(i == 0),
+            )
+            for i in range(depth)
+        )
+        self.final_attn_token_to_image = Attention(embedding_dim, num_heads, attention_downsample_rate)
+        self.norm_final_attn = nn.LayerNorm(embedding_dim)
+
+    def forward(
+        self,
+        image_embedding: torch.Tensor,
+        image_pe: torch.Tensor,
+        point_embedding: torch.Tensor,
+        kv_plugin: Optional[KVPlugin] = None,
+        kv_plugin_layer: int = 1,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Args:
+            image_embedding: B×C×H×W; image_pe: B×C×H×W; point_embedding: B×T×C.
+            kv_plugin: optional replacement of the image keys/values in layer ``kv_plugin_layer``'s
+                token-to-image attention (Stable-SAM's DSP/DRP).
+        Returns:
+            tokens B×T×C and image features B×HW×C.
+        """
+        keys = image_embedding.flatten(2).permute(0, 2, 1)
+        key_pe = image_pe.flatten(2).permute(0, 2, 1)
+        queries = point_embedding
+        for i, layer in enumerate(self.layers):
+            plugin = kv_plugin if i == kv_plugin_layer else None
+            queries, keys = layer(queries, keys, point_embedding, key_pe, plugin)
+        q = queries + point_embedding
+        queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q, keys + key_pe, keys))
+        return queries, keys

@@ -1,0 +1,188 @@
+"""``SamPredictor``: segment-anything's predictor API on clicksam's model."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+from clicksam.cache import CachedEmbedding, EmbeddingCache, EmbeddingSignature, weights_digest
+from clicksam.images import as_rgb_uint8, image_digest
+from clicksam.models.sam import Sam
+from clicksam.transforms import ResizeLongestSide
+
+
+class SamPredictor:
+    """Encode an image once, then predict masks for any number of prompts.
+
+    Args:
+        sam_model: the model (see :func:`clicksam.build_sam`).
+        cache: optional :class:`~clicksam.cache.EmbeddingCache`; ``set_image`` then never re-runs the
+            encoder for an image it has seen with the same model, weights and preprocessing.
+    """
+
+    def __init__(self, sam_model: Sam, cache: Optional[EmbeddingCache] = None) -> None:
+        self.model = sam_model
+        self.transform = ResizeLongestSide(sam_model.image_size)
+        self.cache = cache
+        self.reset_image()
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def reset_image(self) -> None:
+        """Forget the current image and its embedding."""
+        self.is_image_set = False
+        self.features: Optional[torch.Tensor] = None
+        self.original_size: Optional[tuple[int, int]] = None
+        self.input_size: Optional[tuple[int, int]] = None
+        self.input_image: Optional[torch.Tensor] = None  # 1×3×1024×1024 normalised, padded
+        self.image_rgb: Optional[np.ndarray] = None
+        self.last_encode_cached = False
+
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        """Compute (or fetch from the cache) the embedding of an H×W×3 uint8 image.
+
+        Args:
+            image: H×W×3 uint8 in ``image_format`` channel order (grayscale and RGBA are
+                converted with a warning; other dtypes are refused with the conversion to do).
+            image_format: ``"RGB"`` or ``"BGR"``.
+        """
+        if image_format not in ("RGB", "BGR"):
+            raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
+        image = as_rgb_uint8(image)
+        rgb = image if image_format == "RGB" else image[..., ::-1]
+        model_input = rgb if self.model.image_format == "RGB" else rgb[..., ::-1]
+        model_input = np.ascontiguousarray(model_input)
+        resized = self.transform.apply_image(model_input)
+        tensor = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
+        signature = None
+        if self.cache is not None:
+            signature = self.signature(rgb)
+            hit = self.cache.get(signature)
+            if hit is not None:
+                self._set_prepared(tensor, image.shape[:2])
+                self.features = hit.embedding.to(self.device)
+                self.image_rgb = rgb
+                self.last_encode_cached = True
+                return
+        self.set_torch_image(tensor, image.shape[:2])
+        self.image_rgb = rgb
+        if signature is not None:
+            self.cache.put(signature, CachedEmbedding(self.features.cpu(), self.original_size, self.input_size))
+
+    def signature(self, rgb: np.ndarray) -> EmbeddingSignature:
+        """The cache signature of an RGB image for this predictor's model."""
+        return EmbeddingSignature(image_digest(rgb), self.model.model_name, weights_digest(self.model), self.model.image_format)
+
+    def _set_prepared(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
+        if transformed_image.ndim != 4 or transformed_image.shape[1] != 3 or max(transformed_image.shape[2:]) != self.model.image_size:
+            raise ValueError(
+                f"set_torch_image expects a 1x3xhxw tensor with longest side {self.model.image_size}, "
+                f"got shape {tuple(transformed_image.shape)}; use predictor.transform.apply_image first"
+            )
+        self.reset_image()
+        self.original_size = (int(original_image_size[0]), int(original_image_size[1]))
+        self.input_size = (int(transformed_image.shape[-2]), int(transformed_image.shape[-1]))
+        self.input_image = self.model.preprocess(transformed_image.float())
+        self.is_image_set = True
+
+    @torch.no_grad()
+    def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
+        """Encode a 1×3×h×w image already resized to longest side 1024 (0-255 values)."""
+        self._set_prepared(transformed_image, original_image_size)
+        self.features = self.model.encode(self.input_image)
+
+    def get_image_embedding(self) -> torch.Tensor:
+        """The current image's 1×256×64×64 embedding."""
+        self._require_image()
+        return self.features
+
+    def set_image_embedding(
+        self,
+        embedding: torch.Tensor,
+        original_size: tuple[int, int],
+        input_size: Optional[tuple[int, int]] = None,
+    ) -> None:
+        """Use a precomputed 1×256×64×64 embedding of an image of size (H, W)."""
+        if not isinstance(embedding, torch.Tensor) or embedding.ndim != 4 or embedding.shape[0] != 1:
+            raise ValueError(f"embedding must be a 1x256x64x64 tensor, got {getattr(embedding, 'shape', type(embedding))}")
+        grid = self.model.prompt_encoder.image_embedding_size
+        if tuple(embedding.shape[1:]) != (self.model.prompt_encoder.embed_dim, *grid):
+            raise ValueError(f"embedding must have shape 1x{self.model.prompt_encoder.embed_dim}x{grid[0]}x{grid[1]}, got {tuple(embedding.shape)}")
+        self.reset_image()
+        self.original_size = (int(original_size[0]), int(original_size[1]))
+        self.input_size = tuple(input_size) if input_size is not None else self.transform_size(self.original_size)
+        self.features = embedding.to(self.device)
+        self.is_image_set = True
+
+    def transform_size(self, original_size: tuple[int, int]) -> tuple[int, int]:
+        from clicksam.transforms import preprocess_shape
+
+        return preprocess_shape(original_size[0], original_size[1], self.model.image_size)
+
+    def _require_image(self) -> None:
+        if not self.is_image_set:
+            raise RuntimeError("no image is set; call set_image(image) (or set_image_embedding) before predicting")
+
+    def predict(
+        self,
+        point_coords: Optional[np.ndarray] = None,
+        point_labels: Optional[np.ndarray] = None,
+        box: Optional[np.ndarray] = None,
+        mask_input: Optional[np.ndarray] = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predict masks for prompts in original-image pixels.
+
+        Args:
+            point_coords: N×2 (x, y); point_labels: N (1 positive, 0 negative).
+            box: 4 (x0, y0, x1, y1).
+            mask_input: 1×256×256 low-res logits from a previous call.
+        Returns:
+            masks C×H×W (bool, or float logits with ``return_logits``), scores C, low-res logits C×256×256.
+        """
+        from clicksam.prompts import check_prompts
+
+        self._require_image()
+        coords, labels, box_arr, mask_arr = check_prompts(point_coords, point_labels, box, mask_input, self.original_size)
+        coords_t = labels_t = box_t = mask_t = None
+        if coords is not None:
+            coords = self.transform.apply_coords(coords, self.original_size)
+            coords_t = torch.as_tensor(coords, dtype=torch.float, device=self.device)[None]
+            labels_t = torch.as_tensor(labels, dtype=torch.int, device=self.device)[None]
+        if box_arr is not None:
+            box_t = torch.as_tensor(self.transform.apply_boxes(box_arr, self.original_size), dtype=torch.float, device=self.device)
+        if mask_arr is not None:
+            mask_t = torch.as_tensor(mask_arr, dtype=torch.float, device=self.device)[None]
+        masks, scores, low_res = self.predict_torch(coords_t, labels_t, box_t, mask_t, multimask_output, return_logits)
+        return masks[0].cpu().numpy(), scores[0].float().cpu().numpy(), low_res[0].float().cpu().numpy()
+
+    @torch.no_grad()
+    def predict_torch(
+        self,
+        point_coords: Optional[torch.Tensor],
+        point_labels: Optional[torch.Tensor],
+        boxes: Optional[torch.Tensor] = None,
+        mask_input: Optional[torch.Tensor] = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Batched prediction with prompts already in the 1024 frame.
+
+        Args:
+            point_coords: B×N×2 (x, y); point_labels: B×N; boxes: B×4; mask_input: B×1×256×256.
+        Returns:
+            masks B×C×H×W, iou predictions B×C, low-res logits B×C×256×256.
+        """
+        self._require_image()
+        if (point_coords is None) != (point_labels is None):
+            raise ValueError("point_coords and point_labels must be given together")
+        points = (point_coords, point_labels) if point_coords is not None else None
+        out = self.model.decode(self.features, points, boxes, mask_input, multimask_output)
+        masks = self.model.postprocess_masks(out.low_res_logits, self.input_size, self.original_size)
+        if not return_logits:
+            masks = masks > self.model.mask_threshold
+        return masks, out.iou_predictions, out.low_res_logits

@@ -1,0 +1,165 @@
+"""``InteractiveSession``: clicks and boxes in, a mask out, with undo/redo and several objects."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from clicksam.methods.pipeline import Click, Pipeline, StepResult
+from clicksam.prompts import check_box, check_point
+
+
+@dataclass
+class Step:
+    """One entry of an object's history: the prompts so far and what they produced."""
+
+    clicks: tuple[Click, ...]
+    box: Optional[tuple[float, float, float, float]]
+    result: StepResult
+
+
+@dataclass
+class AnnotatedObject:
+    """An object being annotated: its label, method and history (``position`` steps are active)."""
+
+    label: Optional[str] = None
+    history: list[Step] = field(default_factory=list)
+    position: int = 0
+
+    @property
+    def current(self) -> Optional[Step]:
+        return self.history[self.position - 1] if self.position > 0 else None
+
+
+class InteractiveSession:
+    """Interactive segmentation of the predictor's current image.
+
+    Coordinates are (x, y) pixels of the original image. Each click re-runs the method's
+    pipeline with all clicks of the current object, feeding the previous low-res logits back as
+    ``mask_input``; the first lone click uses SAM's multimask output and keeps the mask with the
+    best predicted IoU.
+
+    Example:
+        >>> session = InteractiveSession(predictor, method="sam")
+        >>> session.add_click(120, 80)
+        >>> session.add_click(40, 200, positive=False)
+        >>> session.undo(); mask = session.mask   # H×W bool
+    """
+
+    def __init__(self, predictor, method: str = "sam") -> None:
+        self.predictor = predictor
+        self.pipeline = Pipeline(predictor, method)
+        self.method = self.pipeline.method
+        self.objects: list[AnnotatedObject] = [AnnotatedObject()]
+        self.active = 0
+        self.last_latency_s: Optional[float] = None
+
+    # -- objects --------------------------------------------------------------------------
+    def new_object(self, label: Optional[str] = None) -> int:
+        """Start a new object (its own history) and make it active; returns its index."""
+        self.objects.append(AnnotatedObject(label=label))
+        self.active = len(self.objects) - 1
+        return self.active
+
+    def select_object(self, index: int) -> None:
+        if not 0 <= index < len(self.objects):
+            raise ValueError(f"object index {index} out of range; this session has {len(self.objects)} object(s)")
+        self.active = index
+
+    @property
+    def object(self) -> AnnotatedObject:
+        return self.objects[self.active]
+
+    # -- prompts --------------------------------------------------------------------------
+    def _size(self) -> tuple[int, int]:
+        if not self.predictor.is_image_set:
+            raise RuntimeError("no image is set; call predictor.set_image(image) before adding clicks")
+        return self.predictor.original_size
+
+    def add_click(self, x: float, y: float, positive: bool = True) -> np.ndarray:
+        """Add a click at pixel (x, y); returns the new H×W bool mask."""
+        check_point(float(x), float(y), self._size())
+        if not isinstance(positive, (bool, np.bool_)):
+            raise ValueError(f"positive must be True or False, got {positive!r}")
+        cur = self.object.current
+        clicks = (cur.clicks if cur else ()) + (Click(float(x), float(y), bool(positive)),)
+        return self._run(clicks, cur.box if cur else None)
+
+    def add_box(self, x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+        """Set the object's box (XYXY pixels; replaces an earlier box); returns the new mask."""
+        box = tuple(float(v) for v in check_box((x0, y0, x1, y1), self._size()))
+        cur = self.object.current
+        return self._run(cur.clicks if cur else (), box)
+
+    def _run(self, clicks: tuple[Click, ...], box) -> np.ndarray:
+        obj = self.object
+        start = time.perf_counter()
+        result = self.pipeline.step(clicks, box, obj.current.result if obj.current else None)
+        self.last_latency_s = time.perf_counter() - start
+        del obj.history[obj.position :]
+        obj.history.append(Step(clicks, box, result))
+        obj.position = len(obj.history)
+        return result.mask
+
+    # -- history --------------------------------------------------------------------------
+    @property
+    def can_undo(self) -> bool:
+        return self.object.position > 0
+
+    @property
+    def can_redo(self) -> bool:
+        return self.object.position < len(self.object.history)
+
+    def undo(self) -> bool:
+        """Step back once (returns False when there is nothing to undo)."""
+        if not self.can_undo:
+            return False
+        self.object.position -= 1
+        return True
+
+    def redo(self) -> bool:
+        """Step forward once (returns False when there is nothing to redo)."""
+        if not self.can_redo:
+            return False
+        self.object.position += 1
+        return True
+
+    def reset(self) -> None:
+        """Clear the active object's prompts and history."""
+        self.object.history.clear()
+        self.object.position = 0
+
+    # -- state ----------------------------------------------------------------------------
+    @property
+    def clicks(self) -> tuple[Click, ...]:
+        cur = self.object.current
+        return cur.clicks if cur else ()
+
+    @property
+    def box(self) -> Optional[tuple[float, float, float, float]]:
+        cur = self.object.current
+        return cur.box if cur else None
+
+    @property
+    def result(self) -> Optional[StepResult]:
+        cur = self.object.current
+        return cur.result if cur else None
+
+    @property
+    def mask(self) -> np.ndarray:
+        """H×W bool mask of the active object (all False before any prompt)."""
+        res = self.result
+        return res.mask if res is not None else np.zeros(self._size(), dtype=bool)
+
+    @property
+    def logits(self) -> Optional[np.ndarray]:
+        """H×W float32 logits of the active object's mask (None before any prompt)."""
+        res = self.result
+        return res.logits if res is not None else None
+
+    @property
+    def score(self) -> Optional[float]:
+        res = self.result
+        return res.score if res is not None else None

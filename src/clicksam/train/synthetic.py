@@ -1,0 +1,169 @@
+"""Synthetic segmentation scenes for tests and smoke runs.
+
+Each scene is a textured background with one *target* object (a textured shape, sometimes with
+thin parts: rings, thin limbs, long strokes) and a few *distractor* objects of other shapes and
+textures, some of them touching or overlapping the target. Everything is a pure function of
+``(seed, index)``: the same arguments always give the same pixels, on every machine.
+
+Example:
+    >>> scene = make_scene(seed=0, index=3)
+    >>> scene.image.shape, scene.image.dtype, scene.mask.dtype
+    ((320, 384, 3), dtype('uint8'), dtype('bool'))
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+SHAPES = ("ellipse", "polygon", "star", "ring", "limbs", "stroke")
+
+
+@dataclass(frozen=True)
+class SyntheticScene:
+    """One scene.
+
+    Attributes:
+        image: H×W×3 uint8 RGB.
+        mask: H×W bool, the target object (what a sample asks to segment).
+        instances: H×W int32, 0 background, 1 the target, 2.. the distractors (later objects
+            drawn on top of earlier ones, so a distractor may hide part of the target; ``mask``
+            is ``instances == 1``).
+        shape: the target's shape family (one of ``SHAPES``).
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    instances: np.ndarray
+    shape: str
+
+
+def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A random colour texture, H×W×3 float32 in [0, 255]: a base colour modulated by gratings,
+    checks or smooth noise, plus pixel noise."""
+    base = rng.uniform(20, 235, size=3).astype(np.float32)
+    second = rng.uniform(20, 235, size=3).astype(np.float32)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    kind = rng.integers(0, 4)
+    if kind == 0:  # oriented grating
+        angle = rng.uniform(0, np.pi)
+        period = rng.uniform(4, 24)
+        phase = np.cos(angle) * xx + np.sin(angle) * yy
+        weight = 0.5 + 0.5 * np.sin(2 * np.pi * phase / period)
+    elif kind == 1:  # checks
+        cell = int(rng.integers(4, 20))
+        weight = (((xx // cell) + (yy // cell)) % 2).astype(np.float32)
+    elif kind == 2:  # smooth blotches
+        small = rng.uniform(0, 1, size=(max(2, height // 16), max(2, width // 16))).astype(np.float32)
+        weight = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+        weight = np.clip(weight, 0, 1)
+    else:  # linear gradient
+        angle = rng.uniform(0, 2 * np.pi)
+        ramp = np.cos(angle) * xx / max(width, 1) + np.sin(angle) * yy / max(height, 1)
+        weight = (ramp - ramp.min()) / max(float(ramp.max() - ramp.min()), 1e-6)
+    out = base[None, None] * (1 - weight[..., None]) + second[None, None] * weight[..., None]
+    out += rng.normal(0, rng.uniform(2, 12), size=out.shape).astype(np.float32)
+    return np.clip(out, 0, 255)
+
+
+def _polygon_points(rng: np.random.Generator, cx: float, cy: float, radius: float, star: bool) -> np.ndarray:
+    count = int(rng.integers(5, 12)) * (2 if star else 1)
+    angles = np.sort(rng.uniform(0, 2 * np.pi, size=count))
+    if star:
+        radii = np.where(np.arange(count) % 2 == 0, radius, radius * rng.uniform(0.3, 0.55))
+    else:
+        radii = radius * rng.uniform(0.6, 1.0, size=count)
+    pts = np.stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)], axis=1)
+    return np.round(pts).astype(np.int32)
+
+
+def _shape_mask(rng: np.random.Generator, height: int, width: int, shape: str, scale: float) -> np.ndarray:
+    """Draw one shape of family ``shape`` somewhere inside an H×W canvas; returns H×W bool."""
+    canvas = np.zeros((height, width), np.uint8)
+    radius = scale * min(height, width) * rng.uniform(0.12, 0.3)
+    margin = radius * 0.6
+    cx = rng.uniform(margin, width - margin)
+    cy = rng.uniform(margin, height - margin)
+    center = (int(round(cx)), int(round(cy)))
+    if shape == "ellipse":
+        axes = (max(2, int(radius * rng.uniform(0.5, 1.0))), max(2, int(radius * rng.uniform(0.3, 1.0))))
+        cv2.ellipse(canvas, center, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    elif shape in ("polygon", "star"):
+        cv2.fillPoly(canvas, [_polygon_points(rng, cx, cy, radius, star=shape == "star")], 1)
+    elif shape == "ring":  # thin closed band
+        thickness = int(rng.integers(2, 6))
+        axes = (max(4, int(radius)), max(4, int(radius * rng.uniform(0.5, 1.0))))
+        cv2.ellipse(canvas, center, axes, float(rng.uniform(0, 180)), 0, 360, 1, thickness)
+    elif shape == "limbs":  # a body with thin legs / antennae
+        body = (max(3, int(radius * 0.5)), max(3, int(radius * 0.35)))
+        cv2.ellipse(canvas, center, body, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        for _ in range(int(rng.integers(2, 6))):
+            angle = rng.uniform(0, 2 * np.pi)
+            length = radius * rng.uniform(0.8, 1.5)
+            end = (int(round(cx + length * np.cos(angle))), int(round(cy + length * np.sin(angle))))
+            cv2.line(canvas, center, end, 1, int(rng.integers(1, 4)))
+    elif shape == "stroke":  # long thin curved stroke
+        count = int(rng.integers(3, 7))
+        pts = np.stack([rng.uniform(0, width, count), rng.uniform(0, height, count)], axis=1)
+        pts = np.round(pts).astype(np.int32).reshape(-1, 1, 2)
+        cv2.polylines(canvas, [pts], False, 1, int(rng.integers(2, 7)))
+    else:
+        raise ValueError(f"unknown synthetic shape {shape!r}; choose one of {SHAPES}")
+    return canvas.astype(bool)
+
+
+def make_scene(
+    seed: int,
+    index: int,
+    size: tuple[int, int] | None = None,
+    num_distractors: tuple[int, int] = (1, 4),
+    min_area: int = 64,
+) -> SyntheticScene:
+    """Generate scene ``index`` of the family ``seed``.
+
+    Args:
+        seed: family seed; scenes with the same (seed, index) are identical.
+        index: scene number, ≥ 0.
+        size: (H, W) of the image; None draws H and W from [256, 448] in steps of 32.
+        num_distractors: inclusive range of the number of distractor objects.
+        min_area: the target keeps at least this many visible pixels (it is redrawn otherwise).
+    Returns:
+        a ``SyntheticScene``.
+    """
+    if index < 0:
+        raise ValueError(f"scene index must be >= 0, got {index}")
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(index)])
+    if size is None:
+        height, width = (int(v) * 32 for v in rng.integers(8, 15, size=2))
+    else:
+        height, width = int(size[0]), int(size[1])
+    if height < 32 or width < 32:
+        raise ValueError(f"synthetic scenes need H, W >= 32, got {(height, width)}")
+    image = _texture(rng, height, width)
+    instances = np.zeros((height, width), np.int32)
+    shape = SHAPES[int(rng.integers(0, len(SHAPES)))]
+    for _attempt in range(20):
+        target = _shape_mask(rng, height, width, shape, scale=1.0)
+        if int(target.sum()) >= min_area:
+            break
+    else:  # pragma: no cover - a filled ellipse always succeeds
+        target = _shape_mask(rng, height, width, "ellipse", scale=1.5)
+    layers = [(target, _texture(rng, height, width))]
+    for _ in range(int(rng.integers(num_distractors[0], num_distractors[1] + 1))):
+        kind = SHAPES[int(rng.integers(0, len(SHAPES)))]
+        layers.append((_shape_mask(rng, height, width, kind, scale=0.8), _texture(rng, height, width)))
+    # Distractors drawn under the target half of the time, on top of it otherwise.
+    order = list(range(len(layers)))
+    if rng.uniform() < 0.5:
+        order = order[1:] + order[:1]
+    for layer in order:
+        region, texture = layers[layer]
+        image[region] = texture[region]
+        instances[region] = layer + 1
+    mask = instances == 1
+    if int(mask.sum()) < min_area:  # covered by distractors: put the target back on top
+        image[target] = layers[0][1][target]
+        instances[target] = 1
+        mask = instances == 1
+    return SyntheticScene(image=np.round(image).astype(np.uint8), mask=mask, instances=instances, shape=shape)
