@@ -76,7 +76,7 @@ def label_map_png_bytes(array: np.ndarray) -> bytes:
     if array.dtype == np.uint16:
         image = Image.fromarray(array.astype(np.uint16))  # mode I;16
     else:
-        image = Image.fromarray(array.astype(np.uint8), mode=None)
+        image = Image.fromarray(array.astype(np.uint8))
     image.save(buffer, format="PNG")
     return buffer.getvalue()
 

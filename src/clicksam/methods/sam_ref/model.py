@@ -1,8 +1,10 @@
 """``SamRef``: SAM-REF's GlobalDiff + PatchDiff refiners and one refinement step (SPEC §5)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -176,7 +178,9 @@ class SamRef(nn.Module):
         )
         patch_base = crop_resize(base, windows, p)
         patch = self.lfr.refine(patch_context, crop_resize(prompt, windows, p), patch_base)
-        final = paste(base, patch.logits, windows)
+        # Paste the LFR's correction σ(Ê_p)·Δ_p rather than its 256² logits, so the base keeps
+        # its full-resolution detail wherever the patch refiner changes nothing.
+        final = paste(base, patch.logits - patch_base, windows, add=True)
         return SamRefOutput(
             logits=final, global_logits=glob.logits, global_refined=glob.refined_logits,
             global_error=glob.error_logits, sam_logits=sam_logits, prompt=prompt,
@@ -185,18 +189,67 @@ class SamRef(nn.Module):
         )
 
 
+METADATA_KEY = "sam_ref_config"
+
+
 def attach(model: nn.Module, config: SamRefConfig | None = None) -> SamRef:
     """Put a :class:`SamRef` at ``model.sam_ref`` (on the model's device) and return it.
 
-    An existing ``model.sam_ref`` is kept when ``config`` is None or equals its config;
-    a different ``config`` replaces it with a fresh, untrained one.
+    With ``config`` None an existing ``model.sam_ref`` is kept, else a default one is made
+    for the model's frame (``model.image_size``) and embedding width. A ``config`` different
+    from the attached one replaces it with a fresh, untrained module.
     """
     existing = getattr(model, "sam_ref", None)
     if isinstance(existing, SamRef) and (config is None or config == existing.config):
         return existing
+    if config is None:
+        changes = {}
+        if isinstance(getattr(model, "image_size", None), int):
+            changes["image_size"] = model.image_size
+        embed_dim = getattr(getattr(model, "prompt_encoder", None), "embed_dim", None)
+        if isinstance(embed_dim, int):
+            changes["embed_dim"] = embed_dim
+        config = SamRefConfig(**changes)
     module = SamRef(config)
     param = next(iter(model.parameters()), None)
     if param is not None:
         module = module.to(device=param.device)
     model.sam_ref = module
     return module
+
+
+def save_sam_ref_file(path: "os.PathLike[str] | str", model: nn.Module,
+                      extra_metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``model.sam_ref`` to a clicksam method file, its config in the metadata."""
+    from clicksam.checkpoint import save_method_file
+
+    module = getattr(model, "sam_ref", None)
+    if not isinstance(module, SamRef):
+        raise ValueError("the model has no SAM-REF stage (model.sam_ref); attach and train it first")
+    meta = {METADATA_KEY: module.config.to_dict(), **(extra_metadata or {})}
+    return save_method_file(path, model, ["sam_ref."], ["sam-ref"], extra_metadata=meta)
+
+
+def load_sam_ref_file(model: nn.Module, path: "os.PathLike[str] | str") -> dict[str, Any]:
+    """Merge a SAM-REF method file onto ``model``, first attaching a refiner of its config.
+
+    Returns the file's metadata. Unlike a plain ``load_method_file`` this also works for files
+    trained with a non-default :class:`SamRefConfig`.
+    """
+    from clicksam.checkpoint import load_method_file, read_method_file
+
+    _, meta = read_method_file(Path(path))
+    config = config_from_metadata(meta)
+    if config is not None:
+        attach(model, config)
+    return load_method_file(model, Path(path))
+
+
+def config_from_metadata(metadata: dict[str, Any]) -> SamRefConfig | None:
+    """The :class:`SamRefConfig` stored in a method file's metadata, or None."""
+    values = metadata.get(METADATA_KEY)
+    if values is None:
+        return None
+    if not isinstance(values, dict):
+        raise ValueError(f"method file metadata {METADATA_KEY!r} must be a JSON object, got {values!r}")
+    return SamRefConfig.from_dict(values)

@@ -166,8 +166,14 @@ def crop_embedding(
                          padding_mode="border", align_corners=False)
 
 
-def paste(base: torch.Tensor, patches: torch.Tensor, windows: Sequence[Window]) -> torch.Tensor:
-    """Resize each B×C×P×P patch to its window and paste it into a copy of B×C×S×S ``base``."""
+def paste(
+    base: torch.Tensor, patches: torch.Tensor, windows: Sequence[Window], add: bool = False
+) -> torch.Tensor:
+    """Resize each B×C×P×P patch to its window and paste it into a copy of B×C×S×S ``base``.
+
+    With ``add`` the resized patch is added to the window's content instead of replacing it
+    (pasting a correction: the base keeps its full-resolution detail where the patch is 0).
+    """
     if base.shape[:2] != patches.shape[:2] or len(windows) != base.shape[0]:
         raise ValueError(
             f"base {tuple(base.shape)}, patches {tuple(patches.shape)} and {len(windows)} "
@@ -177,9 +183,11 @@ def paste(base: torch.Tensor, patches: torch.Tensor, windows: Sequence[Window]) 
     for b, (x0, y0, x1, y1) in enumerate(windows):
         size = (y1 - y0, x1 - x0)
         shrink = size[0] < patches.shape[-2] or size[1] < patches.shape[-1]
-        out[b:b + 1, :, y0:y1, x0:x1] = F.interpolate(
-            patches[b:b + 1], size=size, mode="bilinear", align_corners=False, antialias=shrink
-        )
+        resized = F.interpolate(patches[b:b + 1], size=size, mode="bilinear",
+                                align_corners=False, antialias=shrink)
+        if add:
+            resized = resized + base[b:b + 1, :, y0:y1, x0:x1]
+        out[b:b + 1, :, y0:y1, x0:x1] = resized
     return out
 
 

@@ -1,0 +1,56 @@
+"""``clicksam embed IMAGES... --out DIR``: precompute embeddings into an on-disk cache (resumable)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from clicksam.commands.common import add_model_arguments, load_model
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="*", type=Path, help="image files or folders of images")
+    add_model_arguments(parser, method=False)
+    parser.add_argument("--out", type=Path, required=True, help="embedding cache folder (reused by segment/eval/serve)")
+    parser.add_argument("--dataset", help="precompute a training embedding store for a dataset instead (see `clicksam train`)")
+    parser.add_argument("--data-root", type=Path, help="dataset folder for --dataset")
+
+
+def collect_images(paths: list[Path]) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise FileNotFoundError(f"no such image or folder: {path}")
+    return found
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.dataset:
+        from clicksam.train.store import run_embed_dataset  # the training package's store builder
+
+        return run_embed_dataset(args)
+    from tqdm import tqdm
+
+    from clicksam.cache import EmbeddingCache
+    from clicksam.images import read_image
+    from clicksam.predictor import SamPredictor
+
+    images = collect_images(args.images)
+    if not images:
+        raise ValueError("no images given; pass image files or folders (or --dataset NAME --data-root DIR)")
+    cache = EmbeddingCache(args.out, max_items=1)
+    predictor = SamPredictor(load_model(args), cache=cache)
+    computed = reused = 0
+    for path in tqdm(images, desc="embedding", unit="img"):
+        predictor.set_image(read_image(path))
+        if predictor.last_encode_cached:
+            reused += 1
+        else:
+            computed += 1
+    print(f"{len(images)} images: {computed} encoded, {reused} already in {args.out}")
+    return 0

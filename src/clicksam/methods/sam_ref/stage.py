@@ -1,0 +1,100 @@
+"""``SamRefStage``: SAM-REF in the interaction pipeline (runs after the decoder on every click)."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+
+from clicksam.methods.pipeline import DecodeContext, Stage, StepResult
+
+from .model import SamRef
+from .refiner import RefinerContext
+
+# Keys of this stage's entries in ``StepResult.state`` (restored by undo/redo with the step).
+STATE_LOGITS = "sam_ref.logits"          # 1×1×S×S float16 final logits of the step (padded frame)
+STATE_ERROR = "sam_ref.error"            # 1×1×S×S bool, σ(Ê_t) > 0.5 of the GFR
+STATE_ERROR_AREA = "sam_ref.error_area"  # int, its area inside the image (the selector's input)
+STATE_WINDOW = "sam_ref.window"          # (x0, y0, x1, y1) detail window of the step
+STATE_USED_PREVIOUS = "sam_ref.used_previous"  # bool, the selector's choice
+
+
+class SamRefStage(Stage):
+    """Refines the decoder's mask with ``model.sam_ref`` after every decode.
+
+    Works under any other stage (``stable-sam``, ``focsam``): it reads the decoder's chosen
+    low-res logits and always uses the *encoder's* embedding (``predictor.features``), the one
+    the refiners are trained with, even when FocSAM decodes on a refocused embedding.
+    SAM's own low-res logits stay the next click's ``mask_input`` (SAM runs unchanged); the
+    refined mask replaces ``logits``/``mask``. The previous final mask and error map travel in
+    the step's ``state``, so undo/redo and several objects need nothing else.
+    The GFR's image/embedding features are computed once per image and reused on each click.
+    """
+
+    name = "sam-ref"
+    attribute = "sam_ref"
+
+    def __init__(self, model) -> None:
+        super().__init__(model)
+        if not isinstance(self.module, SamRef):
+            raise RuntimeError(
+                "the 'sam-ref' stage needs model.sam_ref; build the model with "
+                "build_sam(..., methods=['sam-ref']) or load a sam-ref method file"
+            )
+        self._cached_for: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+        self._cached_context: Optional[RefinerContext] = None
+
+    def clear_cache(self) -> None:
+        """Forget the cached GFR features (call after changing the refiner's weights)."""
+        self._cached_for = None
+        self._cached_context = None
+
+    def _context(self, image: torch.Tensor, embedding: torch.Tensor) -> RefinerContext:
+        cached, context = self._cached_for, self._cached_context
+        if context is None or cached is None or cached[0] is not image or cached[1] is not embedding:
+            context = self.module.global_context(image, embedding)
+            self._cached_for, self._cached_context = (image, embedding), context
+        return context
+
+    @torch.no_grad()
+    def after_decode(self, ctx: DecodeContext, result: StepResult) -> StepResult:
+        predictor = ctx.predictor
+        image = getattr(predictor, "input_image", None)
+        if image is None:
+            raise RuntimeError(
+                "SAM-REF refines with the image pixels, but the predictor only has an embedding "
+                "(set_image_embedding); call predictor.set_image(image) instead (with an "
+                "EmbeddingCache the encoder still runs only once per image)"
+            )
+        module: SamRef = self.module  # type: ignore[assignment]
+        embedding = predictor.features
+        if module.config.image_size != image.shape[-1]:
+            raise RuntimeError(
+                f"model.sam_ref works in a {module.config.image_size} frame but the model's is "
+                f"{image.shape[-1]}; attach SAM-REF with a matching SamRefConfig(image_size=...)"
+            )
+        points, _ = ctx.prompts()
+        coords, labels = (None, None) if points is None else points
+        state: dict[str, Any] = dict(ctx.state)
+        prev_logits = state.get(STATE_LOGITS) if ctx.prev is not None else None
+        prev_area = state.get(STATE_ERROR_AREA) if ctx.prev is not None else None
+        device = image.device
+        out = module(
+            image, embedding, result.low_res_logits.to(device), coords, labels, predictor.input_size,
+            previous_logits=None if prev_logits is None else prev_logits.to(device, torch.float32),
+            previous_error_area=None if prev_area is None else torch.tensor([prev_area], device=device),
+            context=self._context(image, embedding),
+        )
+        h, w = predictor.input_size
+        logits = F.interpolate(out.logits[..., :h, :w], tuple(predictor.original_size),
+                               mode="bilinear", align_corners=False)[0, 0]
+        logits_np = logits.float().cpu().numpy()
+        state.update({
+            STATE_LOGITS: out.logits.to(torch.float16),
+            STATE_ERROR: out.global_error > 0,
+            STATE_ERROR_AREA: int(out.error_area[0]),
+            STATE_WINDOW: tuple(out.windows[0]),
+            STATE_USED_PREVIOUS: bool(out.used_previous[0]),
+        })
+        return StepResult(result.low_res_logits, logits_np, logits_np > self.model.mask_threshold,
+                          result.score, state)
