@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import tempfile
 import warnings
 import zipfile
@@ -52,15 +51,15 @@ def read_torch_file(path: Path, trust_checkpoint: bool = False) -> Any:
         )
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_checkpoint, mmap=zipfile.is_zipfile(path))
-    except pickle.UnpicklingError as exc:
-        if not trust_checkpoint and "weights only load failed" in str(exc).lower():
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many types on bad bytes
+        if not trust_checkpoint and "weights only load failed" in str(exc).lower() and "unsupported global" in str(exc).lower():
             raise ValueError(
                 f"{path}: the file holds pickled objects besides tensors (e.g. an optimizer or training metadata). "
                 "If you trust its origin, pass trust_checkpoint=True (CLI: --trust-checkpoint)"
             ) from exc
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({size:,} bytes; truncated or corrupt?): {exc}") from exc
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({size:,} bytes; truncated or corrupt?): {exc}") from exc
+        raise ValueError(
+            f"{path}: not a readable PyTorch checkpoint ({size:,} bytes; truncated or corrupt?): {type(exc).__name__}: {str(exc)[:200]}"
+        ) from exc
 
 
 def describe_architecture(state_dict: dict[str, torch.Tensor]) -> Optional[str]:

@@ -75,16 +75,81 @@ def _check_inputs(gt: np.ndarray, pred: np.ndarray) -> None:
         raise ValueError(f"pred shape {pred.shape} differs from gt shape {gt.shape}")
 
 
-def _padded_distance(mask: np.ndarray) -> np.ndarray:
-    """Exact L2 distance of each on-pixel to the nearest off-pixel, the image border counting as off."""
-    padded = cv2.copyMakeBorder(mask.view(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-    dist = cv2.distanceTransform(padded, cv2.DIST_L2, 0)
-    return dist[1:-1, 1:-1]
+class _RegionDistance:
+    """Distance transform of one error region, computed on its bounding box only.
+
+    The box gets a 1-px zero margin: every pixel outside the box is off, and for a pixel inside,
+    clamping any outside off-pixel onto that margin ring gives an off-pixel at most as far, so the
+    distances equal those of the whole (border-padded) image exactly. Row-major order inside the
+    box is the image's row-major order, so the first maximum is the same pixel too.
+    """
+
+    __slots__ = ("dist", "top", "left", "maximum")
+
+    def __init__(self, mask: np.ndarray) -> None:
+        rows = np.flatnonzero(mask.any(axis=1))
+        if rows.size == 0:
+            self.dist, self.top, self.left, self.maximum = None, 0, 0, 0.0
+            return
+        cols = np.flatnonzero(mask.any(axis=0))
+        self.top, self.left = int(rows[0]), int(cols[0])
+        crop = np.ascontiguousarray(mask[self.top:rows[-1] + 1, self.left:cols[-1] + 1]).view(np.uint8)
+        padded = cv2.copyMakeBorder(crop, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+        self.dist = cv2.distanceTransform(padded, cv2.DIST_L2, 0)[1:-1, 1:-1]
+        self.maximum = 0.0
+
+    def zero_clicks(self, clicks: Iterable[Click]) -> None:
+        """Give the clicked pixels distance 0 and compute the maximum."""
+        if self.dist is None:
+            return
+        height, width = self.dist.shape
+        for click in clicks:
+            y, x = click.y - self.top, click.x - self.left
+            if 0 <= y < height and 0 <= x < width:
+                self.dist[y, x] = 0.0
+        self.maximum = float(self.dist.max())
+
+    def full(self, shape: tuple[int, int]) -> np.ndarray:
+        out = np.zeros(shape, dtype=np.float32)
+        if self.dist is not None:
+            height, width = self.dist.shape
+            out[self.top:self.top + height, self.left:self.left + width] = self.dist
+        return out
+
+    def pick(self, rng: np.random.Generator | None) -> tuple[int, int]:
+        """(x, y) of the first maximum in row-major order, or of a random one of the maxima."""
+        if self.dist is None:
+            raise RuntimeError("an empty error region has no pixel to pick")
+        if rng is None:
+            row, col = divmod(int(np.argmax(self.dist)), self.dist.shape[1])
+        else:
+            rows, cols = np.nonzero(self.dist == self.maximum)
+            pick = int(rng.integers(len(rows)))
+            row, col = int(rows[pick]), int(cols[pick])
+        return self.left + col, self.top + row
+
+
+def _error_regions(gt: np.ndarray, pred: np.ndarray,
+                   clicks: Sequence[Click]) -> tuple[_RegionDistance, _RegionDistance]:
+    _check_inputs(gt, pred)
+    height, width = gt.shape
+    for click in clicks:
+        if not (0 <= click.x < width and 0 <= click.y < height):
+            raise ValueError(f"click {click} lies outside the {width}x{height} (WxH) image")
+    fn = _RegionDistance((gt == 1) & ~pred)
+    fp = _RegionDistance((gt == 0) & pred)
+    fn.zero_clicks(clicks)
+    fp.zero_clicks(clicks)
+    return fn, fp
 
 
 def error_distance_maps(gt: np.ndarray, pred: np.ndarray,
-                        clicks: Iterable[Click] = ()) -> tuple[np.ndarray, np.ndarray]:
+                        clicks: Sequence[Click] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Distance maps of the false-negative and false-positive regions (SPEC §7.1).
+
+    Each error pixel gets its exact Euclidean distance to the nearest pixel outside its region,
+    the image border counting as outside (``cv2.distanceTransform(mask, cv2.DIST_L2, 0)`` on the
+    mask padded by 1 px of zeros).
 
     Args:
         gt: HxW int array, 1 object, 0 background, -1 ignore.
@@ -94,28 +159,8 @@ def error_distance_maps(gt: np.ndarray, pred: np.ndarray,
     Returns:
         ``(dt_fn, dt_fp)``, two HxW float32 arrays (0 outside the error regions).
     """
-    _check_inputs(gt, pred)
-    fn = (gt == 1) & ~pred
-    fp = (gt == 0) & pred
-    dt_fn = _padded_distance(fn)
-    dt_fp = _padded_distance(fp)
-    height, width = gt.shape
-    for click in clicks:
-        if not (0 <= click.x < width and 0 <= click.y < height):
-            raise ValueError(f"click {click} lies outside the {width}x{height} (WxH) image")
-        dt_fn[click.y, click.x] = 0.0
-        dt_fp[click.y, click.x] = 0.0
-    return dt_fn, dt_fp
-
-
-def _pick_maximum(dist: np.ndarray, max_value: float, rng: np.random.Generator | None) -> tuple[int, int]:
-    if rng is None:
-        flat_index = int(np.argmax(dist))  # first maximum in row-major order
-        row, col = divmod(flat_index, dist.shape[1])
-        return col, row
-    rows, cols = np.nonzero(dist == max_value)
-    pick = int(rng.integers(len(rows)))
-    return int(cols[pick]), int(rows[pick])
+    fn, fp = _error_regions(gt, pred, tuple(clicks))
+    return fn.full(gt.shape), fp.full(gt.shape)
 
 
 def find_next_click(gt: np.ndarray, pred: np.ndarray, clicks: Sequence[Click] = (),
@@ -132,16 +177,11 @@ def find_next_click(gt: np.ndarray, pred: np.ndarray, clicks: Sequence[Click] = 
     Returns:
         A :class:`Click` with ``(x, y)`` in pixels, or None.
     """
-    dt_fn, dt_fp = error_distance_maps(gt, pred, clicks)
-    fn_max = float(dt_fn.max()) if dt_fn.size else 0.0
-    fp_max = float(dt_fp.max()) if dt_fp.size else 0.0
-    if fn_max == 0.0 and fp_max == 0.0:
+    fn, fp = _error_regions(gt, pred, tuple(clicks))
+    if fn.maximum == 0.0 and fp.maximum == 0.0:
         return None
-    positive = fn_max > fp_max
-    if positive:
-        x, y = _pick_maximum(dt_fn, fn_max, rng)
-    else:
-        x, y = _pick_maximum(dt_fp, fp_max, rng)
+    positive = fn.maximum > fp.maximum  # a tie is negative
+    x, y = (fn if positive else fp).pick(rng)
     return Click(x, y, positive)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 from torch import nn
@@ -69,10 +70,21 @@ class PromptEncoder(nn.Module):
             nn.Conv2d(mask_in_chans, embed_dim, kernel_size=1),
         )
         self.no_mask_embed = nn.Embedding(1, embed_dim)
+        self._dense_pe: Optional[torch.Tensor] = None
+        self._dense_pe_key: Optional[tuple] = None
 
     def get_dense_pe(self) -> torch.Tensor:
-        """Positional encoding of the embedding grid, 1×C×64×64."""
-        return self.pe_layer(self.image_embedding_size).unsqueeze(0)
+        """Positional encoding of the embedding grid, 1×C×64×64.
+
+        It depends only on the (fixed) Gaussian matrix, so it is computed once and reused until
+        that matrix changes (new weights loaded, device or dtype moved)."""
+        g = self.pe_layer.positional_encoding_gaussian_matrix
+        key = (g.data_ptr(), g._version, g.device, g.dtype)
+        if self._dense_pe is None or self._dense_pe_key != key:
+            with torch.no_grad():
+                self._dense_pe = self.pe_layer(self.image_embedding_size).unsqueeze(0)
+            self._dense_pe_key = key
+        return self._dense_pe
 
     def _embed_points(self, points: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:
         points = points + 0.5  # to the pixel centre

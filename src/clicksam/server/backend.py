@@ -90,9 +90,15 @@ def all_method_names() -> list[str]:
 
 def method_options_for(model: Any) -> list[MethodOption]:
     """The menu for ``model``: a method is available when its stages import and are attached."""
-    from clicksam.methods import STAGE_ATTRIBUTES, available_stages, parse_method
+    from clicksam.methods import STAGE_ATTRIBUTES, STAGE_ORDER, parse_method, stage_class
 
-    importable = available_stages()
+    importable: dict[str, bool] = {}
+    for stage in STAGE_ORDER:
+        try:  # a stage still being written may fail in any way on import: show it as unavailable
+            stage_class(stage)
+            importable[stage] = True
+        except Exception:  # noqa: BLE001
+            importable[stage] = False
     options = []
     for name in all_method_names():
         missing_code = [s for s in parse_method(name) if not importable.get(s, False)]

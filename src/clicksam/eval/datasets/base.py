@@ -103,7 +103,7 @@ def read_image_rgb(path: Path) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def _read_mask_cached(path: str, mtime_ns: int) -> np.ndarray:
+def _read_mask_cached(path: str, mtime_ns: int, size: int) -> np.ndarray:
     from PIL import Image
 
     try:
@@ -131,7 +131,8 @@ def read_mask_array(path: Path) -> np.ndarray:
     """
     if not path.is_file():
         raise DatasetError(f"mask file not found: {path}")
-    return _read_mask_cached(str(path), path.stat().st_mtime_ns)
+    stat = path.stat()
+    return _read_mask_cached(str(path), stat.st_mtime_ns, stat.st_size)
 
 
 class EvalDataset(ABC):

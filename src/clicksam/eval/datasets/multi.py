@@ -31,7 +31,7 @@ def read_split_file(path: Path) -> list[str]:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_sbd_cached(path: str, mtime_ns: int) -> np.ndarray:
+def _load_sbd_cached(path: str, mtime_ns: int, size: int) -> np.ndarray:
     from scipy.io import loadmat
 
     try:
@@ -51,7 +51,8 @@ def load_sbd_instances(path: Path) -> np.ndarray:
     """The HxW int32 instance map of an SBD ``inst/*.mat`` file (0 background, k the k-th instance)."""
     if not path.is_file():
         raise DatasetError(f"SBD instance file not found: {path}")
-    return _load_sbd_cached(str(path), path.stat().st_mtime_ns)
+    stat = path.stat()
+    return _load_sbd_cached(str(path), stat.st_mtime_ns, stat.st_size)
 
 
 def _instance_ids(instance_map: np.ndarray, skip: tuple[int, ...]) -> list[int]:

@@ -35,6 +35,8 @@ class ZeroSlotAttention(nn.Module):
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         """q B×Nq×C, k and v B×Nk×C -> B×Nq×C."""
+        if q.shape[1] == 1 and k is v:
+            return self._single_query(q, k)
         if k is v and q is k:
             # self-attention: one matmul for the three projections
             weight = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
@@ -49,6 +51,31 @@ class ZeroSlotAttention(nn.Module):
         batch, _, tokens, _ = out.shape
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, -1))
 
+    def _single_query(self, q: Tensor, kv: Tensor) -> Tensor:
+        """One query against N tokens without projecting the tokens (same result, ~30× cheaper).
+
+        With q_h the projected query of head h: logits = (W_k,hᵀ q_h)·f_n + q_h·b_k,h, and
+        Σ_n a_n (W_v,h f_n + b_v,h) = W_v,h (Σ_n a_n f_n) + b_v,h Σ_n a_n, where the zero slot
+        adds exp(0) to the softmax normaliser and nothing to the sums.
+        """
+        batch, _, dim = q.shape
+        heads, head_dim = self.num_heads, dim // self.num_heads
+        scale = head_dim**-0.5
+        q_h = (self.q_proj(q) * scale).view(batch, heads, head_dim)  # B×h×d
+        w_k = self.k_proj.weight.view(heads, head_dim, dim)
+        w_v = self.v_proj.weight.view(heads, head_dim, dim)
+        q_in = torch.einsum("bhd,hdc->bhc", q_h, w_k)  # B×h×C
+        const = (q_h * self.k_proj.bias.view(heads, head_dim)).sum(-1, keepdim=True)  # B×h×1
+        logits = torch.baddbmm(const, q_in, kv.transpose(1, 2))  # B×h×N
+        top = logits.amax(dim=-1, keepdim=True).clamp(min=0.0)  # the zero slot's logit is 0
+        weights = torch.exp(logits - top)
+        norm = weights.sum(dim=-1, keepdim=True) + torch.exp(-top)
+        weights = weights / norm
+        pooled = torch.bmm(weights, kv)  # B×h×C
+        out = torch.einsum("bhc,hdc->bhd", pooled, w_v) + self.v_proj.bias.view(heads, head_dim) * weights.sum(
+            dim=-1, keepdim=True
+        )
+        return self.proj(out.reshape(batch, 1, dim))
 
 class QueryUpdate(nn.Module):
     """``img2cls``: the query reads its window (pre-norm cross-attention, then an MLP, layer-scaled).

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -60,6 +61,13 @@ def last_clicks(points: torch.Tensor | None, labels: torch.Tensor | None) -> lis
     return result
 
 
+def _lap(timings: dict[str, float] | None, name: str, start: float) -> float:
+    now = time.perf_counter()
+    if timings is not None:
+        timings[name] = now - start
+    return now
+
+
 def _input_sizes(input_size: tuple[int, int] | Sequence[tuple[int, int]], batch: int,
                  frame: int) -> list[tuple[int, int]]:
     if len(input_size) == 2 and not isinstance(input_size[0], (tuple, list)):
@@ -116,6 +124,7 @@ class SamRef(nn.Module):
         previous_error_area: torch.Tensor | None = None,
         context: RefinerContext | None = None,
         windows: Sequence[Window] | None = None,
+        timings: dict[str, float] | None = None,
     ) -> SamRefOutput:
         """One refinement step after SAM's decoder.
 
@@ -132,6 +141,9 @@ class SamRef(nn.Module):
             previous_error_area: int B, the previous click's ``error_area``, or None.
             context: :meth:`global_context` of this image, computed here when None.
             windows: detail windows to use instead of the rule (training with sampled windows).
+            timings: when a dict, receives wall seconds of ``"context"`` (only if computed
+                here), ``"gfr"`` (prompt map + GFR) and ``"lfr"`` (window, selector, crops, LFR,
+                paste).
         Returns:
             :class:`SamRefOutput`.
         """
@@ -146,10 +158,13 @@ class SamRef(nn.Module):
             raise ValueError(
                 f"previous_logits must be {tuple(sam_logits.shape)}, got {tuple(previous_logits.shape)}"
             )
+        clock = time.perf_counter()
         if context is None:
             context = self.global_context(image, embedding)
+            clock = _lap(timings, "context", clock)
         prompt = prompt_map(points, labels, sam_logits, c.click_radius)
         glob = self.gfr.refine(context, prompt, sam_logits)
+        clock = _lap(timings, "gfr", clock)
 
         areas = torch.stack([error_area(glob.error_logits[b:b + 1], sizes[b])[0] for b in range(batch)])
         use_prev = use_previous_base(areas, previous_error_area, c.selector_threshold)
@@ -181,6 +196,7 @@ class SamRef(nn.Module):
         # Paste the LFR's correction σ(Ê_p)·Δ_p rather than its 256² logits, so the base keeps
         # its full-resolution detail wherever the patch refiner changes nothing.
         final = paste(base, patch.logits - patch_base, windows, add=True)
+        _lap(timings, "lfr", clock)
         return SamRefOutput(
             logits=final, global_logits=glob.logits, global_refined=glob.refined_logits,
             global_error=glob.error_logits, sam_logits=sam_logits, prompt=prompt,

@@ -1,6 +1,7 @@
 """``SamRefStage``: SAM-REF in the interaction pipeline (runs after the decoder on every click)."""
 from __future__ import annotations
 
+import time
 from typing import Any, Optional
 
 import torch
@@ -43,6 +44,9 @@ class SamRefStage(Stage):
             )
         self._cached_for: Optional[tuple[torch.Tensor, torch.Tensor]] = None
         self._cached_context: Optional[RefinerContext] = None
+        # wall seconds of the last step: "context" (first click on an image only), "gfr",
+        # "lfr", "total" (the whole stage, including the resize to the original size)
+        self.last_timings: dict[str, float] = {}
 
     def clear_cache(self) -> None:
         """Forget the cached GFR features (call after changing the refiner's weights)."""
@@ -52,12 +56,16 @@ class SamRefStage(Stage):
     def _context(self, image: torch.Tensor, embedding: torch.Tensor) -> RefinerContext:
         cached, context = self._cached_for, self._cached_context
         if context is None or cached is None or cached[0] is not image or cached[1] is not embedding:
+            start = time.perf_counter()
             context = self.module.global_context(image, embedding)
             self._cached_for, self._cached_context = (image, embedding), context
+            self.last_timings["context"] = time.perf_counter() - start
         return context
 
     @torch.no_grad()
     def after_decode(self, ctx: DecodeContext, result: StepResult) -> StepResult:
+        start = time.perf_counter()
+        self.last_timings = {}
         predictor = ctx.predictor
         image = getattr(predictor, "input_image", None)
         if image is None:
@@ -83,7 +91,7 @@ class SamRefStage(Stage):
             image, embedding, result.low_res_logits.to(device), coords, labels, predictor.input_size,
             previous_logits=None if prev_logits is None else prev_logits.to(device, torch.float32),
             previous_error_area=None if prev_area is None else torch.tensor([prev_area], device=device),
-            context=self._context(image, embedding),
+            context=self._context(image, embedding), timings=self.last_timings,
         )
         h, w = predictor.input_size
         logits = F.interpolate(out.logits[..., :h, :w], tuple(predictor.original_size),
@@ -96,5 +104,6 @@ class SamRefStage(Stage):
             STATE_WINDOW: tuple(out.windows[0]),
             STATE_USED_PREVIOUS: bool(out.used_previous[0]),
         })
+        self.last_timings["total"] = time.perf_counter() - start
         return StepResult(result.low_res_logits, logits_np, logits_np > self.model.mask_threshold,
                           result.score, state)

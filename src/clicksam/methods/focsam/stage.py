@@ -1,0 +1,74 @@
+"""``FocSamStage``: FocSAM in the interaction pipeline (SPEC §4).
+
+Click 1 decodes on the encoder's embedding F. At click 2 a coarse decode on F gives the coarse
+logits and the single-mask token, the FocusRefiner turns them into F_r once, and click 2 is
+decoded on F_r; later clicks decode on F_r. F_r travels in the step's ``state``, so undo back to
+click 1 drops it and redo restores it. The single-mask token is used throughout.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from clicksam.methods.focsam.refiner import FocusRefiner
+from clicksam.methods.pipeline import DecodeContext, Stage
+
+# Keys of this stage's entries in ``StepResult.state``.
+STATE_EMBEDDING = "focsam.embedding"  # 1×256×64×64 refined embedding F_r
+STATE_SOURCE = "focsam.source"  # the encoder embedding F that F_r was computed from
+REFOCUS_CLICK = 2  # FocSAM refocuses once, at the second click
+
+
+def attach(model: nn.Module) -> FocusRefiner:
+    """Attach an untrained FocusRefiner at ``model.focus_refiner`` (on the model's device) and return it."""
+    device = next(model.parameters()).device
+    refiner = FocusRefiner().to(device).eval()
+    model.add_module("focus_refiner", refiner)
+    return refiner
+
+
+class FocSamStage(Stage):
+    """Decodes on the refocused embedding from the second click on (see the module docstring).
+
+    ``last_timings`` holds the wall seconds of the last step's refocus (``"coarse"``,
+    ``"refine"``), empty on steps that reuse F_r or decode on F.
+    """
+
+    name = "focsam"
+    attribute = "focus_refiner"
+
+    def __init__(self, model) -> None:
+        super().__init__(model)
+        if not isinstance(self.module, FocusRefiner):
+            raise RuntimeError(
+                "the 'focsam' stage needs model.focus_refiner; build the model with "
+                "build_sam(..., methods=['focsam']), load the official FocSAM checkpoint or a focsam method file"
+            )
+        self.last_timings: dict[str, float] = {}
+
+    @torch.no_grad()
+    def before_decode(self, ctx: DecodeContext) -> None:
+        self.last_timings = {}
+        ctx.multimask = False  # FocSAM decodes with the single-mask token on every click
+        source = ctx.embedding
+        refined = ctx.state.get(STATE_EMBEDDING)
+        if refined is not None and ctx.state.get(STATE_SOURCE) is source:
+            ctx.embedding = refined
+            return
+        # a stale F_r (another image's embedding) is never reused
+        ctx.state.pop(STATE_EMBEDDING, None)
+        ctx.state.pop(STATE_SOURCE, None)
+        if len(ctx.clicks) < REFOCUS_CLICK:
+            return
+        start = time.perf_counter()
+        coarse = ctx.run_decoder(embedding=source, multimask=False)
+        self.last_timings["coarse"] = time.perf_counter() - start
+        start = time.perf_counter()
+        refiner: FocusRefiner = self.module  # type: ignore[assignment]
+        refined = refiner(source, coarse.low_res_logits.to(source.dtype), coarse.mask_token.to(source.dtype))
+        self.last_timings["refine"] = time.perf_counter() - start
+        ctx.state[STATE_EMBEDDING] = refined
+        ctx.state[STATE_SOURCE] = source
+        ctx.embedding = refined

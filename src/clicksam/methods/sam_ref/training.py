@@ -1,0 +1,173 @@
+"""``clicksam train --method sam-ref``: train SAM-REF's refiners with SAM frozen (SPEC §5).
+
+One step per sample: n clicks (p(n) ∝ γ^n) are simulated with SAM alone and no gradient
+(SPEC §7.3); SAM decodes clicks n−1 and n (frozen, no gradient); SAM-REF refines click n−1
+without gradient to get the previous final mask and error area the selector and the detail
+window need, then refines click n with gradient. Losses:
+
+- global: NFL + Dice of the GFR output against the target, BCE of the GFR error map against
+  "SAM's mask is wrong" (``(M_SAM > 0) != target``);
+- patch: boundary-weighted NFL of the LFR output on the detail window against the target
+  crop, BCE of the LFR error map against "the patch's base is wrong".
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from clicksam.train import losses
+from clicksam.train.method import Batch, LossOutput, TrainMethod, register_method
+from clicksam.train.prompts import FRAME, geometric_counts, simulate_iterative_clicks
+
+from .model import SamRef, SamRefOutput
+from .window import Window
+
+
+def error_target(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Where a mask is wrong: B×1×H×W float, 1 wrong / 0 right / -1 ignore (target -1)."""
+    wrong = ((logits > 0).float() != (target > 0.5).float()).float()
+    return torch.where(target < 0, torch.full_like(wrong, -1.0), wrong)
+
+
+def crop_target(target: torch.Tensor, windows: Sequence[Window], size: int) -> torch.Tensor:
+    """Crop B×1×S×S (1/0/-1) targets to each window and resize (nearest) to B×1×size×size."""
+    crops = [
+        F.interpolate(target[b:b + 1, :, y0:y1, x0:x1].float(), size=(size, size), mode="nearest-exact")
+        for b, (x0, y0, x1, y1) in enumerate(windows)
+    ]
+    return torch.cat(crops, dim=0)
+
+
+def normalised_images(model: torch.nn.Module, images: torch.Tensor, input_sizes: torch.Tensor) -> torch.Tensor:
+    """B×3×S×S uint8 RGB padded images → SAM's normalised, zero-padded B×3×S×S input.
+
+    The padding must be zero *after* normalisation (as ``Sam.preprocess`` does), so each image
+    is cut to its ``input_size`` (h, w) and preprocessed again; channels follow
+    ``model.image_format`` (FocSAM's official weights take BGR).
+    """
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be B×3×S×S, got {tuple(images.shape)}")
+    if getattr(model, "image_format", "RGB") == "BGR":
+        images = images.flip(1)
+    out = [
+        model.preprocess(images[b:b + 1, :, :int(h), :int(w)].float())
+        for b, (h, w) in enumerate(input_sizes.tolist())
+    ]
+    return torch.cat(out, dim=0)
+
+
+@register_method
+class SamRefTraining(TrainMethod):
+    """Trains ``model.sam_ref`` (GFR + LFR); SAM, the embedding and the decoder stay frozen.
+
+    Options:
+        max_clicks, gamma: click counts n ∝ γ^n, 1 ≤ n ≤ max_clicks (SPEC §7.3).
+        click_ratio: the next-click distance ratio (1.7).
+        error_weight: weight of the BCE terms on both error maps.
+        patch_weight: weight of the patch loss.
+        boundary_width, boundary_boost: the weighted NFL's weight map on the 256² patch
+            (``1 + boost`` within ``width`` pixels of the object boundary).
+    """
+
+    name = "sam-ref"
+    stages = ("sam-ref",)
+    trainable_prefixes = ("sam_ref",)
+    needs_image = True
+    find_unused_parameters = False
+    default_options: dict[str, Any] = {
+        "max_clicks": 20,
+        "gamma": 0.6,
+        "click_ratio": 1.7,
+        "error_weight": 1.0,
+        "patch_weight": 1.0,
+        "boundary_width": 5,
+        "boundary_boost": 4.0,
+    }
+
+    def __init__(self, model: torch.nn.Module, options: dict[str, Any] | None = None) -> None:
+        super().__init__(model, options)
+        if not isinstance(model._modules.get("sam_ref"), SamRef):
+            raise ValueError("method 'sam-ref' needs model.sam_ref to be a SamRef; attach the 'sam-ref' stage")
+
+    @property
+    def refiner(self) -> SamRef:
+        return self.model.sam_ref  # type: ignore[return-value]
+
+    def _decode(self, embedding: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor,
+                mask_input: torch.Tensor | None) -> torch.Tensor:
+        with torch.no_grad():
+            out = self.model.decode(embedding, (coords, labels), mask_input=mask_input, multimask_output=False)
+        return out.low_res_logits.detach().float()
+
+    def compute_loss(self, batch: Batch) -> LossOutput:
+        if batch.image is None:
+            raise RuntimeError("method 'sam-ref' needs the images in the batch (needs_image=True)")
+        opts = self.options
+        emb = batch.embedding.float()
+        target = batch.target.float()
+        images = normalised_images(self.model, batch.image, batch.input_size)
+        counts = geometric_counts(batch.rng, int(opts["max_clicks"]), float(opts["gamma"]))
+
+        # The click simulator works in the 1024 frame on the low-res logits' grid; a model with
+        # another frame (a small-scale experiment) gets its clicks rescaled to pixel centres.
+        frame = int(self.model.image_size)
+        low_res = 4 * int(self.model.prompt_encoder.image_embedding_size[0])
+
+        def to_frame(coords: torch.Tensor) -> torch.Tensor:
+            return coords if frame == FRAME else (coords + 0.5) * (frame / FRAME) - 0.5
+
+        def decode(index, coords, labels, mask_input):
+            return self._decode(emb[index], to_frame(coords), labels, mask_input)
+
+        clicks, prev_sam, _ = simulate_iterative_clicks(
+            decode, batch.target_grid(low_res), counts, batch.rng, float(opts["click_ratio"])
+        )
+        clicks.coords = to_frame(clicks.coords)
+        per_sample: list[torch.Tensor] = [torch.zeros((), device=emb.device)] * batch.size
+        metrics: dict[str, list[torch.Tensor]] = {}
+        # Samples with the same click count decode together (no padding points between them).
+        for count in sorted(set(counts.tolist())):
+            idx = torch.nonzero(counts == count).flatten()
+            coords, labels = clicks.coords[idx, :count], clicks.labels[idx, :count]
+            prev_logits = prev_sam[idx] if prev_sam is not None and count > 1 else None
+            sam_logits = self._decode(emb[idx], coords, labels, prev_logits)
+            sizes = [tuple(s) for s in batch.input_size[idx].tolist()]
+            previous, previous_area = None, None
+            if count > 1 and prev_logits is not None:
+                with torch.no_grad():
+                    before = self.refiner(images[idx], emb[idx], prev_logits, coords[:, :-1],
+                                          labels[:, :-1], sizes)
+                previous, previous_area = before.logits.detach(), before.error_area
+            out = self.refiner(images[idx], emb[idx], sam_logits, coords, labels, sizes,
+                               previous_logits=previous, previous_error_area=previous_area)
+            loss, parts = self._losses(out, target[idx])
+            for k, i in enumerate(idx.tolist()):
+                per_sample[i] = loss[k]
+            for name, value in parts.items():
+                metrics.setdefault(name, []).append(value.detach())
+        total = torch.stack(per_sample).mean()
+        return LossOutput(total, {k: torch.cat(v).mean() for k, v in metrics.items()})
+
+    def _losses(self, out: SamRefOutput, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Per-sample loss B and per-sample metrics (each B) of one refinement."""
+        opts = self.options
+        mask_loss = losses.normalized_focal_loss(out.global_logits, target) + losses.dice_loss(out.global_logits, target)
+        global_error = losses.bce_loss(out.global_error, error_target(out.sam_logits, target))
+        size = self.refiner.config.patch_size
+        patch_target = crop_target(target, out.windows, size)
+        weight = losses.boundary_weight(patch_target, int(opts["boundary_width"]), float(opts["boundary_boost"]))
+        patch_loss = losses.weighted_normalized_focal_loss(out.patch_logits, patch_target, weight)
+        patch_error = losses.bce_loss(out.patch_error, error_target(out.patch_base, patch_target))
+        err_w, patch_w = float(opts["error_weight"]), float(opts["patch_weight"])
+        total = mask_loss + err_w * global_error + patch_w * (patch_loss + err_w * patch_error)
+        with torch.no_grad():
+            parts = {
+                "global_mask": mask_loss, "global_error": global_error,
+                "patch_nfl": patch_loss, "patch_error": patch_error,
+                "iou_sam": losses.mask_iou(out.sam_logits, target),
+                "iou_refined": losses.mask_iou(out.logits, target),
+                "used_previous": out.used_previous.float(),
+            }
+        return total, parts

@@ -1,0 +1,100 @@
+"""``clicksam serve``: run the web annotator on a folder of images."""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+__all__ = ["add_arguments", "run", "is_loopback", "build_app"]
+
+TOKEN_ENV = "CLICKSAM_TOKEN"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``clicksam serve``."""
+    parser.add_argument("--model", default="vit_b", help="registry name: vit_b, vit_l, vit_h or tiny (default vit_b)")
+    parser.add_argument("--checkpoint", action="append", default=None, metavar="PATH",
+                        help="weights to load (repeat: base SAM file first, then method files)")
+    parser.add_argument("--method", action="append", default=None, metavar="METHOD",
+                        help="method(s) to offer, e.g. focsam+sam-ref (repeatable; the first is the default)")
+    parser.add_argument("--images", required=True, type=Path, help="folder of images to annotate")
+    parser.add_argument("--annotations", type=Path, default=None,
+                        help="where annotations are saved (default IMAGES/.clicksam/annotations)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--token", default=None,
+                        help=f"access token for changes (default ${TOKEN_ENV}, or a random one when --host "
+                             "is not loopback)")
+    parser.add_argument("--prefetch", type=int, default=2, help="images to encode ahead of the open one (default 2)")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="allow pickled objects in a checkpoint (official FocSAM files); trusted files only")
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def build_app(images: Path, model: str = "vit_b", checkpoint: Optional[list[str]] = None,
+              methods: Optional[list[str]] = None, annotations: Optional[Path] = None,
+              token: Optional[str] = None, prefetch: int = 2, device: str = "cpu",
+              trust_checkpoint: bool = False) -> Any:
+    """Build the model, the session factory, the service and the FastAPI app."""
+    from clicksam.build import build_sam
+    from clicksam.cache import EmbeddingCache, default_cache_dir
+    from clicksam.server.app import create_app
+    from clicksam.server.backend import SamSessionFactory, parse_method_list
+    from clicksam.server.images import ImageFolder
+    from clicksam.server.service import AnnotatorService
+    from clicksam.server.store import AnnotationStore
+
+    if prefetch < 0:
+        raise ValueError(f"--prefetch must be >= 0, got {prefetch}")
+    folder = ImageFolder(images)
+    store = AnnotationStore(annotations if annotations is not None else folder.root / ".clicksam" / "annotations")
+    stages, default_method = parse_method_list(methods or [])
+    sam = build_sam(model, checkpoint=checkpoint, methods=stages, device=device, trust_checkpoint=trust_checkpoint)
+    factory = SamSessionFactory(sam, EmbeddingCache(default_cache_dir() / "embeddings"))
+    service = AnnotatorService(folder, store, factory, prefetch=prefetch)
+    options = {o["name"]: o for o in service.method_options()}
+    if default_method in options and options[default_method]["available"]:
+        service.default_method = default_method
+    elif methods:
+        raise ValueError(f"method {default_method!r} is unavailable: {options.get(default_method, {}).get('reason')}")
+    return create_app(service, token=token)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the server and block until it is stopped."""
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise RuntimeError("clicksam serve needs FastAPI and uvicorn: pip install 'clicksam[web]'") from exc
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port must be 1-65535, got {args.port}")
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    if token is None and not is_loopback(args.host):
+        token = secrets.token_urlsafe(16)
+    app = build_app(args.images, args.model, args.checkpoint, args.method, args.annotations, token,
+                    args.prefetch, args.device, args.trust_checkpoint)
+    service = app.state.service
+    shown_host = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{shown_host}:{args.port}/" + (f"?token={token}" if token else "")
+    print(f"clicksam annotator: {len(service.folder.names)} image(s) in {service.folder.root}, "
+          f"model {args.model}, default method {service.default_method}", flush=True)
+    print(f"annotations saved in {service.store.root}", flush=True)
+    if not is_loopback(args.host):
+        print("warning: the server is reachable from other machines; changes need the token", file=sys.stderr)
+    print(f"open {url}", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=3)
+    return 0

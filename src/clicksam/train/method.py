@@ -1,0 +1,192 @@
+"""The ``TrainMethod`` interface: how a method plugs into the shared trainer.
+
+A method says which parts of the model train and how a batch becomes a loss; the trainer owns
+everything else (data, embeddings, prompts' randomness, optimiser, schedule, AMP, DDP, checkpoints,
+logging, the method file). To add one::
+
+    from clicksam.train.method import Batch, LossOutput, TrainMethod, register_method
+
+    @register_method
+    class StableSamTraining(TrainMethod):
+        name = "stable-sam"                       # the --method value
+        stages = ("stable-sam",)                  # stages build_sam attaches (METHOD_STAGES names)
+        trainable_prefixes = ("stable_sam",)      # model attributes that train and are saved
+        default_options = {"box_noise": 0.5}      # config "options" (unknown keys are refused)
+
+        def compute_loss(self, batch: Batch) -> LossOutput:
+            emb = batch.embedding                 # B×256×64×64 float32, from the store or the encoder
+            target = batch.target_grid()          # B×1×256×256: 1 object, 0 background, -1 ignore
+            boxes = prompts.noisy_boxes(prompts.object_boxes(target), batch.input_size, batch.rng)
+            out = self.model.decode(emb, boxes=boxes, multimask_output=False, use_stable_sam=True)
+            loss = (losses.bce_loss(out.low_res_logits, target) + losses.dice_loss(out.low_res_logits, target)).mean()
+            return LossOutput(loss, {"bce_dice": loss.detach()})
+
+Then make the trainer find the class by adding ``"stable-sam": "clicksam.methods.stable_sam:StableSamTraining"``
+(module:class) to ``METHOD_MODULES`` below, or by importing the module before ``train()``.
+
+Rules a method must follow so that resumption is exact and DDP equals one process:
+    * draw every random number from ``batch.rng`` (one stream per sample), never from the
+      global generators or from anything that depends on the batch's composition;
+    * keep each sample's computation independent of the other samples in the batch (decode
+      samples with different click counts in separate calls rather than padding them together);
+    * return the batch mean of per-sample losses (the trainer averages over processes).
+"""
+from __future__ import annotations
+
+import abc
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional
+
+import torch
+from torch import nn
+
+from clicksam.train.data import downsample_target
+from clicksam.train.prompts import SampleRandom
+
+
+@dataclass
+class Batch:
+    """One process's share of a training step, on the training device.
+
+    Attributes:
+        embedding: B×256×64×64 float32 image embeddings (frozen encoder).
+        target: B×1×S×S int8 object map in the padded S=1024 frame (1 / 0 / -1 ignore).
+        input_size: B×2 long (h, w) of each resized image in the frame (top-left aligned).
+        rng: per-sample random streams (see ``clicksam.train.prompts.SampleRandom``).
+        step: the global step being computed (0-based).
+        image: B×3×S×S uint8 RGB padded image, when the method sets ``needs_image``.
+        index: B long sample indices (for debugging and logging).
+    """
+
+    embedding: torch.Tensor
+    target: torch.Tensor
+    input_size: torch.Tensor
+    rng: SampleRandom
+    step: int
+    image: Optional[torch.Tensor] = None
+    index: Optional[torch.Tensor] = None
+    _grids: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    @property
+    def size(self) -> int:
+        return int(self.target.shape[0])
+
+    def target_grid(self, size: int = 256) -> torch.Tensor:
+        """The target on a size×size grid over the frame (B×1×size×size float, 1/0/-1); cached."""
+        if size not in self._grids:
+            self._grids[size] = downsample_target(self.target, size)
+        return self._grids[size]
+
+
+@dataclass
+class LossOutput:
+    """loss: scalar tensor to minimise (the batch mean); metrics: scalar tensors to log (the
+    trainer averages them over processes and logging windows)."""
+
+    loss: torch.Tensor
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class TrainMethod(abc.ABC):
+    """Base class of training methods (see the module docstring).
+
+    Class attributes:
+        name: the ``--method`` value.
+        stages: method stages to attach to the model (names of ``clicksam.methods.METHOD_STAGES``).
+        trainable_prefixes: model attributes (``"mask_decoder"``, ``"stable_sam"``, ...) whose
+            parameters train; everything else is frozen. They are what the method file holds.
+        needs_image: batches carry the padded image even when embeddings come from a store.
+        find_unused_parameters: DDP must tolerate trainable parameters without a gradient in a
+            step (e.g. SAM's multimask heads when only the single-mask token is trained).
+        default_options: the method's options and their defaults (config ``options``).
+    """
+
+    name: ClassVar[str] = ""
+    stages: ClassVar[tuple[str, ...]] = ()
+    trainable_prefixes: ClassVar[tuple[str, ...]] = ()
+    needs_image: ClassVar[bool] = False
+    find_unused_parameters: ClassVar[bool] = True
+    default_options: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, model: nn.Module, options: Optional[dict[str, Any]] = None) -> None:
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(self.default_options))
+        if unknown:
+            raise ValueError(f"method '{self.name}' has no option(s) {unknown}; its options: {sorted(self.default_options)}")
+        self.options: dict[str, Any] = {**self.default_options, **options}
+        self.model = model
+        for prefix in self.trainable_prefixes:
+            if model._modules.get(prefix) is None:
+                raise ValueError(f"method '{self.name}' trains model.{prefix}, which this model does not have; "
+                                 f"attach the stage(s) {self.stages} when building it")
+
+    def prepare(self) -> None:
+        """Freeze everything but ``trainable_prefixes`` (override to initialise new modules too)."""
+        for name, param in self.model.named_parameters():
+            param.requires_grad_(name.split(".", 1)[0] in self.trainable_prefixes)
+
+    def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """(name, parameter) pairs that the optimiser updates, in a fixed order."""
+        return [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+
+    def train_mode(self) -> None:
+        """Put the model in the right mode for a step: trainable parts train(), the rest eval()."""
+        self.model.eval()
+        for prefix in self.trainable_prefixes:
+            self.model._modules[prefix].train()
+
+    @abc.abstractmethod
+    def compute_loss(self, batch: Batch) -> LossOutput:
+        """Turn one batch into the loss (see the rules in the module docstring)."""
+
+
+class LossModule(nn.Module):
+    """Wraps model + method so that DistributedDataParallel sees one forward per step."""
+
+    def __init__(self, method: TrainMethod) -> None:
+        super().__init__()
+        self.model = method.model
+        self.method = method
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = self.method.compute_loss(batch)
+        if out.loss.dim() != 0:
+            raise RuntimeError(f"method '{self.method.name}' returned a loss of shape {tuple(out.loss.shape)}; it must be a scalar")
+        return out.loss, out.metrics
+
+
+METHODS: dict[str, type[TrainMethod]] = {}
+
+# Methods that live outside this package: name -> "module:Class", imported on demand.
+METHOD_MODULES: dict[str, str] = {
+    "decoder": "clicksam.train.decoder:DecoderTraining",
+    "stable-sam": "clicksam.methods.stable_sam:StableSamTraining",
+    "focsam": "clicksam.methods.focsam.training:FocSamTraining",
+    "sam-ref": "clicksam.methods.sam_ref.training:SamRefTraining",
+}
+
+
+def register_method(cls: type[TrainMethod]) -> type[TrainMethod]:
+    """Class decorator: make ``cls`` available to the trainer under ``cls.name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} must set a non-empty class attribute 'name'")
+    METHODS[cls.name] = cls
+    return cls
+
+
+def get_method(name: str) -> type[TrainMethod]:
+    """The registered method class called ``name`` (importing its module if needed)."""
+    if name not in METHODS and name in METHOD_MODULES:
+        module_name, _, class_name = METHOD_MODULES[name].partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            raise ValueError(f"training method '{name}' is not available in this build ({module_name} is missing)") from exc
+        cls = getattr(module, class_name, None)
+        if cls is None:
+            raise ValueError(f"training method '{name}': {module_name} defines no {class_name}")
+        METHODS.setdefault(name, cls)
+    if name not in METHODS:
+        raise ValueError(f"unknown training method {name!r}; known: {sorted(set(METHODS) | set(METHOD_MODULES))}")
+    return METHODS[name]

@@ -1,0 +1,294 @@
+"""The embedding store: SAM image embeddings of a training set, computed once.
+
+Layout of a store folder::
+
+    manifest.json                 format, version, signature, shard size, dataset specs, key count
+    shard-00000.safetensors       "embeddings": n×256×64×64 float16; metadata: signature, keys,
+    shard-00001.safetensors       input sizes (h, w) and original sizes (H, W) of its n images
+    ...
+
+Image ``i`` of the fixed key order lives in shard ``i // shard_size``. Shards are written
+atomically, so an interrupted build resumes by skipping the shards already complete. The
+*signature* names the model, a digest of the encoder's weights, the channel order and the
+preprocessing; a store whose signature differs from the model's is refused (by the builder and by
+the trainer), because its embeddings would silently be wrong.
+
+Entry points: :func:`build_embedding_store` (used by ``clicksam embed --dataset``) and
+:class:`EmbeddingStore` (read side, used by the trainer's data loader).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+from collections import Counter
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+from clicksam.cache import PREPROCESS_VERSION
+from clicksam.io.atomic import atomic_write_bytes, atomic_write_json
+from clicksam.train.data import ObjectSource
+
+STORE_FORMAT = "clicksam-embedding-store"
+STORE_VERSION = 1
+
+
+def encoder_digest(model: torch.nn.Module) -> str:
+    """The checkpoint's sha256 when the model was loaded from a file, else a hash of the image
+    encoder's weights (so a fine-tuned decoder does not invalidate a store)."""
+    known = getattr(model, "weights_sha256", None)
+    if known:
+        return f"sha256:{known}"
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.image_encoder.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return f"encoder-params:{h.hexdigest()}"
+
+
+def store_signature(model: torch.nn.Module) -> dict[str, Any]:
+    """What an embedding depends on: model, encoder weights, channel order and preprocessing."""
+    return {
+        "model_name": model.model_name,
+        "weights": encoder_digest(model),
+        "image_format": model.image_format,
+        "preprocess": PREPROCESS_VERSION,
+        "image_size": int(model.image_size),
+        "pixel_mean": [round(float(v), 6) for v in model.pixel_mean.flatten()],
+        "pixel_std": [round(float(v), 6) for v in model.pixel_std.flatten()],
+        "dtype": "float16",
+    }
+
+
+def _mismatch(stored: dict[str, Any], wanted: dict[str, Any], where: Path) -> str:
+    diffs = [f"{k}: store has {stored.get(k)!r}, model has {wanted.get(k)!r}"
+             for k in sorted(set(stored) | set(wanted)) if stored.get(k) != wanted.get(k)]
+    return (f"the embedding store {where} was built with a different model or preprocessing "
+            f"({'; '.join(diffs)}). Rebuild it with `clicksam embed --dataset ... --out NEW_DIR` for this model")
+
+
+@dataclass
+class StoreSummary:
+    """What a build did: images in the store, images encoded now, shards reused from before."""
+
+    path: Path
+    images: int
+    encoded: int
+    shards_reused: int
+
+
+def _shard_path(out: Path, shard: int) -> Path:
+    return out / f"shard-{shard:05d}.safetensors"
+
+
+def _shard_complete(path: Path, signature: dict[str, Any], keys: Sequence[str]) -> bool:
+    from safetensors import safe_open
+
+    if not path.is_file():
+        return False
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception:  # noqa: BLE001 - a torn or foreign file is simply rebuilt
+        return False
+    if json.loads(meta.get("signature", "{}")) != signature:
+        raise ValueError(_mismatch(json.loads(meta.get("signature", "{}")), signature, path.parent))
+    return json.loads(meta.get("keys", "[]")) == list(keys)
+
+
+def _encode(model: torch.nn.Module, images: list[np.ndarray]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+    """Encode RGB images (each H×W×3 uint8) -> (n×256×64×64 float16 on the CPU, input sizes)."""
+    from clicksam.transforms import ResizeLongestSide
+
+    transform = ResizeLongestSide(model.image_size)
+    batch, sizes = [], []
+    for image in images:
+        pixels = image if model.image_format == "RGB" else image[..., ::-1]
+        resized = transform.apply_image(np.ascontiguousarray(pixels))
+        sizes.append(resized.shape[:2])
+        tensor = torch.as_tensor(resized, device=model.device).permute(2, 0, 1).float()
+        batch.append(model.preprocess(tensor[None])[0])
+    with torch.no_grad():
+        emb = model.encode(torch.stack(batch))
+    return emb.to(torch.float16).cpu(), sizes
+
+
+def build_embedding_store(
+    sources: Sequence[ObjectSource], out: str | Path, model: torch.nn.Module, shard_size: int = 64,
+    batch_size: int = 1, progress: bool = True, dataset_specs: Optional[list[dict[str, Any]]] = None,
+) -> StoreSummary:
+    """Compute (or finish computing) the embedding store of ``sources`` in ``out``.
+
+    Args:
+        sources: training sources; their ``image_keys()`` give the images, in order.
+        out: store folder (created; reused when it holds a partial store of the same signature).
+        model: the SAM model whose encoder produces the embeddings (eval mode, any device).
+        shard_size: images per shard file (a shard of 64 ViT embeddings is 128 MiB).
+        batch_size: images per encoder call.
+        progress: show a tqdm bar.
+        dataset_specs: the config entries of the sources, recorded in the manifest.
+    Returns:
+        a ``StoreSummary``.
+    Raises:
+        ValueError: ``out`` holds a store of another model/preprocessing, or keys collide.
+    """
+    from safetensors.torch import save as safetensors_bytes
+    from tqdm import tqdm
+
+    if shard_size < 1 or batch_size < 1:
+        raise ValueError(f"shard_size and batch_size must be >= 1, got {shard_size}, {batch_size}")
+    out = Path(out)
+    keys: list[str] = []
+    owner: list[tuple[ObjectSource, str]] = []
+    for source in sources:
+        for key in source.image_keys():
+            keys.append(key)
+            owner.append((source, key))
+    if len(set(keys)) != len(keys):
+        raise ValueError("two sources share image keys; give each dataset a distinct 'name'")
+    signature = store_signature(model)
+    manifest_path = out / "manifest.json"
+    if manifest_path.is_file():
+        old = json.loads(manifest_path.read_text())
+        if old.get("signature") != signature:
+            raise ValueError(_mismatch(old.get("signature", {}), signature, out))
+        if old.get("shard_size") != shard_size or old.get("num_images") != len(keys):
+            raise ValueError(f"{out} holds a store with another dataset or shard size "
+                             f"({old.get('num_images')} images / {old.get('shard_size')} per shard); use a new --out folder")
+    atomic_write_json(manifest_path, {
+        "format": STORE_FORMAT, "version": STORE_VERSION, "signature": signature, "shard_size": shard_size,
+        "num_images": len(keys), "num_shards": -(-len(keys) // shard_size), "datasets": dataset_specs or [],
+    })
+    encoded = reused = 0
+    model.eval()
+    bar = tqdm(total=len(keys), desc="embedding store", unit="img", disable=not progress)
+    for shard in range(-(-len(keys) // shard_size)):
+        shard_keys = keys[shard * shard_size : (shard + 1) * shard_size]
+        path = _shard_path(out, shard)
+        if _shard_complete(path, signature, shard_keys):
+            reused += 1
+            bar.update(len(shard_keys))
+            continue
+        parts, sizes, originals = [], [], []
+        first = shard * shard_size
+        for start in range(0, len(shard_keys), batch_size):
+            stop = min(start + batch_size, len(shard_keys))
+            images = [src.read_image(k) for src, k in owner[first + start : first + stop]]
+            emb, input_sizes = _encode(model, images)
+            parts.append(emb)
+            sizes.extend([list(s) for s in input_sizes])
+            originals.extend([list(im.shape[:2]) for im in images])
+            encoded += len(images)
+            bar.update(len(images))
+        meta = {"signature": json.dumps(signature), "keys": json.dumps(shard_keys),
+                "input_sizes": json.dumps(sizes), "original_sizes": json.dumps(originals)}
+        atomic_write_bytes(path, safetensors_bytes({"embeddings": torch.cat(parts).contiguous()}, metadata=meta))
+    bar.close()
+    return StoreSummary(out, len(keys), encoded, reused)
+
+
+class EmbeddingStore:
+    """Read side of a store: ``store.get(key) -> 256×64×64 float16`` (memory-mapped, lazy).
+
+    Safe to pass to data-loader workers: open file handles are not pickled, each process opens
+    its own.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        from safetensors import safe_open
+
+        self.path = Path(path)
+        manifest = self.path / "manifest.json"
+        if not manifest.is_file():
+            raise FileNotFoundError(f"no embedding store at {self.path} (manifest.json missing); "
+                                    "build one with `clicksam embed --dataset TYPE --data-root DIR --out STORE`")
+        info = json.loads(manifest.read_text())
+        if info.get("format") != STORE_FORMAT:
+            raise ValueError(f"{manifest} is not a clicksam embedding store manifest")
+        self.signature: dict[str, Any] = info["signature"]
+        self.index: dict[str, tuple[int, int]] = {}
+        self.input_sizes: dict[str, tuple[int, int]] = {}
+        missing = []
+        for shard in range(int(info["num_shards"])):
+            path = _shard_path(self.path, shard)
+            if not path.is_file():
+                missing.append(path.name)
+                continue
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            for row, (key, size) in enumerate(zip(json.loads(meta["keys"]), json.loads(meta["input_sizes"]))):
+                self.index[key] = (shard, row)
+                self.input_sizes[key] = (int(size[0]), int(size[1]))
+        self.missing_shards = missing
+        self._handles: dict[int, Any] = {}
+
+    def check(self, model: torch.nn.Module) -> None:
+        """Raise ValueError unless the store was built for ``model`` (same signature)."""
+        wanted = store_signature(model)
+        if self.signature != wanted:
+            raise ValueError(_mismatch(self.signature, wanted, self.path))
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def get(self, key: str) -> torch.Tensor:
+        """The embedding of image ``key``: 256×64×64 float16."""
+        from safetensors import safe_open
+
+        where = self.index.get(key)
+        if where is None:
+            hint = f" ({len(self.missing_shards)} shards are missing: the build was interrupted?)" if self.missing_shards else ""
+            raise RuntimeError(f"image {key!r} is not in the embedding store {self.path}{hint}; "
+                               "run `clicksam embed --dataset ...` again with the same --out to complete it")
+        shard, row = where
+        handle = self._handles.get(shard)
+        if handle is None:
+            handle = safe_open(str(_shard_path(self.path, shard)), framework="pt")
+            self._handles[shard] = handle
+        return handle.get_slice("embeddings")[row : row + 1][0]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_handles"] = {}
+        return state
+
+
+def run_embed_dataset(args: argparse.Namespace) -> int:
+    """``clicksam embed --dataset TYPE --data-root DIR --out STORE``: build or resume a store.
+
+    TYPE is a reader name (coco, lvis, coco-panoptic, sbd, hqseg, folder, synthetic) or a training
+    config file (JSON/TOML) whose ``data.datasets`` are used. The model comes from the usual
+    ``--model/--checkpoint/--device`` arguments; an untrained test model is initialised with
+    seed 0, as the trainer does.
+    """
+    from clicksam.commands.common import resolve_checkpoints
+    from clicksam.train.config import load_config
+    from clicksam.train.readers import build_source
+    from clicksam.train.trainer import build_base_model
+
+    if Path(args.dataset).suffix.lower() in (".json", ".toml"):
+        config = load_config(args.dataset)
+        specs = [dict(s) for s in config.data.datasets]
+        min_area = config.data.min_area
+    else:
+        spec: dict[str, Any] = {"type": args.dataset}
+        if args.data_root is not None:
+            spec["root"] = str(args.data_root)
+        specs, min_area = [spec], 100
+    sources = [build_source(s, min_area=min_area) for s in specs]
+    files = resolve_checkpoints(args.model, args.checkpoint)
+    model = build_base_model(args.model, files, device=args.device, trust_checkpoint=args.trust_checkpoint)
+    summary = build_embedding_store(sources, args.out, model, dataset_specs=specs)
+    skipped: Counter[str] = Counter()
+    for source in sources:
+        skipped.update(source.skipped)
+    print(f"{summary.images} images in {summary.path}: {summary.encoded} encoded now, "
+          f"{summary.shards_reused} shards reused; annotations skipped: {dict(skipped) or 'none'}")
+    return 0

@@ -1,0 +1,349 @@
+"""The training loop shared by every method: plain PyTorch, one process or DDP under torchrun.
+
+Per step: take this process's share of the global batch (``GlobalBatchSampler``), get the
+embeddings (from the store, or from the frozen encoder), let the method compute its loss, step
+AdamW (linear warm-up, then linear / poly decay) after gradient clipping, under bf16 autocast on
+GPUs. Every ``checkpoint_every`` steps, at the end, and when SIGTERM arrives, ``OUT/checkpoint.pt``
+is written; ``--resume`` restores parameters, optimiser, step and RNG state, and because every
+sample and every prompt draw is a function of (seed, epoch, index), the resumed run repeats the
+uninterrupted one exactly. At the end: ``OUT/method.safetensors`` (only trainable parameters, the
+method-file format of ``clicksam.checkpoint``), ``OUT/metrics.jsonl`` and ``OUT/loss_curve.png``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+import torch.distributed as dist
+
+from clicksam.train.config import OptimConfig, TrainConfig
+from clicksam.train.data import GlobalBatchSampler, ObjectDataset, PhotometricAugment, collate
+from clicksam.train.method import Batch, LossModule, TrainMethod, get_method
+from clicksam.train.prompts import SampleRandom
+from clicksam.train.readers import build_source
+from clicksam.train.run_files import (CHECKPOINT_NAME, METRICS_NAME, PLOT_NAME, MetricsLog, load_checkpoint,
+                                      plot_loss_curve, save_checkpoint)
+
+
+def build_base_model(name: str, checkpoint: Optional[Sequence[str | os.PathLike]] = None, methods: Sequence[str] = (),
+                     device: str | torch.device = "cpu", trust_checkpoint: bool = False) -> torch.nn.Module:
+    """``build_sam`` with the global RNG fixed to seed 0 while building, so untrained test models
+    (``tiny``) and freshly attached stages get the same weights in every process and every run."""
+    from clicksam.build import build_sam
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return build_sam(name, checkpoint=list(checkpoint) if checkpoint else None, methods=tuple(methods),
+                         device=device, trust_checkpoint=trust_checkpoint)
+
+
+def learning_rate(step: int, optim: OptimConfig, total_steps: int) -> float:
+    """LR at 0-based ``step``: linear warm-up to ``lr`` over ``warmup_steps``, then linear or
+    polynomial (``poly_power``) decay to ``min_lr_ratio``·lr at ``total_steps``, or constant."""
+    if step < optim.warmup_steps:
+        return optim.lr * (step + 1) / optim.warmup_steps
+    if optim.schedule == "constant":
+        return optim.lr
+    progress = min(1.0, (step - optim.warmup_steps) / max(1, total_steps - optim.warmup_steps))
+    power = 1.0 if optim.schedule == "linear" else optim.poly_power
+    floor = optim.lr * optim.min_lr_ratio
+    return floor + (optim.lr - floor) * (1.0 - progress) ** power
+
+
+@dataclass
+class TrainResult:
+    """What ``Trainer.run`` did. ``interrupted``: stopped early (SIGTERM or ``stop_at``), resumable."""
+
+    step: int
+    interrupted: bool
+    out_dir: Path
+    method_file: Optional[Path]
+    last_loss: float
+    samples_per_s: float
+    data_wait_fraction: float
+
+
+def _distributed_context(device_pref: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); joins the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_pref == "auto":
+        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    elif device_pref.startswith("cuda") and ":" not in device_pref:
+        device = torch.device(f"cuda:{local_rank}")
+    else:
+        device = torch.device(device_pref)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    return rank, (dist.get_world_size() if dist.is_initialized() else 1), device
+
+
+class Trainer:
+    """One training run (see the module docstring).
+
+    Args:
+        config: the run's configuration.
+        resume: continue from ``OUT/checkpoint.pt`` (it must exist and match the config).
+        progress: show a tqdm bar on rank 0.
+    """
+
+    def __init__(self, config: TrainConfig, resume: bool = False, progress: bool = True) -> None:
+        self.config = config.validate()
+        self.rank, self.world, self.device = _distributed_context(config.device)
+        self.out = Path(config.out_dir)
+        self.progress = progress and self.rank == 0
+        state = load_checkpoint(self.out / CHECKPOINT_NAME) if resume else None
+        if state is not None:
+            diffs = config.resume_differences(state["config"])
+            if diffs:
+                raise ValueError(f"cannot resume {self.out}: the config changed in {diffs}; "
+                                 "resume with the original config or start a new out_dir")
+        elif self.rank == 0 and (self.out / CHECKPOINT_NAME).is_file():
+            raise ValueError(f"{self.out} already holds a run; pass --resume to continue it or choose another out_dir")
+        torch.manual_seed(config.seed)
+        method_cls = get_method(config.method)
+        model = build_base_model(config.model, config.checkpoint, method_cls.stages, self.device)
+        self.model = model
+        self.method: TrainMethod = method_cls(model, config.options)
+        self.method.prepare()
+        self.params = self.method.trainable_parameters()
+        if not self.params:
+            raise RuntimeError(f"method '{config.method}' has no trainable parameters")
+        self.store = None
+        if config.data.store:
+            from clicksam.train.store import EmbeddingStore
+
+            self.store = EmbeddingStore(config.data.store)
+            self.store.check(model)
+        self.sources = [build_source(spec, config.data.min_area) for spec in config.data.datasets]
+        self.dataset = ObjectDataset(
+            self.sources, seed=config.seed, image_size=config.data.image_size, min_area=config.data.min_area,
+            augment=PhotometricAugment() if config.data.augment else None,
+            with_image=self.store is None or method_cls.needs_image, store=self.store,
+        )
+        decay = [p for n, p in self.params if p.dim() >= 2]
+        no_decay = [p for n, p in self.params if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.optim.lr, betas=config.optim.betas,
+        )
+        self.step = 0
+        self.window: dict[str, Any] = {"count": 0, "sums": {}, "wait": 0.0, "time": 0.0}
+        self.skipped = 0
+        self._rng_state: Optional[dict[str, Any]] = None
+        if state is not None:
+            self._restore(state)
+        self.loss_module = LossModule(self.method)
+        self.ddp: Optional[torch.nn.Module] = None
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp = DistributedDataParallel(
+                # device_ids=None: batches are already on this process's device (Batch is not a tensor tree).
+                self.loss_module, device_ids=None, find_unused_parameters=method_cls.find_unused_parameters, broadcast_buffers=False,
+            )
+        self.use_bf16 = config.amp == "bf16" or (config.amp == "auto" and self.device.type == "cuda")
+        self._stop = False
+        self._stop_agreed = False
+
+    # ----------------------------------------------------------------- state
+    def _restore(self, state: dict[str, Any]) -> None:
+        names = {n for n, _ in self.params}
+        saved = state["trainable"]
+        if set(saved) != names:
+            raise ValueError(f"checkpoint parameters do not match method '{self.config.method}': "
+                             f"missing {sorted(names - set(saved))[:5]}, unexpected {sorted(set(saved) - names)[:5]}")
+        with torch.no_grad():
+            for name, param in self.params:
+                param.copy_(saved[name].to(param.device))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.window = json.loads(state["window"])
+        self.skipped = int(state["skipped"])
+        self._rng_state = {"torch": state["torch_rng"], "cuda": state.get("cuda_rng")}
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "format": "clicksam-train-checkpoint", "version": 1, "step": self.step, "method": self.config.method,
+            "config": self.config.to_dict(), "trainable": {n: p.detach().cpu() for n, p in self.params},
+            "optimizer": self.optimizer.state_dict(), "window": json.dumps(self.window), "skipped": self.skipped,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+        }
+
+    def save(self) -> None:
+        """Write the resumable checkpoint (rank 0) and wait for every process."""
+        if self.rank == 0:
+            save_checkpoint(self.out / CHECKPOINT_NAME, self._state())
+        if dist.is_initialized():
+            dist.barrier()
+
+    def request_stop(self, *_: Any) -> None:
+        """Finish the current step, checkpoint and return (the SIGTERM handler)."""
+        self._stop = True
+
+    # ------------------------------------------------------------------ step
+    def _loader(self) -> torch.utils.data.DataLoader:
+        sampler = GlobalBatchSampler(len(self.dataset), self.config.batch_size, self.rank, self.world,
+                                     self.config.seed, start_step=self.step)
+        workers = self.config.data.num_workers
+        return torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate,
+            pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
+            prefetch_factor=4 if workers > 0 else None,
+        )
+
+    def _embeddings(self, data: dict[str, torch.Tensor]) -> torch.Tensor:
+        if "embedding" in data:
+            return data["embedding"].to(self.device, non_blocking=True).float()
+        image = data["image"].to(self.device, non_blocking=True).float()
+        if self.model.image_format == "BGR":
+            image = image.flip(1)
+        size = image.shape[-1]
+        h, w = data["input_size"][:, 0].to(self.device), data["input_size"][:, 1].to(self.device)
+        ar = torch.arange(size, device=self.device)
+        valid = (ar[None, :, None] < h[:, None, None]) & (ar[None, None, :] < w[:, None, None])
+        x = (image - self.model.pixel_mean) / self.model.pixel_std * valid[:, None]
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
+            return self.model.encode(x).float()
+
+    def _train_step(self, data: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
+        lr = learning_rate(self.step, self.config.optim, self.config.steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batch = Batch(
+            embedding=self._embeddings(data), target=data["target"].to(self.device, non_blocking=True),
+            input_size=data["input_size"].to(self.device), rng=SampleRandom(data["seed"].tolist(), self.device),
+            step=self.step, index=data["index"],
+            image=data["image"].to(self.device, non_blocking=True) if self.method.needs_image else None,
+        )
+        self.method.train_mode()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
+            loss, metrics = (self.ddp or self.loss_module)(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.config.optim.grad_clip
+        grad_norm = torch.nn.utils.clip_grad_norm_([p for _, p in self.params], clip if clip > 0 else float("inf"))
+        self.optimizer.step()
+        names = sorted(metrics)
+        values = torch.stack([loss.detach().float(), grad_norm.float().to(self.device)]
+                             + [metrics[k].detach().float().to(self.device) for k in names]
+                             + [torch.tensor(float(self._stop), device=self.device),
+                                data["skipped"].sum().float().to(self.device)])
+        if dist.is_initialized():
+            dist.all_reduce(values)
+            values[:-2] /= self.world
+        out = values.tolist()
+        # Every process stops at the same step: after the step in which any of them was asked to.
+        self._stop_agreed = out[-2] > 0
+        self.skipped += int(out[-1])
+        record = {"loss": out[0], "grad_norm": out[1], "lr": lr, **dict(zip(names, out[2:-2]))}
+        return out[0], record
+
+    # ------------------------------------------------------------------- run
+    def run(self, stop_at: Optional[int] = None,
+            on_step: Optional[Callable[["Trainer", dict[str, Any]], None]] = None) -> TrainResult:
+        """Train until ``config.steps`` (or ``stop_at``, or SIGTERM); returns a ``TrainResult``."""
+        from tqdm import tqdm
+
+        cfg = self.config
+        resume_step = self.step if self._rng_state is not None else None
+        log = MetricsLog(self.out / METRICS_NAME, resume_step) if self.rank == 0 else None
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
+            skipped = {f"{s.name}": dict(s.skipped) for s in self.sources if s.skipped}
+            if skipped:
+                print(f"annotations skipped while indexing: {skipped}")
+        loader_iter = iter(self._loader())
+        if self._rng_state is not None:  # after the loader took its worker seeds, as in the first run
+            torch.set_rng_state(self._rng_state["torch"])
+            if self._rng_state.get("cuda") is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(self._rng_state["cuda"], self.device)
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, self.request_stop)
+        end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.method}", unit="step", disable=not self.progress)
+        last_loss, interrupted = float("nan"), False
+        total_time = total_wait = 0.0
+        steps_timed = 0
+        try:
+            while self.step < end:
+                t0 = time.perf_counter()
+                data = next(loader_iter)
+                t1 = time.perf_counter()
+                last_loss, record = self._train_step(data)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                t2 = time.perf_counter()
+                self.step += 1
+                total_time += t2 - t0
+                total_wait += t1 - t0
+                steps_timed += 1
+                self._accumulate(record, t1 - t0, t2 - t0)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    self._flush(log)
+                bar.update(1)
+                bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{record['lr']:.2e}")
+                if on_step is not None:
+                    on_step(self, record)
+                if self._stop_agreed:
+                    interrupted = self.step < cfg.steps
+                    break
+                if self.step % cfg.checkpoint_every == 0 and self.step < end:
+                    self.save()
+            interrupted = interrupted or self.step < cfg.steps
+            self.save()
+        finally:
+            bar.close()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        method_file = self._finish(interrupted)
+        if interrupted and self.rank == 0:
+            print(f"stopped at step {self.step}/{cfg.steps}; continue with --resume (checkpoint {self.out / CHECKPOINT_NAME})")
+        return TrainResult(self.step, interrupted, self.out, method_file, last_loss,
+                           cfg.batch_size * steps_timed / total_time if total_time > 0 else 0.0,
+                           total_wait / total_time if total_time > 0 else 0.0)
+
+    def _accumulate(self, record: dict[str, Any], wait: float, elapsed: float) -> None:
+        w = self.window
+        for key, value in record.items():
+            w["sums"][key] = w["sums"].get(key, 0.0) + float(value)
+        w["count"] += 1
+        w["wait"] += wait
+        w["time"] += elapsed
+
+    def _flush(self, log: Optional[MetricsLog]) -> None:
+        w = self.window
+        if w["count"] and log is not None:
+            record = {"step": self.step, **{k: v / w["count"] for k, v in sorted(w["sums"].items())},
+                      "samples_per_s": self.config.batch_size * w["count"] / max(w["time"], 1e-9),
+                      "data_wait_fraction": w["wait"] / max(w["time"], 1e-9), "skipped_total": self.skipped}
+            log.write(record)
+        self.window = {"count": 0, "sums": {}, "wait": 0.0, "time": 0.0}
+
+    def _finish(self, interrupted: bool) -> Optional[Path]:
+        """Rank 0: the loss curve always, the method file when the run completed."""
+        if self.rank != 0:
+            return None
+        plot_loss_curve(self.out / METRICS_NAME, self.out / PLOT_NAME, f"{self.config.method} on {self.config.model}")
+        if interrupted:
+            return None
+        from clicksam.checkpoint import save_method_file
+
+        return save_method_file(
+            self.out / "method.safetensors", self.model, [p + "." for p in self.method.trainable_prefixes],
+            self.method.stages, extra_metadata={"train_method": self.config.method, "train_steps": self.step,
+                                                "train_config": self.config.to_dict()},
+        )

@@ -1,0 +1,109 @@
+"""``clicksam train --method sam-ref``: the loss step, gradient isolation, learning."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from clicksam import build_sam
+from clicksam.methods.sam_ref.training import (SamRefTraining, crop_target, error_target,
+                                               normalised_images)
+from clicksam.train.method import Batch, get_method
+from clicksam.train.prompts import SampleRandom
+
+S = 1024
+
+
+def make_batch(model, seeds=(1, 2)) -> Batch:
+    """Padded images (1024×768, 640×1024) with a bar-and-disc object each, one per seed."""
+    sizes = [(1024, 768), (640, 1024)][:len(seeds)]
+    b = len(sizes)
+    gen = torch.Generator().manual_seed(0)
+    image = torch.zeros(b, 3, S, S, dtype=torch.uint8)
+    target = torch.full((b, 1, S, S), -1, dtype=torch.int8)
+    rows, cols = torch.meshgrid(torch.arange(S), torch.arange(S), indexing="ij")
+    for i, (h, w) in enumerate(sizes):
+        image[i, :, :h, :w] = torch.randint(0, 90, (3, h, w), generator=gen, dtype=torch.uint8)
+        obj = ((rows - h / 2) ** 2 + (cols - w / 2) ** 2 <= (min(h, w) / 5) ** 2)
+        obj |= (rows > h / 2 - 4) & (rows < h / 2 + 4) & (cols > w / 8) & (cols < 7 * w / 8)  # a thin bar
+        obj &= (rows < h) & (cols < w)
+        image[i, 0][obj] = 220
+        target[i, 0, :h, :w] = 0
+        target[i, 0][obj] = 1
+    with torch.no_grad():
+        emb = model.encode(normalised_images(model, image, torch.tensor(sizes)))
+    return Batch(embedding=emb, target=target, input_size=torch.tensor(sizes), rng=SampleRandom(seeds),
+                 step=0, image=image)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_sam("tiny", methods=["sam-ref"])
+
+
+def test_registered_under_its_name():
+    assert get_method("sam-ref") is SamRefTraining
+
+
+def test_error_and_crop_targets():
+    target = torch.tensor([[[[1.0, 0.0], [-1.0, 1.0]]]])
+    logits = torch.tensor([[[[2.0, 3.0], [1.0, -1.0]]]])
+    assert error_target(logits, target).tolist() == [[[[0.0, 1.0], [-1.0, 1.0]]]]
+    big = torch.zeros(1, 1, 64, 64)
+    big[..., 10:20, 30:40] = 1
+    crop = crop_target(big, [(30, 10, 40, 20)], 32)
+    assert crop.shape == (1, 1, 32, 32) and bool((crop == 1).all())
+
+
+def test_normalised_images_pad_with_zeros_after_normalising(model):
+    image = torch.full((1, 3, S, S), 0, dtype=torch.uint8)
+    image[:, :, :100, :200] = 128
+    out = normalised_images(model, image, torch.tensor([[100, 200]]))
+    expected = model.preprocess(image[:, :, :100, :200].float())
+    assert torch.equal(out, expected) and bool((out[..., 100:, :] == 0).all())
+
+
+def test_loss_step_trains_only_the_refiner(model):
+    method = SamRefTraining(model, {"max_clicks": 3})
+    method.prepare()
+    method.train_mode()
+    out = method.compute_loss(make_batch(model))
+    assert out.loss.dim() == 0 and torch.isfinite(out.loss)
+    assert {"global_mask", "global_error", "patch_nfl", "patch_error", "iou_sam", "iou_refined"} <= set(out.metrics)
+    out.loss.backward()
+    for name, p in model.named_parameters():
+        if name.startswith("sam_ref."):
+            assert p.grad is not None, name
+        else:
+            assert p.grad is None and not p.requires_grad, name
+    assert model.sam_ref.gfr.head_out.weight.grad.abs().sum() > 0
+    assert model.sam_ref.lfr.head_out.weight.grad.abs().sum() > 0
+    model.zero_grad(set_to_none=True)
+
+
+def test_options_are_checked(model):
+    with pytest.raises(ValueError, match="no option"):
+        SamRefTraining(model, {"learning_rate": 1.0})
+    bare = build_sam("tiny")
+    with pytest.raises(ValueError, match="sam_ref"):
+        SamRefTraining(bare)
+
+
+@pytest.mark.slow
+def test_a_few_steps_reduce_the_loss_on_one_batch():
+    torch.manual_seed(0)
+    model = build_sam("tiny", methods=["sam-ref"])
+    method = SamRefTraining(model, {"max_clicks": 2})
+    method.prepare()
+    method.train_mode()
+    batch = make_batch(model, seeds=(3,))
+    optimizer = torch.optim.AdamW([p for _, p in method.trainable_parameters()], lr=3e-3)
+    values = []
+    for _ in range(3):
+        batch.rng = SampleRandom((3,))  # the same clicks every step
+        out = method.compute_loss(batch)
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+        values.append(float(out.loss.detach()))
+    assert values[-1] < values[0]

@@ -1,0 +1,83 @@
+"""Embedding cache: no re-encoding of a seen image, disk persistence, stale entries recomputed."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import clicksam
+from clicksam.cache import EmbeddingCache
+
+
+def _counting(model, monkeypatch):
+    calls = []
+    original = model.encode
+
+    def encode(x):
+        calls.append(1)
+        return original(x)
+
+    monkeypatch.setattr(model, "encode", encode)
+    return calls
+
+
+def test_reopening_an_image_never_reruns_the_encoder(tmp_path, tiny_model, photo, monkeypatch):
+    calls = _counting(tiny_model, monkeypatch)
+    predictor = clicksam.SamPredictor(tiny_model, cache=EmbeddingCache(tmp_path, max_items=2))
+    predictor.set_image(photo)
+    first = predictor.features.clone()
+    predictor.set_image(photo[::-1].copy())
+    predictor.set_image(photo)
+    assert len(calls) == 2 and predictor.last_encode_cached
+    assert torch.equal(predictor.features, first)
+    # a fresh process: memory empty, disk entry reused
+    fresh = clicksam.SamPredictor(tiny_model, cache=EmbeddingCache(tmp_path))
+    fresh.set_image(photo)
+    assert len(calls) == 2 and torch.equal(fresh.features, first)
+    assert fresh.input_size == predictor.input_size and fresh.original_size == (400, 600)
+
+
+def test_stale_or_corrupt_entries_are_recomputed(tmp_path, tiny_model, photo, monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    calls = _counting(tiny_model, monkeypatch)
+    predictor = clicksam.SamPredictor(tiny_model, cache=EmbeddingCache(tmp_path))
+    predictor.set_image(photo)
+    good = predictor.features.clone()
+    sig = predictor.signature(photo)
+    path = next(tmp_path.rglob("*.safetensors"))
+    # an entry whose stored signature disagrees (e.g. written by another preprocessing version)
+    meta = {"signature": json.dumps({**json.loads(json.dumps(sig.__dict__)), "preprocess_version": "old"}),
+            "original_size": "[400, 600]", "input_size": "[683, 1024]"}
+    save_file({"embedding": torch.zeros_like(good)}, path, metadata=meta)
+    cache = EmbeddingCache(tmp_path)
+    predictor = clicksam.SamPredictor(tiny_model, cache=cache)
+    predictor.set_image(photo)
+    assert len(calls) == 2 and cache.rejected == 1 and torch.allclose(predictor.features, good)
+    assert torch.allclose(load_file(path)["embedding"], good)  # rewritten
+    path.write_bytes(b"corrupt")
+    cache = EmbeddingCache(tmp_path)
+    clicksam.SamPredictor(tiny_model, cache=cache).set_image(photo)
+    assert len(calls) == 3 and cache.rejected == 1
+
+
+def test_other_weights_or_format_give_other_keys(tiny_model, photo):
+    torch.manual_seed(5)
+    other = clicksam.build_sam("tiny")
+    a = clicksam.SamPredictor(tiny_model).signature(photo)
+    b = clicksam.SamPredictor(other).signature(photo)
+    assert a.key != b.key and a.weights_digest != b.weights_digest
+    other.image_format = "BGR"
+    assert clicksam.SamPredictor(other).signature(photo).key != b.key
+
+
+def test_lru_evicts_oldest(tiny_model, photo):
+    cache = EmbeddingCache(None, max_items=1)
+    predictor = clicksam.SamPredictor(tiny_model, cache=cache)
+    predictor.set_image(photo)
+    predictor.set_image(photo[:200].copy())
+    predictor.set_image(photo)
+    assert not predictor.last_encode_cached and cache.hits == 0
+    with pytest.raises(ValueError, match="max_items must be >= 1"):
+        EmbeddingCache(max_items=0)
