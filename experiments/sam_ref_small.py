@@ -178,7 +178,7 @@ def evaluate(model, scenes, max_clicks: int = 20) -> dict[str, dict[str, object]
     for method in curves:
         summary = summarize_click_ious(curves[method], max_clicks)
         b = np.asarray(boundary[method])
-        summary["boundary_iou_at"] = {str(k): float(b[:, k - 1].mean()) for k in (1, 3, 5, 10)}
+        summary["boundary_iou_at"] = {str(k): float(b[:, k - 1].mean()) for k in (1, 3, 5, 10) if k <= max_clicks}
         summary["boundary_iou_1to5"] = float(b[:, :5].mean())
         result[method] = summary
     return result

@@ -132,3 +132,16 @@ def test_resume_refuses_other_settings_and_foreign_objects(tmp_path):
     ResultLog(tmp_path / "run" / "squares.jsonl").append({"object_id": "elsewhere", "ious": [1.0]})
     with pytest.raises(RuntimeError, match="elsewhere"):
         run_dataset(ds, oracle, tmp_path / "run", RunSettings(max_clicks=5), progress=False)
+
+
+def test_random_tie_breaks_are_reproducible_per_object(tmp_path):
+    images, masks = write_square_dataset(tmp_path / "data")
+    ds = FolderDataset(images, masks, name="squares")
+    by_id = {o.object_id: o for o in ds.objects}
+    oracle = ErodedGtOracle(lambda oid: ds.decode_gt(by_id[oid]), (3, 2, 1))
+    settings = RunSettings(max_clicks=6, random_ties=True, seed=3)
+    a = run_dataset(ds, oracle, tmp_path / "a", settings, progress=False)
+    b = run_dataset(ds, oracle, tmp_path / "b", settings, progress=False)
+    c = run_dataset(ds, oracle, tmp_path / "c", RunSettings(max_clicks=6), progress=False)
+    assert stable(a) == stable(b)
+    assert [r["clicks"] for r in a] != [r["clicks"] for r in c]  # the square's centre has 4 tied maxima

@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from clicksam.models.common import MLP, LayerNorm2d
+from clicksam.models.common import MLP, LayerNorm2d, upsample_conv_transpose
 from clicksam.models.transformer import KVPlugin, TwoWayTransformer
 
 
@@ -55,6 +55,12 @@ class MaskDecoder(nn.Module):
         selected = slice(1, None) if multimask_output else slice(0, 1)
         return masks[:, selected], iou_pred[:, selected]
 
+    def upscale(self, x: torch.Tensor) -> torch.Tensor:
+        """``output_upscaling`` (B×C×64×64 -> B×C/8×256×256), its transposed convolutions as matrix products."""
+        for layer in self.output_upscaling:
+            x = upsample_conv_transpose(x, layer) if isinstance(layer, nn.ConvTranspose2d) else layer(x)
+        return x
+
     def predict_masks(
         self,
         image_embeddings: torch.Tensor,
@@ -90,7 +96,7 @@ class MaskDecoder(nn.Module):
         hs, src = self.transformer(src, pos_src, tokens, kv_plugin=kv_plugin)
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
-        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+        upscaled = self.upscale(src.transpose(1, 2).reshape(b, c, h, w))
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )

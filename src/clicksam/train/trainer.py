@@ -82,7 +82,8 @@ def _distributed_context(device_pref: str) -> tuple[int, int, torch.device]:
         device = torch.device(device_pref)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
+    launched = "RANK" in os.environ and "MASTER_ADDR" in os.environ  # torchrun, even with one process
+    if (world > 1 or launched) and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     rank = dist.get_rank() if dist.is_initialized() else 0
     return rank, (dist.get_world_size() if dist.is_initialized() else 1), device
@@ -135,7 +136,7 @@ class Trainer:
         no_decay = [p for n, p in self.params if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": config.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=config.optim.lr, betas=config.optim.betas,
+            lr=config.optim.lr, betas=config.optim.betas, foreach=True,
         )
         self.step = 0
         self.window: dict[str, Any] = {"count": 0, "sums": {}, "wait": 0.0, "time": 0.0}
@@ -145,7 +146,7 @@ class Trainer:
             self._restore(state)
         self.loss_module = LossModule(self.method)
         self.ddp: Optional[torch.nn.Module] = None
-        if self.world > 1:
+        if dist.is_initialized():
             from torch.nn.parallel import DistributedDataParallel
 
             self.ddp = DistributedDataParallel(

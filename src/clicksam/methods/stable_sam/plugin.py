@@ -1,0 +1,268 @@
+"""Stable-SAM's plugin (Fan et al., arXiv 2311.15776; SPEC §3): DSP and DRP.
+
+The plugin sits in the token-to-image cross-attention of the mask decoder's *second* two-way
+block (``mask_decoder.transformer.layers.1.cross_attn_token_to_image``) through the
+``kv_plugin`` seam of :class:`clicksam.models.transformer.TwoWayTransformer`. It is called as
+``plugin(queries, keys)`` with
+
+* ``queries`` B×T×C: the prompt tokens after that block's self-attention and ``norm1``
+  (token 0 = IoU token, 1 = single-mask output token, 2-4 multimask tokens, then prompts);
+* ``keys`` B×HW×C: the block's image features x (H×W row-major, the 64×64 grid for SAM);
+
+and returns the features used as that attention's keys (plus SAM's key PE) and values.
+Everything else in SAM (queries, image-to-token attention, the other blocks) is untouched.
+
+DSP, the deformable sampling plugin: ``x* = proj(x)`` (1×1 conv), an offset net (depthwise 5×5
+conv, LayerNorm2d, GELU, 1×1 conv to 2 channels) predicts one offset Δp = (Δx, Δy) per grid
+cell, in cells, and x* is bilinearly sampled at p + Δp (outside the grid reads zeros).
+
+DRP, the dynamic routing plugin: an MLP (Linear C→32, LayerNorm, GELU, Linear 32→2, softmax)
+on the single-mask output token gives (α1, α2) per prompt; keys/values = α1·x*(p+Δp) + α2·x.
+
+Decisions (SPEC §3 "Decision", and ours where the paper is silent):
+
+* ``proj`` starts as the identity and the offset net's last conv at zero, so an untrained DSP
+  returns x itself, bit for bit. ``grid_sample`` runs with ``align_corners=False`` and the
+  sampling grid is built as ``(2·(j + Δx) + 1) / W − 1``: for a power-of-two grid (SAM's 64, or
+  16 at a 256 frame) every step of that formula and of grid_sample's un-normalisation
+  ``((g + 1)·W − 1) / 2`` is exact in binary floating point, so zero offsets land exactly on the
+  cell centres and bilinear sampling returns the cell's value exactly (weights 1, 0, 0, 0).
+* DRP's softmax starts at α = (``initial_alpha1``, 1 − ``initial_alpha1``) = (0.01, 0.99) for
+  every token: zero weights in the last Linear and a bias of (log α1, log α2). α1 is not exactly
+  0 so the router can learn, and because α1 + α2 = 1 the routed features are computed as
+  ``x + α1·(x*(p+Δp) − x)``, which equals α1·x*(p+Δp) + α2·x up to float round-off and gives
+  x *exactly* whenever the deformed features equal x. Hence "an untrained plugin reproduces SAM
+  exactly" holds bit for bit, whatever α is (tests check 0 difference and < 1e-6).
+* With α forced (:meth:`StableSamPlugin.forced_alpha`) the paper's formula α1·d + α2·x is used
+  as written; (0, 1) then gives x exactly for any plugin weights (vanilla SAM).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clicksam.models.common import LayerNorm2d
+
+SINGLE_MASK_TOKEN = 1  # index of the single-mask output token among the decoder's tokens
+ROUTER_HIDDEN = 32
+
+
+def grid_side(num_cells: int) -> int:
+    """The side of the square feature grid with ``num_cells`` cells (SAM's grids are square)."""
+    side = math.isqrt(num_cells)
+    if side * side != num_cells:
+        raise ValueError(
+            f"Stable-SAM expects image features on a square grid, got {num_cells} cells; "
+            "SAM's embedding is S/16 × S/16 for a square S×S frame"
+        )
+    return side
+
+
+def deform_grid(offsets: torch.Tensor) -> torch.Tensor:
+    """The normalised ``grid_sample`` grid (align_corners=False) of the cell centres shifted by
+    ``offsets``.
+
+    Args:
+        offsets: B×2×H×W offsets in cells; channel 0 is Δx (along columns), channel 1 is Δy.
+    Returns:
+        B×H×W×2 grid of (x, y) in [-1, 1] coordinates.
+    """
+    b, _, h, w = offsets.shape
+    cols = torch.arange(w, device=offsets.device, dtype=offsets.dtype)
+    rows = torch.arange(h, device=offsets.device, dtype=offsets.dtype)
+    gx = (2 * (cols[None, None, :] + offsets[:, 0]) + 1) / w - 1
+    gy = (2 * (rows[None, :, None] + offsets[:, 1]) + 1) / h - 1
+    return torch.stack([gx, gy], dim=-1)
+
+
+def sample_at_offsets(features: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Bilinear sampling of ``features`` (B×C×H×W) at each cell centre + ``offsets`` (B×2×H×W,
+    in cells, (Δx, Δy)); positions outside the grid read zeros. Returns B×C×H×W; zero offsets
+    return ``features`` exactly on power-of-two grids (see the module docstring)."""
+    if offsets.shape[0] != features.shape[0] or offsets.shape[1] != 2 or offsets.shape[2:] != features.shape[2:]:
+        raise ValueError(f"offsets must be B×2×H×W matching features {tuple(features.shape)}, got {tuple(offsets.shape)}")
+    grid = deform_grid(offsets.to(features.dtype))
+    return F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class DeformableSamplingPlugin(nn.Module):
+    """DSP: projected image features resampled at learned offsets.
+
+    Args:
+        dim: channels C of the image features (256 for SAM).
+        kernel_size: the depthwise conv of the offset net (5).
+    """
+
+    def __init__(self, dim: int = 256, kernel_size: int = 5) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(dim, dim, 1)
+        self.offset_dw = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+        self.offset_norm = LayerNorm2d(dim)
+        self.offset_act = nn.GELU()
+        self.offset_out = nn.Conv2d(dim, 2, 1)
+        self.reset_identity()
+
+    @torch.no_grad()
+    def reset_identity(self) -> None:
+        """``proj`` = identity, offsets = 0: the DSP returns its input (SPEC §3 decision)."""
+        dim = self.proj.weight.shape[0]
+        self.proj.weight.copy_(torch.eye(dim, device=self.proj.weight.device).view(dim, dim, 1, 1))
+        self.proj.bias.zero_()
+        self.offset_out.weight.zero_()
+        self.offset_out.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Args:
+            x: B×C×H×W image features.
+        Returns:
+            (deformed features x*(p+Δp) B×C×H×W, offsets Δp B×2×H×W in cells, (Δx, Δy)).
+        """
+        projected = self.proj(x)
+        offsets = self.offset_out(self.offset_act(self.offset_norm(self.offset_dw(projected))))
+        return sample_at_offsets(projected, offsets), offsets
+
+
+class DynamicRoutingPlugin(nn.Module):
+    """DRP: (α1, α2) = softmax(MLP(token)), the weights of deformed vs original features.
+
+    Args:
+        dim: token width C (256).
+        hidden: hidden width (32).
+        initial_alpha1: α1 at initialisation, for every token (0 < α1 < 1).
+    """
+
+    def __init__(self, dim: int = 256, hidden: int = ROUTER_HIDDEN, initial_alpha1: float = 0.01) -> None:
+        super().__init__()
+        if not 0.0 < initial_alpha1 < 1.0:
+            raise ValueError(f"initial_alpha1 must be in (0, 1) so that softmax can reach it, got {initial_alpha1}")
+        self.initial_alpha1 = float(initial_alpha1)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.norm = nn.LayerNorm(hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, 2)
+        self.reset_routing()
+
+    @torch.no_grad()
+    def reset_routing(self) -> None:
+        """Zero last-layer weights and bias (log α1, log α2): α = (α1, 1 − α1) for any token."""
+        a1 = self.initial_alpha1
+        self.fc2.weight.zero_()
+        self.fc2.bias.copy_(self.fc2.bias.new_tensor([math.log(a1), math.log(1.0 - a1)]))
+
+    def forward(self, token: torch.Tensor) -> torch.Tensor:
+        """token: B×C (the single-mask output token) -> α B×2 (softmax, rows sum to 1)."""
+        return torch.softmax(self.fc2(self.act(self.norm(self.fc1(token)))).float(), dim=-1).to(token.dtype)
+
+
+@dataclass
+class RoutedFeatures:
+    """One plugin call, for inspection.
+
+    features: B×HW×C routed keys/values; alpha: B×2 (α1 deformed, α2 original);
+    offsets: B×2×H×W DSP offsets in cells (Δx, Δy); deformed: B×C×H×W x*(p+Δp).
+    """
+
+    features: torch.Tensor
+    alpha: torch.Tensor
+    offsets: torch.Tensor
+    deformed: torch.Tensor
+
+
+class StableSamPlugin(nn.Module):
+    """DSP + DRP, the module at ``model.stable_sam`` and the decoder's ``kv_plugin``.
+
+    Args:
+        dim: SAM's transformer width (256).
+        kernel_size: DSP's depthwise kernel (5).
+        router_hidden: DRP's hidden width (32).
+        initial_alpha1: DRP's α1 at initialisation (0.01).
+
+    Example:
+        >>> plugin = StableSamPlugin()
+        >>> keys = torch.randn(2, 64 * 64, 256); queries = torch.randn(2, 7, 256)
+        >>> bool((plugin(queries, keys) == keys).all())   # untrained: the identity
+        True
+    """
+
+    def __init__(self, dim: int = 256, kernel_size: int = 5, router_hidden: int = ROUTER_HIDDEN,
+                 initial_alpha1: float = 0.01) -> None:
+        super().__init__()
+        self.dim = dim
+        self.dsp = DeformableSamplingPlugin(dim, kernel_size)
+        self.drp = DynamicRoutingPlugin(dim, router_hidden, initial_alpha1)
+        self.alpha_override: Optional[tuple[float, float]] = None
+        # B×2 α of the last call (detached), for diagnostics and training metrics
+        self.last_alpha: Optional[torch.Tensor] = None
+
+    def reset_parameters(self) -> None:
+        """Back to the untrained state (the identity)."""
+        with torch.no_grad():
+            for module in self.modules():
+                if isinstance(module, LayerNorm2d):
+                    module.weight.fill_(1.0)
+                    module.bias.zero_()
+                elif module is not self and hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+        self.dsp.reset_identity()
+        self.drp.reset_routing()
+
+    @contextlib.contextmanager
+    def forced_alpha(self, alpha1: float, alpha2: float) -> Iterator[None]:
+        """Within the block, use (α1, α2) instead of DRP's output: keys = α1·x*(p+Δp) + α2·x.
+        (0, 1) is vanilla SAM whatever the weights."""
+        previous = self.alpha_override
+        self.alpha_override = (float(alpha1), float(alpha2))
+        try:
+            yield
+        finally:
+            self.alpha_override = previous
+
+    def route(self, queries: torch.Tensor, keys: torch.Tensor) -> RoutedFeatures:
+        """The routed keys/values and their ingredients (see the module docstring for shapes)."""
+        if queries.dim() != 3 or keys.dim() != 3 or queries.shape[0] != keys.shape[0]:
+            raise ValueError(f"expected queries B×T×C and keys B×HW×C with the same B, got "
+                             f"{tuple(queries.shape)} and {tuple(keys.shape)}")
+        b, n, c = keys.shape
+        if c != self.dim or queries.shape[2] != self.dim:
+            raise ValueError(f"Stable-SAM was built for width {self.dim}, got queries {tuple(queries.shape)} "
+                             f"and keys {tuple(keys.shape)}")
+        if queries.shape[1] <= SINGLE_MASK_TOKEN:
+            raise ValueError(f"queries must hold SAM's output tokens (IoU, mask tokens, ...), got {queries.shape[1]} tokens")
+        side = grid_side(n)
+        x = keys.transpose(1, 2).reshape(b, c, side, side)
+        deformed, offsets = self.dsp(x)
+        deformed_tokens = deformed.flatten(2).transpose(1, 2).to(keys.dtype)
+        if self.alpha_override is None:
+            alpha = self.drp(queries[:, SINGLE_MASK_TOKEN])
+            a1 = alpha[:, :1, None].to(keys.dtype)
+            features = keys + a1 * (deformed_tokens - keys)  # = α1·d + α2·x since α2 = 1 − α1
+        else:
+            alpha = keys.new_tensor(self.alpha_override).expand(b, 2)
+            a1, a2 = self.alpha_override
+            features = a1 * deformed_tokens + a2 * keys
+        self.last_alpha = alpha.detach()
+        return RoutedFeatures(features, alpha, offsets, deformed)
+
+    def forward(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """The kv_plugin call: queries B×T×C, keys B×HW×C -> routed keys/values B×HW×C."""
+        return self.route(queries, keys).features
+
+
+def attach(model: nn.Module, initial_alpha1: float = 0.01) -> StableSamPlugin:
+    """Attach an untrained :class:`StableSamPlugin` at ``model.stable_sam`` (on the model's
+    device, eval mode) and return it. Its width follows the model's mask decoder."""
+    decoder = getattr(model, "mask_decoder", None)
+    if decoder is None:
+        raise ValueError("attach(model) needs a SAM model with a mask_decoder")
+    device = next(model.parameters()).device
+    with torch.device(device):
+        plugin = StableSamPlugin(decoder.transformer_dim, initial_alpha1=initial_alpha1)
+    plugin.eval()
+    model.add_module("stable_sam", plugin)
+    return plugin

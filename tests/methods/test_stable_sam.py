@@ -1,0 +1,206 @@
+"""Stable-SAM's plugin: identity at start, forced routing, DSP sampling, sizes, shapes, gradients."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from clicksam import build_sam
+from clicksam.build import count_parameters, sam_from_config
+from clicksam.methods.stable_sam import StableSamPlugin, attach, deform_grid, sample_at_offsets
+from clicksam.registry import get_config
+
+EMBEDDING = (1, 256, 64, 64)
+
+
+def randomize(module: torch.nn.Module, seed: int = 0, scale: float = 0.1) -> None:
+    """Random plugin weights (LayerNorm gains around 1) so that every part is active."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            noise = scale * torch.randn(p.shape, generator=gen)
+            p.copy_(1.0 + noise if "norm" in name and name.endswith("weight") else noise)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_sam("tiny", methods=["stable-sam"])
+
+
+@pytest.fixture(scope="module")
+def prompts():
+    gen = torch.Generator().manual_seed(1)
+    embedding = torch.randn(EMBEDDING, generator=gen)
+    coords = torch.tensor([[[300.0, 420.0], [610.0, 200.0], [700.0, 700.0]]]).repeat(3, 1, 1)
+    coords = coords + 40 * torch.randn(coords.shape, generator=gen)
+    labels = torch.tensor([[1, 0, 1], [1, 1, 1], [1, 0, 0]])
+    boxes = torch.tensor([[100.0, 150.0, 600.0, 700.0], [0.0, 0.0, 1023.0, 1023.0], [400.0, 400.0, 420.0, 430.0]])
+    mask_input = 3 * torch.randn(3, 1, 256, 256, generator=gen)
+    return embedding, (coords, labels), boxes, mask_input
+
+
+def decode(model, prompts, use_stable_sam: bool, multimask: bool = True):
+    embedding, points, boxes, mask_input = prompts
+    with torch.no_grad():
+        return model.decode(embedding, points=points, boxes=boxes, mask_input=mask_input,
+                            multimask_output=multimask, use_stable_sam=use_stable_sam)
+
+
+def test_untrained_plugin_reproduces_sam_exactly(model, prompts):
+    plain, plugged = decode(model, prompts, False), decode(model, prompts, True)
+    for a, b in [(plain.all_low_res_logits, plugged.all_low_res_logits),
+                 (plain.all_iou_predictions, plugged.all_iou_predictions), (plain.mask_tokens, plugged.mask_tokens)]:
+        assert (a - b).abs().max() < 1e-6
+        assert torch.equal(a, b)  # bit for bit: identity proj + zero offsets give x itself
+    alpha = model.stable_sam.last_alpha
+    assert alpha.shape == (3, 2)
+    torch.testing.assert_close(alpha, torch.tensor([[0.01, 0.99]]).expand(3, 2))
+
+
+def test_plugin_is_in_the_path(prompts):
+    """The identity above is not vacuous: a trained-looking plugin changes SAM's output."""
+    torch.manual_seed(0)
+    model = build_sam("tiny", methods=["stable-sam"])
+    randomize(model.stable_sam, seed=3)
+    plain, plugged = decode(model, prompts, False), decode(model, prompts, True)
+    assert (plain.all_low_res_logits - plugged.all_low_res_logits).abs().max() > 1e-3
+    with model.stable_sam.forced_alpha(1.0, 0.0):
+        deformed_only = decode(model, prompts, True)
+    assert (plugged.all_low_res_logits - deformed_only.all_low_res_logits).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_forced_alpha_0_1_reproduces_sam_for_any_weights(prompts, seed):
+    torch.manual_seed(0)
+    model = build_sam("tiny", methods=["stable-sam"])
+    randomize(model.stable_sam, seed=seed, scale=0.5)
+    plain = decode(model, prompts, False, multimask=False)
+    with model.stable_sam.forced_alpha(0.0, 1.0):
+        forced = decode(model, prompts, True, multimask=False)
+    assert model.stable_sam.alpha_override is None  # restored after the block
+    assert (plain.all_low_res_logits - forced.all_low_res_logits).abs().max() < 1e-6
+    assert torch.equal(plain.all_iou_predictions, forced.all_iou_predictions)
+
+
+def test_zero_offsets_sample_exactly_and_shifts_follow_the_formula():
+    gen = torch.Generator().manual_seed(0)
+    for side in (64, 16):
+        x = torch.randn(2, 8, side, side, generator=gen)
+        zero = torch.zeros(2, 2, side, side)
+        assert torch.equal(sample_at_offsets(x, zero), x)
+        # Δx = +1 reads the right neighbour, the last column falls outside and reads 0
+        shift = zero.clone()
+        shift[:, 0] = 1.0
+        out = sample_at_offsets(x, shift)
+        torch.testing.assert_close(out[..., :-1], x[..., 1:], atol=1e-6, rtol=0)
+        assert out[..., -1].abs().max() == 0
+        # Δy = -0.5 is the mean of the cell and the one above (half of it outside at row 0)
+        half = zero.clone()
+        half[:, 1] = -0.5
+        out = sample_at_offsets(x, half)
+        torch.testing.assert_close(out[..., 1:, :], (x[..., 1:, :] + x[..., :-1, :]) / 2, atol=1e-6, rtol=0)
+        torch.testing.assert_close(out[..., 0, :], x[..., 0, :] / 2, atol=1e-6, rtol=0)
+    grid = deform_grid(torch.zeros(1, 2, 4, 4))
+    torch.testing.assert_close(grid[0, 0, :, 0], torch.tensor([-0.75, -0.25, 0.25, 0.75]))
+
+
+def test_routing_formula_matches_the_paper():
+    """keys/values = α1·x*(p+Δp) + α2·x with α = softmax(DRP(single-mask token))."""
+    torch.manual_seed(0)
+    plugin = StableSamPlugin()
+    randomize(plugin, seed=5)
+    gen = torch.Generator().manual_seed(6)
+    queries, keys = torch.randn(3, 9, 256, generator=gen), torch.randn(3, 256, 256, generator=gen)
+    routed = plugin.route(queries, keys)
+    x = keys.transpose(1, 2).reshape(3, 256, 16, 16)
+    projected = plugin.dsp.proj(x)
+    expected_deformed = sample_at_offsets(projected, routed.offsets)
+    torch.testing.assert_close(routed.deformed, expected_deformed)
+    alpha = plugin.drp(queries[:, 1])
+    torch.testing.assert_close(routed.alpha, alpha)
+    torch.testing.assert_close(alpha.sum(1), torch.ones(3))
+    expected = alpha[:, 0, None, None] * expected_deformed.flatten(2).transpose(1, 2) + alpha[:, 1, None, None] * keys
+    torch.testing.assert_close(routed.features, expected, atol=1e-5, rtol=1e-5)
+    assert routed.offsets.abs().max() > 0 and not torch.allclose(alpha[0], alpha[1])
+
+
+@pytest.mark.parametrize("name", ["vit_b", "vit_l", "vit_h"])
+def test_parameter_count_is_about_0_08m_for_every_size(name):
+    with torch.device("meta"):
+        model = sam_from_config(get_config(name))
+        plugin = attach(model)
+    n = count_parameters(plugin)
+    assert 75_000 <= n <= 90_000, n
+    assert n == 81_828  # 65,792 proj + 7,684 offset net + 8,352 router
+    assert next(plugin.parameters()).device.type == "meta"
+
+
+def test_gradients_reach_only_the_plugin(prompts):
+    torch.manual_seed(0)
+    model = build_sam("tiny", methods=["stable-sam"])
+    randomize(model.stable_sam, seed=7)
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("stable_sam."))
+    embedding, points, boxes, mask_input = prompts
+    out = model.decode(embedding, points=points, boxes=boxes, mask_input=mask_input, multimask_output=False,
+                       use_stable_sam=True)
+    out.low_res_logits.square().mean().backward()
+    for name, p in model.named_parameters():
+        if name.startswith("stable_sam."):
+            assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().max() > 0, name
+        else:
+            assert p.grad is None, name
+
+
+def test_untrained_plugin_trains_from_the_first_step(prompts):
+    """At the identity, α gets no gradient (deformed == original) but DSP does, through α1 > 0."""
+    torch.manual_seed(0)
+    model = build_sam("tiny", methods=["stable-sam"])
+    embedding, points, boxes, mask_input = prompts
+    out = model.decode(embedding, points=points, boxes=boxes, multimask_output=False, use_stable_sam=True)
+    out.low_res_logits.square().mean().backward()
+    plugin = model.stable_sam
+    assert plugin.dsp.offset_out.weight.grad.abs().max() > 0
+    assert plugin.dsp.proj.weight.grad.abs().max() > 0
+    assert plugin.drp.fc2.bias.grad.abs().max() == 0
+
+
+@pytest.mark.parametrize("multimask", [True, False])
+def test_shapes_for_batches_of_prompts(model, prompts, multimask):
+    out = decode(model, prompts, True, multimask)
+    c = 3 if multimask else 1
+    assert out.low_res_logits.shape == (3, c, 256, 256) and out.iou_predictions.shape == (3, c)
+    assert out.mask_tokens.shape == (3, 4, 256)
+    routed = model.stable_sam.route(torch.randn(3, 10, 256), torch.randn(3, 4096, 256))
+    assert routed.features.shape == (3, 4096, 256) and routed.alpha.shape == (3, 2)
+    assert routed.offsets.shape == (3, 2, 64, 64) and routed.deformed.shape == (3, 256, 64, 64)
+    # one embedding per prompt works too
+    embedding, points, boxes, mask_input = prompts
+    with torch.no_grad():
+        per_prompt = model.decode(embedding.expand(3, -1, -1, -1), points=points, boxes=boxes, mask_input=mask_input,
+                                  multimask_output=multimask, use_stable_sam=True)
+    torch.testing.assert_close(per_prompt.low_res_logits, out.low_res_logits)
+
+
+def test_bad_inputs_raise_readable_errors(model):
+    plugin = model.stable_sam
+    with pytest.raises(ValueError, match="square grid"):
+        plugin(torch.randn(1, 6, 256), torch.randn(1, 4000, 256))
+    with pytest.raises(ValueError, match="width 256"):
+        plugin(torch.randn(1, 6, 128), torch.randn(1, 4096, 128))
+    with pytest.raises(ValueError, match="same B"):
+        plugin(torch.randn(2, 6, 256), torch.randn(1, 4096, 256))
+    with pytest.raises(ValueError, match="initial_alpha1"):
+        StableSamPlugin(initial_alpha1=0.0)
+    plain = build_sam("tiny")
+    with pytest.raises(RuntimeError, match="no Stable-SAM stage"):
+        plain.decode(torch.zeros(EMBEDDING), boxes=torch.tensor([[0.0, 0.0, 10.0, 10.0]]), use_stable_sam=True)
+
+
+def test_reset_parameters_restores_the_identity():
+    plugin = StableSamPlugin()
+    randomize(plugin, seed=9)
+    keys, queries = torch.randn(1, 1024, 256), torch.randn(1, 6, 256)
+    assert not torch.equal(plugin(queries, keys), keys)
+    plugin.reset_parameters()
+    assert torch.equal(plugin(queries, keys), keys)

@@ -1,0 +1,90 @@
+"""The encoding worker's priorities and the annotation store's validation."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from clicksam.server.errors import NotReady
+from clicksam.server.store import Action, AnnotationStore, ImageAnnotation, ObjectRecord
+from clicksam.server.worker import OPEN, PREFETCH, EncodingWorker
+
+
+def test_worker_runs_the_opened_image_before_prefetch():
+    gate, order = threading.Event(), []
+
+    def prepare(name, image):
+        gate.wait(5)
+        order.append(name)
+        return name.upper()
+
+    worker = EncodingWorker(prepare, lambda name: np.zeros((2, 2, 3), np.uint8), capacity=2)
+    try:
+        worker.request("busy", OPEN)
+        time.sleep(0.1)  # "busy" is being encoded, held at the gate
+        for name in ("p1", "p2"):
+            assert worker.request(name, PREFETCH) == "queued"
+        worker.request("wanted", OPEN)
+        assert worker.status("busy") == "encoding" and worker.summary()["queued"] == 3
+        gate.set()
+        deadline = time.monotonic() + 5
+        while len(order) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert order == ["busy", "wanted", "p1", "p2"]
+        assert worker.get("p2", 5) == "P2"  # already encoded: no re-ordering any more
+        assert worker.status("busy") == "cached"  # evicted from memory (capacity 2), embedding cached
+        assert worker.get("busy", 5) == "BUSY" and order[-1] == "busy"  # re-prepared on demand
+    finally:
+        worker.stop()
+
+
+def test_worker_failure_timeout_and_retry():
+    attempts = []
+
+    def prepare(name, image):
+        attempts.append(name)
+        if name == "slow":
+            time.sleep(0.5)
+        if len(attempts) == 1:
+            raise OSError("disk on fire")
+        return name
+
+    worker = EncodingWorker(prepare, lambda name: np.zeros((2, 2, 3), np.uint8))
+    try:
+        with pytest.raises(NotReady, match="disk on fire"):
+            worker.get("bad", 5)
+        assert worker.status("bad") == "failed" and "disk on fire" in worker.error("bad")
+        assert worker.get("bad", 5) == "bad"  # opening again retries
+        with pytest.raises(NotReady, match="still being encoded"):
+            worker.get("slow", 0.05)
+        assert worker.get("slow", 5) == "slow"
+    finally:
+        worker.stop()
+
+
+def test_store_round_trip_and_validation(tmp_path):
+    store = AnnotationStore(tmp_path / "ann")
+    record = ObjectRecord(3, "cat", "focsam", [Action("click", 1.5, 2.0, True), Action("box", box=(0, 0, 4, 4))],
+                          [Action("click", 3, 3, False)], {"size": [5, 5], "counts": "25"}, 0.5)
+    annotation = ImageAnnotation("sub/a.png", 5, 5, [record], next_id=4)
+    path = store.save(annotation)
+    assert path == tmp_path / "ann" / "sub" / "a.png.json"
+    loaded = store.load("sub/a.png")
+    assert loaded is not None and loaded.objects[0] == record and loaded.next_id == 4
+    assert store.images() == ["sub/a.png"]
+    saved = json.loads(path.read_text())
+    assert saved["objects"][0]["clicks"] == [[1.5, 2.0, True]] and saved["objects"][0]["box"] == [0, 0, 4, 4]
+    for broken, message in ((dict(saved, format="other"), "not a clicksam"),
+                            (dict(saved, version=9), "unsupported annotation version"),
+                            (dict(saved, width=0), "positive ints"),
+                            (dict(saved, objects=[{"id": "x"}]), "positive int"),
+                            (dict(saved, objects=[dict(saved["objects"][0], actions=[{"kind": "tap"}])]), "kind")):
+        path.write_text(json.dumps(broken))
+        with pytest.raises(ValueError, match=message):
+            store.load("sub/a.png")
+    assert store.load("missing.png") is None
+    with pytest.raises(ValueError, match="finite"):
+        Action.from_dict({"kind": "click", "x": float("inf"), "y": 0})

@@ -1,0 +1,166 @@
+"""The trainer end to end on the tiny model: resume, loss, method file, DDP, config errors."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from clicksam.train.config import OptimConfig, config_from_dict, load_config
+from clicksam.train.run_files import read_metrics
+from clicksam.train.trainer import Trainer, learning_rate
+
+from .conftest import tiny_config
+
+
+def test_learning_rate_warmup_then_decay():
+    optim = OptimConfig(lr=1.0, warmup_steps=4, schedule="linear")
+    lrs = [learning_rate(s, optim, 12) for s in range(12)]
+    assert lrs[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert lrs[4] == 1.0 and lrs[-1] == pytest.approx(1 / 8)
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))
+    poly = OptimConfig(lr=1.0, warmup_steps=0, schedule="poly", poly_power=2.0, min_lr_ratio=0.1)
+    assert learning_rate(5, poly, 10) == pytest.approx(0.1 + 0.9 * 0.25)
+    assert learning_rate(7, OptimConfig(lr=2.0, warmup_steps=0, schedule="constant"), 10) == 2.0
+
+
+def test_config_errors_are_readable(tmp_path):
+    with pytest.raises(ValueError, match="unknown key"):
+        config_from_dict({"optim": {"learning_rate": 1}})
+    with pytest.raises(ValueError, match="schedule"):
+        config_from_dict({"optim": {"schedule": "cosine"}})
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    with pytest.raises(ValueError, match="invalid JSON"):
+        load_config(bad)
+    toml = tmp_path / "c.toml"
+    toml.write_text('model = "tiny"\nsteps = 7\n[optim]\nlr = 0.5\n')
+    cfg = load_config(toml)
+    assert (cfg.model, cfg.steps, cfg.optim.lr) == ("tiny", 7, 0.5)
+
+
+def _run(config: dict, resume: bool = False, stop_after: int | None = None):
+    trainer = Trainer(config_from_dict(config), resume=resume, progress=False)
+
+    def on_step(t: Trainer, record: dict) -> None:
+        if stop_after is not None and t.step == stop_after:
+            os.kill(os.getpid(), signal.SIGTERM)  # what a cluster scheduler sends
+
+    return trainer.run(on_step=on_step)
+
+
+def test_sigterm_then_resume_repeats_the_uninterrupted_run(tmp_path, tiny_store):
+    full = _run(tiny_config(tmp_path / "full", tiny_store))
+    assert not full.interrupted and full.method_file is not None
+    cut_config = tiny_config(tmp_path / "cut", tiny_store)
+    first = _run(cut_config, stop_after=1)  # SIGTERM during step 1: the run stops after step 2
+    assert first.interrupted and first.step == 2 and first.method_file is None
+    assert (tmp_path / "cut" / "checkpoint.pt").is_file()
+    with pytest.raises(ValueError, match="--resume"):
+        Trainer(config_from_dict(cut_config), progress=False)
+    changed = tiny_config(tmp_path / "cut", tiny_store, seed=4)
+    with pytest.raises(ValueError, match="seed"):
+        Trainer(config_from_dict(changed), resume=True, progress=False)
+    second = _run(cut_config, resume=True)
+    assert not second.interrupted and second.step == 4
+    a = read_metrics(tmp_path / "full" / "metrics.jsonl")
+    b = read_metrics(tmp_path / "cut" / "metrics.jsonl")
+    assert [r["step"] for r in b] == [1, 2, 3, 4]
+    for ra, rb in zip(a, b):
+        for key in ("loss", "nfl", "point", "clicks", "lr", "grad_norm"):
+            assert ra[key] == pytest.approx(rb[key], rel=1e-5, abs=1e-7), (ra["step"], key)
+    assert (tmp_path / "cut" / "loss_curve.png").stat().st_size > 1000
+
+    # The method file holds only the decoder and loads onto a fresh tiny model.
+    from safetensors import safe_open
+
+    from clicksam.build import build_sam
+
+    with safe_open(str(second.method_file), framework="pt") as f:
+        keys = list(f.keys())
+        meta = json.loads(f.metadata()["clicksam"])
+    assert keys and all(k.startswith("mask_decoder.") for k in keys)
+    assert meta["train_method"] == "decoder" and meta["base_model"] == "tiny"
+    loaded = build_sam("tiny", checkpoint=[second.method_file])
+    state = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["trainable"]
+    for name, value in state.items():
+        assert torch.equal(loaded.state_dict()[name], value)
+
+
+def test_store_signature_mismatch_is_refused(tmp_path, tiny_store):
+    from clicksam.build import build_sam
+    from clicksam.train.readers import build_source
+    from clicksam.train.store import EmbeddingStore, build_embedding_store
+
+    torch.manual_seed(123)
+    other = build_sam("tiny")  # other random weights: another encoder digest
+    with pytest.raises(ValueError, match="different model"):
+        EmbeddingStore(tiny_store).check(other)
+    with pytest.raises(ValueError, match="Rebuild"):
+        build_embedding_store([build_source({"type": "synthetic", "count": 6, "seed": 0, "size": [256, 320]})],
+                              tiny_store, other, progress=False)
+    with pytest.raises(RuntimeError, match="not in the embedding store"):
+        EmbeddingStore(tiny_store).get("coco/nothing.jpg")
+
+
+def test_interrupted_store_build_resumes(tmp_path, tiny_store):
+    import shutil
+
+    from clicksam.train.readers import build_source
+    from clicksam.train.store import EmbeddingStore, build_embedding_store
+    from clicksam.train.trainer import build_base_model
+
+    copy = tmp_path / "store"
+    shutil.copytree(tiny_store, copy)
+    (copy / "shard-00001.safetensors").unlink()  # as if killed while writing shard 1
+    partial = EmbeddingStore(copy)
+    assert len(partial) == 4 and partial.missing_shards == ["shard-00001.safetensors"]
+    summary = build_embedding_store([build_source({"type": "synthetic", "count": 6, "seed": 0, "size": [256, 320]})],
+                                    copy, build_base_model("tiny"), shard_size=4, progress=False)
+    assert (summary.encoded, summary.shards_reused) == (2, 1)
+    full, ref = EmbeddingStore(copy), EmbeddingStore(tiny_store)
+    emb = full.get("synthetic-0/000005")
+    assert emb.dtype == torch.float16 and emb.shape == (256, 64, 64)
+    assert torch.equal(emb, ref.get("synthetic-0/000005"))
+
+
+@pytest.mark.slow
+def test_loss_falls(tmp_path, tiny_store):
+    config = tiny_config(tmp_path / "run", tiny_store, steps=30,
+                         optim={"lr": 2e-3, "warmup_steps": 3}, options={"max_clicks": 1, "click_map_size": 128})
+    result = _run(config)
+    losses = [r["loss"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")]
+    assert len(losses) == 30
+    first, last = sum(losses[:6]) / 6, sum(losses[-6:]) / 6
+    assert last < 0.8 * first, (first, last)
+    assert 0 <= result.data_wait_fraction < 0.5
+
+
+@pytest.mark.slow
+def test_two_process_gloo_ddp_matches_one_process(tmp_path, tiny_store):
+    steps = 3
+    single = tiny_config(tmp_path / "one", tiny_store, steps=steps)
+    _run(single)
+    ddp = tiny_config(tmp_path / "two", tiny_store, steps=steps)
+    cfg_path = tmp_path / "ddp.json"
+    cfg_path.write_text(json.dumps(ddp))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "clicksam", "train", "--config", str(cfg_path), "--no-progress"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    a = read_metrics(tmp_path / "one" / "metrics.jsonl")
+    b = read_metrics(tmp_path / "two" / "metrics.jsonl")
+    assert len(a) == len(b) == steps
+    for ra, rb in zip(a, b):
+        for key in ("loss", "nfl", "clicks", "iou_head"):
+            assert ra[key] == pytest.approx(rb[key], rel=2e-3, abs=1e-5), (ra["step"], key, ra[key], rb[key])
+    wa = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)["trainable"]
+    wb = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)["trainable"]
+    worst = max((wa[k] - wb[k]).abs().max().item() for k in wa)
+    assert worst < 1e-4, worst
