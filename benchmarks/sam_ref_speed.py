@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     config = SamRefConfig(width=args.width, patch_width=args.patch_width, num_blocks=args.blocks)
-    with torch.inference_mode():
+    with torch.no_grad():  # (a model built under inference_mode cannot cache its dense PE)
         result = run(args.model, args.rounds, config)
     med = result["median_s"]
     print(f"{result['model']}, {result['threads']} threads, {result['clicks']} clicks, "

@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--images", type=int, default=4, help="synthetic images to serve (default 4)")
     parser.add_argument("--size", type=int, nargs=2, default=(320, 240), metavar=("W", "H"))
+    parser.add_argument("--decode-slots", type=int, default=4, help="passed to clicksam serve")
     parser.add_argument("--out", type=Path, default=None, help="write the summary JSON here")
     args = parser.parse_args(argv)
     if args.users < 1 or not 0 < args.duration <= 3600:
@@ -148,16 +149,18 @@ def main(argv: list[str] | None = None) -> int:
         port = _free_port()
         base = f"http://{HOST}:{port}"
         env = {**os.environ, "CLICKSAM_CACHE": str(Path(tmp, "cache"))}
+        log = open(Path(tmp, "server.log"), "wb")  # a file, not a pipe: a full pipe would stall the server
         server = subprocess.Popen([sys.executable, "-m", "clicksam", "serve", "--model", args.model, "--images",
-                                   str(folder), "--host", HOST, "--port", str(port)],
-                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                   str(folder), "--host", HOST, "--port", str(port),
+                                   "--decode-slots", str(args.decode_slots)],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             import httpx
 
             deadline = time.monotonic() + 120
             while True:
                 if server.poll() is not None:
-                    raise RuntimeError(f"server exited: {server.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                    raise RuntimeError(f"server exited: {Path(tmp, 'server.log').read_text()[-2000:]}")
                 try:
                     httpx.get(f"{base}/api/info", timeout=2)
                     break
@@ -176,12 +179,14 @@ def main(argv: list[str] | None = None) -> int:
                 server.wait(10)
             except subprocess.TimeoutExpired:
                 server.kill()
+            log.close()
 
     prompts = [r for r in records if r["kind"] in ("click", "box", "undo")]
     clicks = [r for r in records if r["kind"] == "click" and r["ok"]]
     errors = [r for r in records if not r["ok"]]
     summary = {
-        "users": args.users, "duration_s": args.duration, "wall_s": round(wall, 1), "model": args.model,
+        "users": args.users, "decode_slots": args.decode_slots, "duration_s": args.duration,
+        "wall_s": round(wall, 1), "model": args.model,
         "images": args.images, "image_size": list(args.size), "cpu_count": os.cpu_count(),
         "encode_all_s": round(encode_s, 1), "requests": len(records), "prompts": len(prompts),
         "prompts_per_s": round(len(prompts) / wall, 2), "errors": len(errors),

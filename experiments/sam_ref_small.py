@@ -227,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ref-lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-model", type=Path, help="also save the trained state dict here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -236,10 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"base: {len(base_hist)} steps, loss {np.mean(base_hist[:20]):.3f} -> {np.mean(base_hist[-20:]):.3f}", flush=True)
     ref_hist = train_refiner(model, train, args.ref_minutes, args.batch, args.ref_lr, args.seed)
     print(f"refiners: {len(ref_hist)} steps, loss {np.mean(ref_hist[:20]):.3f} -> {np.mean(ref_hist[-20:]):.3f}", flush=True)
-    torch.save(model.state_dict(), args.out / "model.pt")
+    if args.save_model:
+        torch.save(model.state_dict(), args.save_model)
     test_scenes = [make_scene(args.seed + 1000, i) for i in range(args.test_scenes)]
     start = time.perf_counter()
-    with torch.inference_mode():
+    with torch.no_grad():
         results = evaluate(model, test_scenes)
     info = {
         "base_steps": len(base_hist), "ref_steps": len(ref_hist),

@@ -67,3 +67,17 @@ def test_package_import_has_no_side_effects():
     code = "import sys, clicksam; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_untrained_builds_are_reproducible_and_leave_the_rng_alone():
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = clicksam.build_sam("tiny")
+    after = torch.rand(1)
+    b = clicksam.build_sam("tiny")
+    c = clicksam.build_sam("tiny", seed=1)
+    assert torch.equal(before, after)
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k])
+    assert not torch.equal(a.mask_decoder.iou_token.weight, c.mask_decoder.iou_token.weight)

@@ -63,8 +63,7 @@ def test_stale_or_corrupt_entries_are_recomputed(tmp_path, tiny_model, photo, mo
 
 
 def test_other_weights_or_format_give_other_keys(tiny_model, photo):
-    torch.manual_seed(5)
-    other = clicksam.build_sam("tiny")
+    other = clicksam.build_sam("tiny", seed=5)
     a = clicksam.SamPredictor(tiny_model).signature(photo)
     b = clicksam.SamPredictor(other).signature(photo)
     assert a.key != b.key and a.weights_digest != b.weights_digest

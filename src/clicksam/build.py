@@ -54,6 +54,7 @@ def build_sam(
     methods: Iterable[str] = (),
     device: Union[str, torch.device] = "cpu",
     trust_checkpoint: bool = False,
+    seed: int = 0,
 ) -> Sam:
     """Build a SAM model by registry name.
 
@@ -67,6 +68,8 @@ def build_sam(
         device: where to put the model.
         trust_checkpoint: allow a checkpoint that holds arbitrary pickled objects (e.g. the
             optimizer/meta entries of an mmengine file) to be unpickled. Only for files you trust.
+        seed: seed of the random initialisation of whatever no checkpoint overwrites (the ``tiny``
+            test model, untrained stages), so a build is the same in every process.
     Returns:
         the model in eval mode.
     """
@@ -74,9 +77,14 @@ def build_sam(
     from clicksam.methods import attach_stage, parse_method
 
     config = get_config(name)
-    model = sam_from_config(config)
-    for stage in parse_method("+".join(methods) if methods else "sam"):
-        attach_stage(model, stage)
+    stages = parse_method("+".join(methods) if methods else "sam")
+    # Untrained weights come from a fixed seed, so the same call gives the same model in every
+    # process (test models, untrained stages); the caller's RNG state is left untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = sam_from_config(config)
+        for stage in stages:
+            attach_stage(model, stage)
     if checkpoint is not None:
         paths = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
         for i, path in enumerate(paths):

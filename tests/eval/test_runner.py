@@ -145,3 +145,40 @@ def test_random_tie_breaks_are_reproducible_per_object(tmp_path):
     c = run_dataset(ds, oracle, tmp_path / "c", RunSettings(max_clicks=6), progress=False)
     assert stable(a) == stable(b)
     assert [r["clicks"] for r in a] != [r["clicks"] for r in c]  # the square's centre has 4 tied maxima
+
+
+def test_one_set_image_per_image_shared_by_its_objects(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "voc"
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "SegmentationObject").mkdir()
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    names = ["im1", "im2"]
+    for name in names:
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(root / "JPEGImages" / f"{name}.jpg")
+        indices = np.zeros((32, 32), np.uint8)
+        indices[2:10, 2:10], indices[15:30, 15:30], indices[12, :] = 1, 2, 255
+        pal = Image.fromarray(indices, mode="P")
+        pal.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0, 0, 0] * 252 + [224, 224, 192])
+        pal.save(root / "SegmentationObject" / f"{name}.png")
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("\n".join(names) + "\n")
+
+    from clicksam.eval.datasets import load_dataset
+
+    ds = load_dataset("PascalVOC", root)
+    by_id = {o.object_id: o for o in ds.objects}
+
+    class CountingOracle(ErodedGtOracle):
+        images: list[str] = []
+
+        def set_image(self, image, image_id):
+            self.images.append(image_id)
+            super().set_image(image, image_id)
+
+    oracle = CountingOracle(lambda oid: ds.decode_gt(by_id[oid]), (1,))
+    records = run_dataset(ds, oracle, tmp_path / "run", RunSettings(max_clicks=3), progress=False)
+    assert [r["object_id"] for r in records] == ["im1#1", "im1#2", "im2#1", "im2#2"]
+    assert oracle.images == ["im1", "im2"]
+    assert [r["encode_seconds"] > 0 for r in records] == [True, False, True, False]

@@ -76,3 +76,17 @@ def test_tiny_model_end_to_end_on_the_benchmarks(shared_dir, tmp_path):
     before = (out / "DAVIS.jsonl").read_text()
     assert main(args) == 0  # a finished run resumes to a no-op
     assert (out / "DAVIS.jsonl").read_text() == before
+
+
+def test_one_shot_prompts_match_the_predictor(tiny_predictor):
+    predictor, image = tiny_predictor
+    seg = SamSegmenter(predictor, "sam")
+    box = (18.0, 8.0, 51.0, 31.0)
+    out = seg.step(Prompt(box=box), None)
+    masks, _, _ = predictor.predict(box=np.array(box), multimask_output=False, return_logits=True)
+    np.testing.assert_allclose(out.scores, masks[0], atol=1e-5)
+    points = (Click(25, 12, True), Click(40, 20, True), Click(30, 25, True))
+    out = seg.step(Prompt(points), None)
+    masks, _, _ = predictor.predict(np.array([[25, 12], [40, 20], [30, 25]]), np.array([1, 1, 1]),
+                                    multimask_output=False, return_logits=True)
+    np.testing.assert_allclose(out.scores, masks[0], atol=1e-5)

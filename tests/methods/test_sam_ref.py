@@ -245,3 +245,21 @@ def test_gradients_reach_every_refiner_parameter_and_not_the_inputs():
     (out.logits.sum() + out.global_error.sum() + out.patch_error.sum()).backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_samref_checks_its_inputs():
+    config = SamRefConfig(image_size=64, embed_dim=8, width=8, patch_width=8, num_blocks=1,
+                          patch_size=32, window_min_size=16)
+    model = SamRef(config)
+    image, emb, sam = torch.zeros(1, 3, 64, 64), torch.zeros(1, 8, 4, 4), torch.zeros(1, 1, 16, 16)
+    pts, lbl = torch.tensor([[[20.0, 20.0]]]), torch.tensor([[1]])
+    with pytest.raises(ValueError, match="inside the 64×48"):
+        model(image, emb, sam, pts, lbl, (48, 64), windows=[(0, 0, 64, 60)])
+    out = model(image, emb, sam, pts, lbl, (48, 64), windows=[(8, 8, 40, 40)])
+    assert out.windows == [(8, 8, 40, 40)]
+    with pytest.raises(ValueError, match="input_size"):
+        model(image, emb, sam, pts, lbl, (80, 64))
+    with pytest.raises(ValueError, match="previous_logits"):
+        model(image, emb, sam, pts, lbl, (48, 64), previous_logits=torch.zeros(1, 1, 32, 32))
+    with pytest.raises(ValueError, match="padded frame"):
+        model(torch.zeros(1, 3, 32, 32), emb, sam, pts, lbl, (32, 32))

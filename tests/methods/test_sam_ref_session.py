@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from clicksam import InteractiveSession, SamPredictor, build_sam
-from clicksam.methods.sam_ref import (SamRef, SamRefConfig, attach, load_sam_ref_file,
-                                      save_sam_ref_file)
+from clicksam.checkpoint import read_method_file
+from clicksam.methods.sam_ref import (SamRef, SamRefConfig, attach, attach_from_metadata,
+                                      load_sam_ref_file, save_sam_ref_file)
 from clicksam.methods.sam_ref.stage import STATE_ERROR_AREA, STATE_LOGITS, STATE_WINDOW
 from tests.methods.test_sam_ref import set_disk_weights
 
@@ -169,5 +170,8 @@ def test_method_file_round_trip(tmp_path):
     fresh = build_sam("tiny")
     load_sam_ref_file(fresh, path)
     assert fresh.sam_ref.config == small.sam_ref.config
+    _, meta = read_method_file(path)
+    other = build_sam("tiny")
+    assert attach_from_metadata(other, meta).config == small.sam_ref.config
     for key, value in small.sam_ref.state_dict().items():
         assert torch.equal(fresh.sam_ref.state_dict()[key], value), key

@@ -1,6 +1,8 @@
 """Stable-SAM's plugin: identity at start, forced routing, DSP sampling, sizes, shapes, gradients."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -21,22 +23,40 @@ def randomize(module: torch.nn.Module, seed: int = 0, scale: float = 0.1) -> Non
             p.copy_(1.0 + noise if "norm" in name and name.endswith("weight") else noise)
 
 
+def make_model(frame: int = 1024):
+    """The seeded tiny SAM with an untrained plugin; ``frame`` 256 gives a 16×16 grid (fast tests)."""
+    torch.manual_seed(0)
+    model = sam_from_config(dataclasses.replace(get_config("tiny"), image_size=frame))
+    attach(model)
+    return model.eval()
+
+
+def make_prompts(frame: int = 1024, batch: int = 3):
+    """A shared embedding and a batch of mixed prompts (points, boxes, previous logits)."""
+    gen = torch.Generator().manual_seed(1)
+    s = frame / 1024
+    embedding = torch.randn(1, 256, frame // 16, frame // 16, generator=gen)
+    coords = torch.tensor([[[300.0, 420.0], [610.0, 200.0], [700.0, 700.0]]]).repeat(3, 1, 1)
+    coords = (coords + 40 * torch.randn(coords.shape, generator=gen)) * s
+    labels = torch.tensor([[1, 0, 1], [1, 1, 1], [1, 0, 0]])
+    boxes = torch.tensor([[100.0, 150.0, 600.0, 700.0], [0.0, 0.0, 1023.0, 1023.0], [400.0, 400.0, 420.0, 430.0]]) * s
+    mask_input = 3 * torch.randn(3, 1, frame // 4, frame // 4, generator=gen)
+    return embedding, (coords[:batch], labels[:batch]), boxes[:batch], mask_input[:batch]
+
+
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    return build_sam("tiny", methods=["stable-sam"])
+    return make_model()
 
 
 @pytest.fixture(scope="module")
 def prompts():
-    gen = torch.Generator().manual_seed(1)
-    embedding = torch.randn(EMBEDDING, generator=gen)
-    coords = torch.tensor([[[300.0, 420.0], [610.0, 200.0], [700.0, 700.0]]]).repeat(3, 1, 1)
-    coords = coords + 40 * torch.randn(coords.shape, generator=gen)
-    labels = torch.tensor([[1, 0, 1], [1, 1, 1], [1, 0, 0]])
-    boxes = torch.tensor([[100.0, 150.0, 600.0, 700.0], [0.0, 0.0, 1023.0, 1023.0], [400.0, 400.0, 420.0, 430.0]])
-    mask_input = 3 * torch.randn(3, 1, 256, 256, generator=gen)
-    return embedding, (coords, labels), boxes, mask_input
+    return make_prompts()
+
+
+@pytest.fixture(scope="module")
+def small_prompts():
+    return make_prompts(256)
 
 
 def decode(model, prompts, use_stable_sam: bool, multimask: bool = True):
@@ -57,10 +77,10 @@ def test_untrained_plugin_reproduces_sam_exactly(model, prompts):
     torch.testing.assert_close(alpha, torch.tensor([[0.01, 0.99]]).expand(3, 2))
 
 
-def test_plugin_is_in_the_path(prompts):
+def test_plugin_is_in_the_path(small_prompts):
     """The identity above is not vacuous: a trained-looking plugin changes SAM's output."""
-    torch.manual_seed(0)
-    model = build_sam("tiny", methods=["stable-sam"])
+    prompts = small_prompts
+    model = make_model(256)
     randomize(model.stable_sam, seed=3)
     plain, plugged = decode(model, prompts, False), decode(model, prompts, True)
     assert (plain.all_low_res_logits - plugged.all_low_res_logits).abs().max() > 1e-3
@@ -69,11 +89,11 @@ def test_plugin_is_in_the_path(prompts):
     assert (plugged.all_low_res_logits - deformed_only.all_low_res_logits).abs().max() > 1e-4
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_forced_alpha_0_1_reproduces_sam_for_any_weights(prompts, seed):
-    torch.manual_seed(0)
-    model = build_sam("tiny", methods=["stable-sam"])
-    randomize(model.stable_sam, seed=seed, scale=0.5)
+@pytest.mark.parametrize("frame", [256, 1024])
+def test_forced_alpha_0_1_reproduces_sam_for_any_weights(frame):
+    prompts = make_prompts(frame, batch=2)
+    model = make_model(frame)
+    randomize(model.stable_sam, seed=frame, scale=0.5)
     plain = decode(model, prompts, False, multimask=False)
     with model.stable_sam.forced_alpha(0.0, 1.0):
         forced = decode(model, prompts, True, multimask=False)
@@ -135,9 +155,9 @@ def test_parameter_count_is_about_0_08m_for_every_size(name):
     assert next(plugin.parameters()).device.type == "meta"
 
 
-def test_gradients_reach_only_the_plugin(prompts):
-    torch.manual_seed(0)
-    model = build_sam("tiny", methods=["stable-sam"])
+def test_gradients_reach_only_the_plugin(small_prompts):
+    prompts = small_prompts
+    model = make_model(256)
     randomize(model.stable_sam, seed=7)
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith("stable_sam."))
@@ -152,14 +172,16 @@ def test_gradients_reach_only_the_plugin(prompts):
             assert p.grad is None, name
 
 
-def test_untrained_plugin_trains_from_the_first_step(prompts):
+def test_untrained_plugin_trains_from_the_first_step(small_prompts):
     """At the identity, α gets no gradient (deformed == original) but DSP does, through α1 > 0."""
-    torch.manual_seed(0)
-    model = build_sam("tiny", methods=["stable-sam"])
-    embedding, points, boxes, mask_input = prompts
+    model = make_model(256)
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("stable_sam."))
+    embedding, points, boxes, mask_input = small_prompts
     out = model.decode(embedding, points=points, boxes=boxes, multimask_output=False, use_stable_sam=True)
     out.low_res_logits.square().mean().backward()
     plugin = model.stable_sam
+    assert all(p.grad is None for n, p in model.named_parameters() if not n.startswith("stable_sam."))
     assert plugin.dsp.offset_out.weight.grad.abs().max() > 0
     assert plugin.dsp.proj.weight.grad.abs().max() > 0
     assert plugin.drp.fc2.bias.grad.abs().max() == 0

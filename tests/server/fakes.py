@@ -74,6 +74,7 @@ class FakeFactory:
         self.gate = threading.Event()
         self.gate.set()
         self.fail: set[str] = set()
+        self.refuse_methods: set[str] = set()  # create() raises ValueError for these
         self.unavailable = unavailable
 
     def method_options(self) -> list[MethodOption]:
@@ -91,4 +92,6 @@ class FakeFactory:
         return image
 
     def create(self, prepared: Any, method: str) -> FakeSession:
+        if method in self.refuse_methods:
+            raise ValueError(f"simulated refusal of {method}")
         return FakeSession(prepared, method)

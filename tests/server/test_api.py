@@ -137,3 +137,22 @@ def test_encoding_progress_prefetch_and_failure(image_dir):
         obj = _new_object(client, "img2.png")
         failed = client.post("/api/click", json={"image": "img2.png", "object": obj["id"], "x": 1, "y": 1})
         assert failed.status_code == 503 and "simulated encoder failure" in failed.json()["detail"]
+
+
+def test_failed_method_switch_leaves_the_object_unchanged(image_dir):
+    from fastapi.testclient import TestClient
+
+    from tests.server.fakes import FakeFactory
+
+    factory = FakeFactory()
+    with TestClient(make_app(image_dir, factory)) as client:
+        obj = _new_object(client, label="a", method="sam")
+        clicked = client.post("/api/click", json={"image": "img0.png", "object": obj["id"], "x": 40, "y": 30}).json()
+        factory.refuse_methods.add("sam-ref")
+        refused = client.patch("/api/objects", json={"image": "img0.png", "object": obj["id"], "label": "b",
+                                                     "method": "sam-ref"})
+        assert refused.status_code == 409 and "simulated refusal" in refused.json()["detail"]
+        shown = client.get("/api/annotation", params={"name": "img0.png"}).json()["objects"][0]
+        assert (shown["label"], shown["method"], shown["mask"]) == ("a", "sam", clicked["mask"])
+        after = client.post("/api/click", json={"image": "img0.png", "object": obj["id"], "x": 10, "y": 10}).json()
+        assert after["clicks"] == [[40.0, 30.0, True], [10.0, 10.0, True]]

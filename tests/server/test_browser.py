@@ -39,6 +39,7 @@ class Server:
 
     def __init__(self, images: Path, cache: Path, checkpoint: Path) -> None:
         self.images, self.cache, self.checkpoint, self.port = images, cache, checkpoint, _free_port()
+        self.log = cache.parent / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -47,13 +48,14 @@ class Server:
 
     def start(self) -> None:
         env = {**os.environ, "CLICKSAM_CACHE": str(self.cache), "OMP_NUM_THREADS": "2"}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "clicksam", "serve", "--model", "tiny", "--images", str(self.images),
-             "--checkpoint", str(self.checkpoint), "--port", str(self.port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        command = [sys.executable, "-m", "clicksam", "serve", "--model", "tiny", "--images", str(self.images),
+                   "--checkpoint", str(self.checkpoint), "--port", str(self.port)]
+        with open(self.log, "ab") as log:  # a file, not a pipe: a full pipe would stall the server
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stdout.read().decode()}")  # type: ignore[union-attr]
+                raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
             try:
                 with urllib.request.urlopen(f"{self.url}/api/info", timeout=2):
                     return

@@ -110,3 +110,18 @@ def test_real_tiny_model_through_the_api(image_dir):
         refused = client.patch("/api/objects", json={"image": "img0.png", "object": obj["id"],
                                                      "method": unavailable[0]["name"]})
         assert refused.status_code == 409
+
+
+def test_reopening_an_image_uses_the_disk_embedding_cache(tmp_path):
+    from clicksam import build_sam
+    from clicksam.cache import EmbeddingCache
+    from clicksam.server.backend import SamSessionFactory
+
+    model = build_sam("tiny")
+    image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    first = SamSessionFactory(model, EmbeddingCache(tmp_path / "emb")).prepare("a.png", image)
+    again = SamSessionFactory(model, EmbeddingCache(tmp_path / "emb")).prepare("a.png", image)  # a "restart"
+    assert not first.last_encode_cached and again.last_encode_cached
+    session = SamSessionFactory(model, EmbeddingCache(tmp_path / "emb")).create(again, "sam")
+    session.add_click(10, 10)
+    assert session.mask.shape == (48, 64)

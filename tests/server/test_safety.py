@@ -91,3 +91,16 @@ def test_corrupt_annotation_file_is_reported(image_dir):
         response = client.get("/api/annotation", params={"name": "img0.png"})
         assert response.status_code == 409 and "corrupt annotation file" in response.json()["detail"]
         assert client.get("/api/annotation", params={"name": "img1.png"}).status_code == 200
+
+
+def test_loopback_server_refuses_foreign_host_headers(image_dir):
+    from fastapi.testclient import TestClient
+
+    from clicksam.server.app import LOOPBACK_HOSTS
+
+    with TestClient(make_app(image_dir, allowed_hosts=LOOPBACK_HOSTS), base_url="http://127.0.0.1:8000") as client:
+        assert client.get("/api/info").status_code == 200
+        assert client.get("/api/info", headers={"host": "localhost:8000"}).status_code == 200
+        assert client.get("/api/info", headers={"host": "[::1]:8000"}).status_code == 200
+        rebound = client.get("/api/images", headers={"host": "evil.example:8000"})
+        assert rebound.status_code == 400 and "Host header" in rebound.json()["detail"]

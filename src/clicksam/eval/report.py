@@ -163,7 +163,7 @@ def plot_miou_curves(summaries: Sequence[dict[str, Any]], path: str | Path) -> P
         ax.set_ylabel("mIoU (%)")
         ax.set_xticks([1, *range(5, longest + 1, 5)] if longest >= 10 else list(range(1, longest + 1)))
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)

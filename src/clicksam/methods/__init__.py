@@ -69,7 +69,7 @@ def available_stages() -> dict[str, bool]:
         try:
             stage_class(name)
             result[name] = True
-        except (RuntimeError, AttributeError):
+        except (RuntimeError, AttributeError, ImportError):
             result[name] = False
     return result
 

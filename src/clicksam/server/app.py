@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable, Optional
 from clicksam.server.errors import AnnotatorError
 from clicksam.server.service import AnnotatorService
 
-__all__ = ["create_app", "STATIC_DIR", "TOKEN_HEADER", "MAX_BODY_BYTES"]
+__all__ = ["create_app", "RequestGuard", "STATIC_DIR", "TOKEN_HEADER", "MAX_BODY_BYTES", "LOOPBACK_HOSTS"]
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 TOKEN_HEADER = "x-clicksam-token"
@@ -32,10 +32,16 @@ def _require_web() -> Any:
 
 
 class RequestGuard:
-    """ASGI middleware: token check for writes, JSON content type, request size limit."""
+    """ASGI middleware: Host check, token check for writes, JSON content type, request size limit.
 
-    def __init__(self, app: Callable[..., Awaitable[None]], token: Optional[str], max_body_bytes: int) -> None:
+    ``allowed_hosts`` (host names without port; ``None`` = any) defends a loopback server against
+    DNS rebinding: a page from another site that resolves its own name to 127.0.0.1 is refused.
+    """
+
+    def __init__(self, app: Callable[..., Awaitable[None]], token: Optional[str], max_body_bytes: int,
+                 allowed_hosts: Optional[frozenset[str]] = None) -> None:
         self.app, self.token, self.max_body_bytes = app, token, max_body_bytes
+        self.allowed_hosts = allowed_hosts
 
     async def _reject(self, send: Callable[..., Awaitable[None]], status: int, detail: str) -> None:
         body = json.dumps({"detail": detail}).encode()
@@ -49,6 +55,10 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if self.allowed_hosts is not None and _host_name(headers.get("host", "")) not in self.allowed_hosts:
+            await self._reject(send, 400, "unexpected Host header; open the page through the address the "
+                                          "server printed")
+            return
         if scope["method"] in WRITE_METHODS and self.token is not None:
             given = headers.get(TOKEN_HEADER)
             if not given:
@@ -92,6 +102,17 @@ class RequestGuard:
         await self.app(scope, replay, send)
 
 
+def _host_name(host: str) -> str:
+    """``"[::1]:8000"`` -> ``"::1"``, ``"localhost:8000"`` -> ``"localhost"``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
 def _validation_message(errors: list[dict[str, Any]]) -> tuple[int, str]:
     if any(e.get("type") == "json_invalid" for e in errors):
         where = next(e for e in errors if e.get("type") == "json_invalid")
@@ -104,13 +125,15 @@ def _validation_message(errors: list[dict[str, Any]]) -> tuple[int, str]:
 
 
 def create_app(service: AnnotatorService, token: Optional[str] = None,
-               max_body_bytes: int = MAX_BODY_BYTES) -> Any:
+               max_body_bytes: int = MAX_BODY_BYTES, allowed_hosts: Optional[frozenset[str]] = None) -> Any:
     """Build the FastAPI app (the page at ``/``, the JSON API under ``/api``).
 
     Args:
         service: the annotator logic (images, store, session factory).
         token: when set, every write must carry it in the ``X-Clicksam-Token`` header.
         max_body_bytes: the largest request body accepted (413 beyond).
+        allowed_hosts: accepted ``Host`` header names (``None``: any); ``LOOPBACK_HOSTS`` for a
+            server bound to loopback.
     """
     _require_web()
     from contextlib import asynccontextmanager
@@ -140,5 +163,5 @@ def create_app(service: AnnotatorService, token: Optional[str] = None,
         return JSONResponse({"detail": message}, status_code=status)
 
     add_routes(app, service, token is not None, max_body_bytes, STATIC_DIR)
-    app.add_middleware(RequestGuard, token=token, max_body_bytes=max_body_bytes)
+    app.add_middleware(RequestGuard, token=token, max_body_bytes=max_body_bytes, allowed_hosts=allowed_hosts)
     return app

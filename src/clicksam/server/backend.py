@@ -21,6 +21,7 @@ __all__ = [
     "SamSessionFactory",
     "all_method_names",
     "method_options_for",
+    "parse_method_list",
 ]
 
 
@@ -123,11 +124,11 @@ class SamSessionFactory:
     """
 
     def __init__(self, model: Any, cache: Any = None) -> None:
-        from clicksam.cache import EmbeddingCache
+        from clicksam.cache import EmbeddingCache, default_cache_dir
 
         self.model = model
         self.model_name = str(getattr(model, "model_name", "sam"))
-        self.cache = cache if cache is not None else EmbeddingCache()
+        self.cache = cache if cache is not None else EmbeddingCache(default_cache_dir() / "embeddings")
         self._options = method_options_for(model)
         self._encode_lock = threading.Lock()
 

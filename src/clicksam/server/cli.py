@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"access token for changes (default ${TOKEN_ENV}, or a random one when --host "
                              "is not loopback)")
     parser.add_argument("--prefetch", type=int, default=2, help="images to encode ahead of the open one (default 2)")
+    parser.add_argument("--decode-slots", type=int, default=4,
+                        help="prompts computed at the same time, the rest queue (default 4)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow pickled objects in a checkpoint (official FocSAM files); trusted files only")
@@ -48,11 +50,13 @@ def is_loopback(host: str) -> bool:
 def build_app(images: Path, model: str = "vit_b", checkpoint: Optional[list[str]] = None,
               methods: Optional[list[str]] = None, annotations: Optional[Path] = None,
               token: Optional[str] = None, prefetch: int = 2, device: str = "cpu",
-              trust_checkpoint: bool = False) -> Any:
-    """Build the model, the session factory, the service and the FastAPI app."""
+              trust_checkpoint: bool = False, loopback_only: bool = False, decode_slots: int = 4) -> Any:
+    """Build the model, the session factory, the service and the FastAPI app.
+
+    ``loopback_only`` makes the app refuse requests whose Host header is not a loopback name.
+    """
     from clicksam.build import build_sam
-    from clicksam.cache import EmbeddingCache, default_cache_dir
-    from clicksam.server.app import create_app
+    from clicksam.server.app import LOOPBACK_HOSTS, create_app
     from clicksam.server.backend import SamSessionFactory, parse_method_list
     from clicksam.server.images import ImageFolder
     from clicksam.server.service import AnnotatorService
@@ -64,14 +68,14 @@ def build_app(images: Path, model: str = "vit_b", checkpoint: Optional[list[str]
     store = AnnotationStore(annotations if annotations is not None else folder.root / ".clicksam" / "annotations")
     stages, default_method = parse_method_list(methods or [])
     sam = build_sam(model, checkpoint=checkpoint, methods=stages, device=device, trust_checkpoint=trust_checkpoint)
-    factory = SamSessionFactory(sam, EmbeddingCache(default_cache_dir() / "embeddings"))
-    service = AnnotatorService(folder, store, factory, prefetch=prefetch)
+    factory = SamSessionFactory(sam)  # embeddings cached under $CLICKSAM_CACHE/embeddings
+    service = AnnotatorService(folder, store, factory, prefetch=prefetch, decode_slots=decode_slots)
     options = {o["name"]: o for o in service.method_options()}
     if default_method in options and options[default_method]["available"]:
         service.default_method = default_method
     elif methods:
         raise ValueError(f"method {default_method!r} is unavailable: {options.get(default_method, {}).get('reason')}")
-    return create_app(service, token=token)
+    return create_app(service, token=token, allowed_hosts=LOOPBACK_HOSTS if loopback_only else None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     if token is None and not is_loopback(args.host):
         token = secrets.token_urlsafe(16)
     app = build_app(args.images, args.model, args.checkpoint, args.method, args.annotations, token,
-                    args.prefetch, args.device, args.trust_checkpoint)
+                    args.prefetch, args.device, args.trust_checkpoint, loopback_only=is_loopback(args.host),
+                    decode_slots=args.decode_slots)
     service = app.state.service
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{shown_host}:{args.port}/" + (f"?token={token}" if token else "")

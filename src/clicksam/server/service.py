@@ -6,6 +6,7 @@ new click recomputes the object from its clicks.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import OrderedDict
@@ -16,7 +17,7 @@ from PIL import Image
 
 from clicksam.io.rle import mask_to_rle, mask_to_runs, rle_area, rle_bbox, rle_to_mask
 from clicksam.server.backend import ObjectSession, SessionFactory
-from clicksam.server.errors import BadInput, Conflict, NotFound
+from clicksam.server.errors import AnnotatorError, BadInput, Conflict, NotFound
 from clicksam.server.images import ImageFolder
 from clicksam.server.store import Action, AnnotationStore, ImageAnnotation, ObjectRecord
 from clicksam.server.worker import OPEN, PREFETCH, EncodingWorker
@@ -36,16 +37,22 @@ class AnnotatorService:
         prefetch: how many following images to encode in advance when one is opened.
         encode_timeout: seconds a prompt waits for its image's encoding before a 503.
         live_images: images whose sessions (and embeddings) stay in memory.
+        decode_slots: prompts computed at the same time (others queue). A decode is many small
+            ops, so a few at once use a CPU better than one (measured with benchmarks/web_load.py).
     """
 
     def __init__(self, folder: ImageFolder, store: AnnotationStore, factory: SessionFactory,
-                 prefetch: int = 2, encode_timeout: float = 120.0, live_images: int = 8) -> None:
+                 prefetch: int = 2, encode_timeout: float = 120.0, live_images: int = 8,
+                 decode_slots: int = 4) -> None:
+        if decode_slots < 1:
+            raise ValueError(f"decode_slots must be >= 1, got {decode_slots}")
         self.folder, self.store, self.factory = folder, store, factory
         self.prefetch, self.encode_timeout, self.live_images = prefetch, encode_timeout, live_images
         self.worker = EncodingWorker(factory.prepare, folder.read, capacity=live_images)
         self._options = {o.name: o for o in factory.method_options()}
         self.default_method = next((n for n, o in self._options.items() if o.available), "sam")
         self._guard = threading.Lock()
+        self._compute = threading.BoundedSemaphore(decode_slots)
         self._locks: dict[str, threading.RLock] = {}
         self._annotations: dict[str, ImageAnnotation] = {}
         self._sessions: OrderedDict[str, dict[int, ObjectSession]] = OrderedDict()
@@ -116,16 +123,25 @@ class AnnotatorService:
         """Rename an object and/or switch its method (its prompts are replayed with the new one)."""
         with self._lock(name):
             annotation, record = self._object(name, object_id)
-            if label is not None:
-                record.label = self._check_label(label)
-            latency = None
-            if method is not None and self._check_method(method) != record.method:
-                record.method = self._check_method(method)
+            new_label = record.label if label is None else self._check_label(label)
+            new_method = record.method if method is None else self._check_method(method)
+            latency, session = None, None
+            if new_method != record.method and (record.actions or record.redo):
+                # recompute with the new method first: on failure the object stays as it was
+                old_session = self._sessions.get(name, {}).pop(object_id, None)
+                started = time.perf_counter()
+                try:
+                    session = self._session(name, dataclasses.replace(record, method=new_method))
+                except AnnotatorError:
+                    if old_session is not None:
+                        self._sessions.setdefault(name, {})[object_id] = old_session
+                    raise
+                latency = time.perf_counter() - started
+            elif new_method != record.method:
                 self._sessions.get(name, {}).pop(object_id, None)
-                if record.actions or record.redo:
-                    started = time.perf_counter()
-                    self._store_mask(record, self._session(name, record))
-                    latency = time.perf_counter() - started
+            record.label, record.method = new_label, new_method
+            if session is not None:
+                self._store_mask(record, session)
             self._save(annotation)
             return self._view(record, latency)
 
@@ -177,12 +193,13 @@ class AnnotatorService:
         with self._lock(name):
             annotation, record = self._object(name, object_id)
             session = self._session(name, record)
-            started = time.perf_counter()
             try:
-                self._apply(session, action)
+                with self._compute:  # the latency shown is compute time, not time queued
+                    started = time.perf_counter()
+                    self._apply(session, action)
+                    latency = time.perf_counter() - started
             except ValueError as exc:
                 raise BadInput(str(exc)) from exc
-            latency = time.perf_counter() - started
             record.actions.append(action)
             record.redo.clear()
             self._store_mask(record, session)
@@ -222,10 +239,11 @@ class AnnotatorService:
             session = self.factory.create(prepared, record.method)
         except ValueError as exc:
             raise Conflict(str(exc)) from exc
-        for action in [*record.actions, *reversed(record.redo)]:
-            self._apply(session, action)
-        for _ in record.redo:
-            session.undo()
+        with self._compute:
+            for action in [*record.actions, *reversed(record.redo)]:
+                self._apply(session, action)
+            for _ in record.redo:
+                session.undo()
         with self._guard:
             self._sessions.setdefault(name, {})[record.id] = session
             self._sessions.move_to_end(name)

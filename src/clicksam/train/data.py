@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clicksam.transforms import ResizeLongestSide
+from clicksam.transforms import ResizeLongestSide, preprocess_shape
 
 MAX_REPLACEMENTS = 64
 
@@ -39,12 +39,12 @@ MAX_REPLACEMENTS = 64
 class RawObject:
     """One object at the source's resolution.
 
-    image: H×W×3 uint8 RGB; mask: H×W bool object; ignore: H×W bool or None (pixels that are
+    image: H×W×3 uint8 RGB (None when the caller did not ask for pixels); mask: H×W bool object; ignore: H×W bool or None (pixels that are
     neither object nor background, e.g. crowd regions); image_key: the image's key in an
     embedding store (unique across sources).
     """
 
-    image: np.ndarray
+    image: Optional[np.ndarray]
     mask: np.ndarray
     ignore: Optional[np.ndarray]
     image_key: str
@@ -76,9 +76,10 @@ class ObjectSource(abc.ABC):
         """The image with this key, H×W×3 uint8 RGB at its original size."""
 
     @abc.abstractmethod
-    def load_object(self, index: int, rng: np.random.Generator) -> Optional[RawObject]:
+    def load_object(self, index: int, rng: np.random.Generator, with_image: bool = True) -> Optional[RawObject]:
         """Object ``index`` (``rng`` picks among instances when a source samples them), or None
-        when its annotation turns out invalid."""
+        when its annotation turns out invalid. ``with_image=False`` skips decoding the image
+        (training from an embedding store needs only the mask)."""
 
 
 @dataclass
@@ -174,7 +175,7 @@ class ObjectDataset(torch.utils.data.Dataset):
     def _load_valid(self, index: int, rng: np.random.Generator) -> tuple[RawObject, int]:
         for attempt in range(min(MAX_REPLACEMENTS, len(self))):
             source, local = self._locate((index + attempt * 7919) % len(self))
-            raw = source.load_object(local, rng)
+            raw = source.load_object(local, rng, self.with_image)
             if raw is not None and int(raw.mask.sum()) >= self.min_area:
                 return raw, attempt
         raise RuntimeError(
@@ -188,10 +189,16 @@ class ObjectDataset(torch.utils.data.Dataset):
         raw, skipped = self._load_valid(index, rng)
         size = self.image_size
         h0, w0 = raw.mask.shape
-        if raw.image.shape[:2] != (h0, w0):
-            raise ValueError(f"{raw.image_key}: image {raw.image.shape[:2]} and mask {(h0, w0)} differ in size")
-        image = self.transform.apply_image(raw.image)
-        h, w = image.shape[:2]
+        if raw.image is not None:
+            if raw.image.shape[:2] != (h0, w0):
+                raise ValueError(f"{raw.image_key}: image {raw.image.shape[:2]} and mask {(h0, w0)} differ in size")
+            image = self.transform.apply_image(raw.image)
+            h, w = image.shape[:2]
+        else:
+            h, w = preprocess_shape(h0, w0, size)
+        if self.store is not None and self.store.input_sizes.get(raw.image_key, (h, w)) != (h, w):  # type: ignore[attr-defined]
+            raise RuntimeError(f"{raw.image_key}: the embedding store has it at {self.store.input_sizes[raw.image_key]} "  # type: ignore[attr-defined]
+                               f"but the dataset gives {(h, w)}; the store was built from other images")
         target = np.full((size, size), -1, np.int8)
         target[:h, :w] = resize_mask(raw.mask, (h, w))
         if raw.ignore is not None:
@@ -203,7 +210,7 @@ class ObjectDataset(torch.utils.data.Dataset):
             "index": torch.tensor(index, dtype=torch.long),
             "skipped": torch.tensor(skipped, dtype=torch.long),
         }
-        if self.with_image:
+        if raw.image is not None:
             if self.augment is not None:
                 image = self.augment(image, rng)
             padded = np.zeros((size, size, 3), np.uint8)

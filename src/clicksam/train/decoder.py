@@ -31,6 +31,7 @@ class DecoderTraining(TrainMethod):
 
     name = "decoder"
     trainable_prefixes = ("mask_decoder",)
+    find_unused_parameters = False
     default_options = {
         "max_clicks": 20, "gamma": 0.6, "click_ratio": 1.7, "click_map_size": 256,
         "nfl_alpha": 0.5, "nfl_gamma": 2.0, "point_weight": 1.0, "iou_weight": 1.0,
@@ -43,6 +44,17 @@ class DecoderTraining(TrainMethod):
             raise ValueError(f"decoder option 'sampler' must be 'iterative' or 'multipoint', got {self.options['sampler']!r}")
         if not 1 <= int(self.options["max_clicks"]) <= 64:
             raise ValueError(f"decoder option 'max_clicks' must be in 1..64, got {self.options['max_clicks']}")
+
+    def prepare(self) -> None:
+        """Train the decoder except the parts the single-mask loss cannot reach: the multimask
+        hypernetworks (tokens 1-3) and, with ``iou_weight`` 0, the IoU head. Freezing them keeps
+        AdamW's weight decay off them and lets DDP skip its unused-parameter search."""
+        super().prepare()
+        decoder = self.model.mask_decoder
+        for mlp in list(decoder.output_hypernetworks_mlps)[1:]:
+            mlp.requires_grad_(False)
+        if float(self.options["iou_weight"]) == 0:
+            decoder.iou_prediction_head.requires_grad_(False)
 
     def _decode(self, embedding: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor,
                 mask_input: torch.Tensor | None):

@@ -182,6 +182,8 @@ def get_method(name: str) -> type[TrainMethod]:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
+            if not exc.name or not module_name.startswith(exc.name):
+                raise  # the method's module exists but one of its own imports is missing
             raise ValueError(f"training method '{name}' is not available in this build ({module_name} is missing)") from exc
         cls = getattr(module, class_name, None)
         if cls is None:

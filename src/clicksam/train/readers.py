@@ -34,7 +34,7 @@ from PIL import Image
 
 from clicksam.images import read_image
 from clicksam.train.data import ObjectSource, RawObject
-from clicksam.train.synthetic import make_scene
+from clicksam.train.synthetic import SyntheticSource
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
@@ -66,6 +66,14 @@ def _read_index_png(path: Path) -> np.ndarray:
         if img.mode in ("I", "I;16", "I;16B"):
             return np.asarray(img).astype(np.int64)
         return np.asarray(img.convert("L"))
+
+
+def _image_matching(path: Path, shape: tuple[int, ...], with_image: bool) -> tuple[Optional[np.ndarray], bool]:
+    """(the image or None when not wanted, whether it matches the annotation's H×W)."""
+    if not with_image:
+        return None, True
+    image = read_image(path)
+    return image, image.shape[:2] == tuple(shape)
 
 
 def _binary(values: np.ndarray, palette: bool) -> np.ndarray:
@@ -137,11 +145,11 @@ class CocoInstances(ObjectSource):
         except (TypeError, ValueError, KeyError, IndexError):
             return None
 
-    def load_object(self, index: int, rng: np.random.Generator) -> Optional[RawObject]:
+    def load_object(self, index: int, rng: np.random.Generator, with_image: bool = True) -> Optional[RawObject]:
         image_id, segmentation = self.objects[index]
         file_name, height, width = self.images[image_id]
-        image = read_image(self.image_dir / file_name)
-        if image.shape[:2] != (height, width):
+        image, ok = _image_matching(self.image_dir / file_name, (height, width), with_image)
+        if not ok:
             return None
         mask = self.decode(segmentation, height, width)
         if mask is None or mask.shape != (height, width):
@@ -197,14 +205,14 @@ class CocoPanoptic(ObjectSource):
     def read_image(self, key: str) -> np.ndarray:
         return read_image(self.image_dir / key.split("/", 1)[1])
 
-    def load_object(self, index: int, rng: np.random.Generator) -> Optional[RawObject]:
+    def load_object(self, index: int, rng: np.random.Generator, with_image: bool = True) -> Optional[RawObject]:
         entry, segment_id = self.objects[index]
         image_file, png, crowd = self.entries[entry]
-        image = read_image(self.image_dir / image_file)
         with Image.open(self.mask_dir / png) as img:
             rgb = np.asarray(img.convert("RGB")).astype(np.int64)
         ids = rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
-        if ids.shape != image.shape[:2]:
+        image, ok = _image_matching(self.image_dir / image_file, ids.shape, with_image)
+        if not ok:
             return None
         ignore = np.isin(ids, crowd) if crowd else None
         return RawObject(image, ids == segment_id, ignore, f"{self.name}/{image_file}")
@@ -234,7 +242,7 @@ class SbdInstances(ObjectSource):
     def read_image(self, key: str) -> np.ndarray:
         return read_image(self.root / "img" / key.split("/", 1)[1])
 
-    def load_object(self, index: int, rng: np.random.Generator) -> Optional[RawObject]:
+    def load_object(self, index: int, rng: np.random.Generator, with_image: bool = True) -> Optional[RawObject]:
         from scipy.io import loadmat
 
         name = self.names[index]
@@ -248,8 +256,8 @@ class SbdInstances(ObjectSource):
         if len(ids) == 0:
             return None
         chosen = int(ids[rng.integers(0, len(ids))])
-        image = read_image(self.root / "img" / f"{name}.jpg")
-        if image.shape[:2] != inst.shape:
+        image, ok = _image_matching(self.root / "img" / f"{name}.jpg", inst.shape, with_image)
+        if not ok:
             return None
         ignore = inst == 255
         return RawObject(image, inst == chosen, ignore if ignore.any() else None, f"{self.name}/{name}.jpg")
@@ -287,14 +295,14 @@ class ImageMaskFolder(ObjectSource):
     def read_image(self, key: str) -> np.ndarray:
         return read_image(self.root / key.split("/", 1)[1])
 
-    def load_object(self, index: int, rng: np.random.Generator) -> Optional[RawObject]:
+    def load_object(self, index: int, rng: np.random.Generator, with_image: bool = True) -> Optional[RawObject]:
         image_path, mask_path = self.pairs[index]
         try:
             values = _read_index_png(mask_path)
         except OSError:
             return None
-        image = read_image(image_path)
-        if values.shape != image.shape[:2]:
+        image, ok = _image_matching(image_path, values.shape, with_image)
+        if not ok:
             return None
         key = f"{self.name}/{image_path.relative_to(self.root).as_posix()}"
         if not self.instances:
@@ -355,34 +363,9 @@ class HQSegTrain(ObjectSource):
     def read_image(self, key: str) -> np.ndarray:
         return read_image(self.root / key.split("/", 1)[1])
 
-    def load_object(self, index: int, rng: np.random.Generator) -> Optional[RawObject]:
+    def load_object(self, index: int, rng: np.random.Generator, with_image: bool = True) -> Optional[RawObject]:
         pos = int(np.searchsorted(self._offsets, index, side="right")) - 1
-        return self.parts[pos].load_object(index - int(self._offsets[pos]), rng)
-
-
-class SyntheticSource(ObjectSource):
-    """``count`` synthetic scenes of family ``seed``, one target object each."""
-
-    def __init__(self, count: int = 64, seed: int = 0, size: Optional[list[int]] = None) -> None:
-        super().__init__()
-        if count < 1:
-            raise ValueError(f"synthetic count must be >= 1, got {count}")
-        self.count, self.seed = int(count), int(seed)
-        self.size = None if size is None else (int(size[0]), int(size[1]))
-        self.name = f"synthetic-{self.seed}"
-
-    def __len__(self) -> int:
-        return self.count
-
-    def image_keys(self) -> list[str]:
-        return [f"{self.name}/{i:06d}" for i in range(self.count)]
-
-    def read_image(self, key: str) -> np.ndarray:
-        return make_scene(self.seed, int(key.rsplit("/", 1)[1]), self.size).image
-
-    def load_object(self, index: int, rng: np.random.Generator) -> Optional[RawObject]:
-        scene = make_scene(self.seed, index, self.size)
-        return RawObject(scene.image, scene.mask, None, f"{self.name}/{index:06d}")
+        return self.parts[pos].load_object(index - int(self._offsets[pos]), rng, with_image)
 
 
 SOURCES: dict[str, type[ObjectSource]] = {

@@ -8,14 +8,20 @@ textures, some of them touching or overlapping the target. Everything is a pure 
 Example:
     >>> scene = make_scene(seed=0, index=3)
     >>> scene.image.shape, scene.image.dtype, scene.mask.dtype
-    ((320, 384, 3), dtype('uint8'), dtype('bool'))
+    ((352, 448, 3), dtype('uint8'), dtype('bool'))
+
+``SyntheticSource(count, seed)`` serves such scenes as training objects (dataset type
+``synthetic`` in a training config).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import cv2
 import numpy as np
+
+from clicksam.train.data import ObjectSource, RawObject
 
 SHAPES = ("ellipse", "polygon", "star", "ring", "limbs", "stroke")
 
@@ -167,3 +173,28 @@ def make_scene(
         instances[target] = 1
         mask = instances == 1
     return SyntheticScene(image=np.round(image).astype(np.uint8), mask=mask, instances=instances, shape=shape)
+
+
+class SyntheticSource(ObjectSource):
+    """``count`` synthetic scenes of family ``seed``, one target object each."""
+
+    def __init__(self, count: int = 64, seed: int = 0, size: Optional[list[int]] = None) -> None:
+        super().__init__()
+        if count < 1:
+            raise ValueError(f"synthetic count must be >= 1, got {count}")
+        self.count, self.seed = int(count), int(seed)
+        self.size = None if size is None else (int(size[0]), int(size[1]))
+        self.name = f"synthetic-{self.seed}"
+
+    def __len__(self) -> int:
+        return self.count
+
+    def image_keys(self) -> list[str]:
+        return [f"{self.name}/{i:06d}" for i in range(self.count)]
+
+    def read_image(self, key: str) -> np.ndarray:
+        return make_scene(self.seed, int(key.rsplit("/", 1)[1]), self.size).image
+
+    def load_object(self, index: int, rng: np.random.Generator, with_image: bool = True) -> Optional[RawObject]:
+        scene = make_scene(self.seed, index, self.size)
+        return RawObject(scene.image if with_image else None, scene.mask, None, f"{self.name}/{index:06d}")

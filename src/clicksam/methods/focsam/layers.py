@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from clicksam.methods.focsam.dcn import DeformLayer
+from clicksam.methods.focsam.scalar_mlp import fast_tanh, scalar_relu_mlp
 
 
 class ZeroSlotAttention(nn.Module):
@@ -126,9 +127,12 @@ class PDyReLU(nn.Module):
     def forward(self, x: Tensor, cls: Tensor) -> Tensor:
         """x W×N×C (normalised tokens), cls W×1×C (projected query) -> W×N×C."""
         c = self.channels
-        pixel = self.pixel_mlp(torch.matmul(x, cls.transpose(1, 2)))  # W×N×2C
+        similarity = torch.matmul(x, cls.transpose(1, 2))  # W×N×1
+        # the MLP layers are applied by hand (exactly, see scalar_mlp) but keep the official names
+        pixel = fast_tanh(scalar_relu_mlp(similarity, self.pixel_mlp[0], self.pixel_mlp[2]))  # W×N×2C
         pixel = torch.addcmul(self.pixel_bias, pixel, self.pixel_scale.exp())
-        channel = self.channel_mlp(x.mean(dim=1, keepdim=True))  # W×1×2C
+        hidden = F.relu(self.channel_mlp[0](x.mean(dim=1, keepdim=True)))
+        channel = fast_tanh(self.channel_mlp[2](hidden))  # W×1×2C
         channel = torch.addcmul(self.channel_bias, channel, self.channel_scale.exp())
         pixel_act = torch.addcmul(pixel[..., c:], pixel[..., :c], x)
         channel_act = torch.addcmul(channel[..., c:], channel[..., :c], x)
@@ -156,7 +160,7 @@ class WindowUpdate(nn.Module):
     def forward(self, windows: Tensor, query: Tensor) -> Tensor:
         """windows W×C×h×w, query W×1×C -> W×C×h×w."""
         count, dim, height, width = windows.shape
-        tokens = windows.flatten(2).transpose(1, 2)  # W×N×C, row-major cells
+        tokens = windows.flatten(2).transpose(1, 2).contiguous()  # W×N×C, row-major cells
         attended = self.attn(tokens, tokens, tokens)
         activated = self.relu1(self.norm1(attended), self.cls_proj(query))
         activated = activated.transpose(1, 2).reshape(count, dim, height, width)

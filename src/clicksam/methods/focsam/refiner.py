@@ -64,7 +64,8 @@ class RefineBlock(nn.Module):
 
         if index.numel():
             chosen = windows.index_select(0, index)
-            chosen_q = self.img2cls(queries.index_select(0, index), chosen.flatten(2).transpose(1, 2))
+            tokens = chosen.flatten(2).transpose(1, 2).contiguous()  # W×N×C
+            chosen_q = self.img2cls(queries.index_select(0, index), tokens)
             chosen = self.cls2img(chosen, chosen_q)
             windows = windows.index_copy(0, index, chosen)
             queries = queries.index_copy(0, index, chosen_q)
@@ -158,7 +159,10 @@ class FocusRefiner(nn.Module):
         elif cells.shape != (batch, height, width):
             raise ValueError(f"cells must be {batch}×{height}×{width} bool, got {tuple(cells.shape)}")
 
-        x = self.embed_proj(x)
+        # the 1×1 conv as one matmul (PyTorch's CPU conv takes a slow path for it)
+        weight = self.embed_proj.weight.view(self.embed_dim, self.embed_dim)
+        x = torch.baddbmm(self.embed_proj.bias.view(1, -1, 1), weight.expand(batch, -1, -1), x.flatten(2))
+        x = x.view(batch, self.embed_dim, height, width)
         query = self.token_proj(mask_token)
         for block in self.blocks:
             x, query = block(x, query, cells)

@@ -7,8 +7,8 @@ read method files that carry the refiner's :class:`SamRefConfig`.
 from __future__ import annotations
 
 from .config import SamRefConfig
-from .model import (SamRef, SamRefOutput, attach, config_from_metadata, load_sam_ref_file,
-                    save_sam_ref_file)
+from .model import (SamRef, SamRefOutput, attach, attach_from_metadata, config_from_metadata,
+                    load_sam_ref_file, save_sam_ref_file)
 from .prompt_map import click_disks, prompt_map, upsample_logits
 from .refiner import DetailRefiner, RefinerContext, RefinerOutput
 from .stage import SamRefStage
@@ -23,6 +23,7 @@ __all__ = [
     "SamRefOutput",
     "SamRefStage",
     "attach",
+    "attach_from_metadata",
     "config_from_metadata",
     "click_disks",
     "crop_resize",

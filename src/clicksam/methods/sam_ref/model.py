@@ -181,6 +181,12 @@ class SamRef(nn.Module):
             windows = [tuple(int(v) for v in w) for w in windows]  # type: ignore[misc]
             if len(windows) != batch:
                 raise ValueError(f"got {len(windows)} windows for a batch of {batch}")
+            for (x0, y0, x1, y1), (h, w) in zip(windows, sizes):
+                if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+                    raise ValueError(
+                        f"window {(x0, y0, x1, y1)} must be (x0, y0, x1, y1) inside the "
+                        f"{w}×{h} (W×H) image"
+                    )
         if previous_logits is None:
             base = glob.logits
         else:
@@ -259,6 +265,15 @@ def load_sam_ref_file(model: nn.Module, path: "os.PathLike[str] | str") -> dict[
     if config is not None:
         attach(model, config)
     return load_method_file(model, Path(path))
+
+
+def attach_from_metadata(model: nn.Module, metadata: dict[str, Any]) -> SamRef:
+    """Attach a :class:`SamRef` of the config a method file's metadata names (default if none).
+
+    For ``clicksam.checkpoint.load_method_file``: call it instead of the plain ``attach`` so
+    that files trained with a non-default :class:`SamRefConfig` load.
+    """
+    return attach(model, config_from_metadata(metadata))
 
 
 def config_from_metadata(metadata: dict[str, Any]) -> SamRefConfig | None:

@@ -237,7 +237,8 @@ class StableSamPlugin(nn.Module):
         side = grid_side(n)
         x = keys.transpose(1, 2).reshape(b, c, side, side)
         deformed, offsets = self.dsp(x)
-        deformed_tokens = deformed.flatten(2).transpose(1, 2).to(keys.dtype)
+        # contiguous like keys, so the attention that follows runs the same kernels as plain SAM
+        deformed_tokens = deformed.flatten(2).transpose(1, 2).to(keys.dtype).contiguous()
         if self.alpha_override is None:
             alpha = self.drp(queries[:, SINGLE_MASK_TOKEN])
             a1 = alpha[:, :1, None].to(keys.dtype)

@@ -32,6 +32,21 @@ from .plugin import StableSamPlugin
 CLEAN_BOX, NOISY_BOX, POINTS = 0, 1, 2
 
 
+def point_cells(target: torch.Tensor, size: int) -> torch.Tensor:
+    """Cells of a size×size grid over a B×1×S×S target (1/0/-1) whose centre pixels are all object:
+    B×1×size×size float, 1 where a positive point may go, 0 elsewhere (a point at a cell centre
+    then always lands on the object, even on thin parts that cover less than the whole cell)."""
+    s = target.shape[-1] // size
+    if s * size != target.shape[-1]:
+        raise ValueError(f"the target side {target.shape[-1]} must be a multiple of the grid side {size}")
+    lo, hi = (s - 1) // 2, s // 2
+    centre = torch.ones_like(target[:, :, ::s, ::s], dtype=torch.bool)
+    for dy in {lo, hi}:
+        for dx in {lo, hi}:
+            centre &= target[:, :, dy::s, dx::s] == 1
+    return centre.float()
+
+
 def frame_points(coords: torch.Tensor, frame: int) -> torch.Tensor:
     """Points given in the 1024 frame (pixel centres) -> the same positions in a ``frame`` frame."""
     return coords if frame == FRAME else (coords + 0.5) * (frame / FRAME) - 0.5
@@ -94,7 +109,7 @@ class StableSamTraining(TrainMethod):
         kind = batch.rng.choice(self.prompt_probs, [CLEAN_BOX, NOISY_BOX, POINTS])
         clean = object_boxes(batch.target, frame=frame)
         noisy = noisy_boxes(clean, batch.input_size, batch.rng, float(opts["box_noise"]))
-        coords, labels = random_positive_points(batch.target_grid(low_res), batch.rng,
+        coords, labels = random_positive_points(point_cells(batch.target, low_res), batch.rng,
                                                 int(opts["min_points"]), int(opts["max_points"]))
         return {"kind": kind, "clean": clean, "noisy": noisy, "coords": frame_points(coords, frame), "labels": labels}
 
