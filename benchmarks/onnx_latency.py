@@ -27,7 +27,6 @@ import numpy as np
 import torch
 
 
-
 def rotated_medians(functions: dict[str, Callable[[], object]], repeats: int, warmup: int = 3) -> dict[str, list[float]]:
     """Run each function ``repeats`` times, rotating the order every round; returns the times."""
     for _ in range(warmup):

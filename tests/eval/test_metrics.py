@@ -78,3 +78,37 @@ def test_mean_pairwise_iou():
     assert mean_pairwise_iou([a]) == 1.0
     empty = np.zeros((4, 4), bool)
     assert mean_pairwise_iou([empty, empty]) == 1.0
+
+
+def test_cropped_boundary_equals_whole_image_erosion():
+    import cv2
+
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        h, w = rng.integers(20, 90, size=2)
+        mask = np.zeros((h, w), dtype=bool)
+        for _ in range(3):
+            y, x = rng.integers(0, h), rng.integers(0, w)
+            mask[max(0, y - rng.integers(1, 15)):y + rng.integers(1, 15), max(0, x - rng.integers(1, 15)):x + rng.integers(1, 15)] = True
+        ratio = float(rng.choice([0.02, 0.05, 0.1]))
+        d = max(1, int(round(ratio * np.hypot(h, w))))
+        padded = np.pad(mask, 1).astype(np.uint8)
+        whole = cv2.erode(padded, np.ones((3, 3), np.uint8), iterations=d)[1:-1, 1:-1]
+        np.testing.assert_array_equal(mask_boundary(mask, ratio), mask & (whole == 0))
+
+
+def test_boundary_iou_equals_the_whole_image_formula():
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        gt = np.zeros((60, 80), dtype=np.int64)
+        pred = np.zeros((60, 80), dtype=bool)
+        for target, value in ((gt, 1), (pred, True)):
+            y, x = rng.integers(0, 60), rng.integers(0, 80)
+            target[max(0, y - 12):y + 12, max(0, x - 15):x + 15] = value
+        gt[rng.integers(0, 60), :] = -1
+        valid = gt != -1
+        a = mask_boundary(gt == 1) & valid
+        b = mask_boundary(pred) & valid
+        union = np.count_nonzero(a | b)
+        expected = 1.0 if union == 0 else np.count_nonzero(a & b) / union
+        assert boundary_iou(gt, pred) == pytest.approx(expected)

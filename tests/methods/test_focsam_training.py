@@ -78,10 +78,16 @@ def test_loss_trains_only_the_refiner_and_is_reproducible():
 
 
 @pytest.mark.slow
-def test_train_cli_writes_a_method_file_that_loads(tmp_path):
+def test_train_cli_writes_a_method_file_that_loads(tmp_path, monkeypatch):
     """A 2-step run of the real trainer on synthetic scenes, then build_sam with its method file."""
+    import functools
+
     from clicksam import build_sam
     from clicksam.cli import main
+    from clicksam.methods.focsam import FocusRefiner, stage
+
+    # a 2-block refiner keeps this plumbing test affordable on a CPU (same code, fewer blocks)
+    monkeypatch.setattr(stage, "FocusRefiner", functools.partial(FocusRefiner, depth=2))
 
     config = {
         "method": "focsam", "model": "tiny", "device": "cpu", "seed": 1,

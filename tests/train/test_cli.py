@@ -35,3 +35,17 @@ def test_method_registry():
 
     with pytest.raises(ValueError, match="no option"):
         decoder(build_base_model("tiny"), {"gama": 0.5})
+
+
+def test_embed_dataset_builds_a_store(tmp_path, capsys):
+    cfg = tmp_path / "data.json"
+    cfg.write_text(json.dumps({"data": {"datasets": [{"type": "synthetic", "count": 2, "seed": 1, "size": [64, 96]}]}}))
+    out = tmp_path / "store"
+    assert main(["embed", "--dataset", str(cfg), "--model", "tiny", "--out", str(out)]) == 0
+    assert "2 images" in capsys.readouterr().out
+    from clicksam.train.store import EmbeddingStore
+    from clicksam.train.trainer import build_base_model
+
+    store = EmbeddingStore(out)
+    store.check(build_base_model("tiny"))  # same seed-0 weights as the trainer builds
+    assert store.input_sizes["synthetic-1/000001"] == (683, 1024)

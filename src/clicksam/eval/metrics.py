@@ -42,10 +42,32 @@ def iou(gt: np.ndarray, pred: np.ndarray) -> float:
     return 1.0 if union == 0 else intersection / union
 
 
+def _boundary_crop(mask: np.ndarray, dilation: int) -> tuple[np.ndarray, int, int] | None:
+    """The boundary band of ``mask`` inside its bounding box: ``(band, top, left)``, None if empty.
+
+    Only the box is eroded, with a 1-px zero ring: every window reaching past the box covers part of
+    that ring, exactly as it would cover background (or the image border) in the whole image.
+    """
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    top, left = int(rows[0]), int(cols[0])
+    crop = mask[top:int(rows[-1]) + 1, left:int(cols[-1]) + 1]
+    padded = cv2.copyMakeBorder(crop.astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    eroded = cv2.erode(padded, np.ones((3, 3), np.uint8), iterations=dilation)[1:-1, 1:-1]
+    return crop & (eroded == 0), top, left
+
+
+def _dilation(shape: tuple[int, ...], dilation_ratio: float) -> int:
+    return max(1, int(round(dilation_ratio * math.hypot(shape[0], shape[1]))))
+
+
 def mask_boundary(mask: np.ndarray, dilation_ratio: float = 0.02) -> np.ndarray:
     """The inner boundary band of a bool mask: pixels within ``d`` of the mask's edge.
 
-    ``d = max(1, round(dilation_ratio * image diagonal))``; the image border counts as edge.
+    ``d = max(1, round(dilation_ratio * image diagonal))`` iterations of a 3x3 erosion; the image
+    border counts as edge (Cheng et al.'s ``mask_to_boundary``).
 
     Args:
         mask: HxW bool array.
@@ -53,11 +75,13 @@ def mask_boundary(mask: np.ndarray, dilation_ratio: float = 0.02) -> np.ndarray:
     Returns:
         HxW bool array.
     """
-    height, width = mask.shape
-    dilation = max(1, int(round(dilation_ratio * math.hypot(height, width))))
-    padded = cv2.copyMakeBorder(mask.astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-    eroded = cv2.erode(padded, np.ones((3, 3), np.uint8), iterations=dilation)[1:-1, 1:-1]
-    return mask & (eroded == 0)
+    mask = mask.astype(bool, copy=False)
+    band = np.zeros(mask.shape, dtype=bool)
+    found = _boundary_crop(mask, _dilation(mask.shape, dilation_ratio))
+    if found is not None:
+        crop, top, left = found
+        band[top:top + crop.shape[0], left:left + crop.shape[1]] = crop
+    return band
 
 
 def boundary_iou(gt: np.ndarray, pred: np.ndarray, dilation_ratio: float = 0.02) -> float:
@@ -68,11 +92,26 @@ def boundary_iou(gt: np.ndarray, pred: np.ndarray, dilation_ratio: float = 0.02)
     """
     if pred.shape != gt.shape:
         raise ValueError(f"pred shape {pred.shape} differs from gt shape {gt.shape}")
-    valid = gt != -1
-    gt_band = mask_boundary(gt == 1, dilation_ratio) & valid
-    pred_band = mask_boundary(pred.astype(bool), dilation_ratio) & valid
-    union = np.count_nonzero(gt_band | pred_band)
-    return 1.0 if union == 0 else np.count_nonzero(gt_band & pred_band) / union
+    dilation = _dilation(gt.shape, dilation_ratio)
+    bands = [_boundary_crop(m, dilation) for m in (gt == 1, pred.astype(bool, copy=False))]
+    present = [b for b in bands if b is not None]
+    if not present:
+        return 1.0
+    # work inside the union of the two bands' boxes only
+    top = min(b[1] for b in present)
+    left = min(b[2] for b in present)
+    bottom = max(b[1] + b[0].shape[0] for b in present)
+    right = max(b[2] + b[0].shape[1] for b in present)
+    valid = gt[top:bottom, left:right] != -1
+    placed = []
+    for band in bands:
+        canvas = np.zeros((bottom - top, right - left), dtype=bool)
+        if band is not None:
+            crop, y, x = band
+            canvas[y - top:y - top + crop.shape[0], x - left:x - left + crop.shape[1]] = crop
+        placed.append(canvas & valid)
+    union = np.count_nonzero(placed[0] | placed[1])
+    return 1.0 if union == 0 else np.count_nonzero(placed[0] & placed[1]) / union
 
 
 def _as_curve(ious: Sequence[float], max_clicks: int) -> np.ndarray:

@@ -39,8 +39,9 @@ MAX_REPLACEMENTS = 64
 class RawObject:
     """One object at the source's resolution.
 
-    image: H×W×3 uint8 RGB (None when the caller did not ask for pixels); mask: H×W bool object; ignore: H×W bool or None (pixels that are
-    neither object nor background, e.g. crowd regions); image_key: the image's key in an
+    image: H×W×3 uint8 RGB (None when the caller did not ask for pixels); mask: H×W bool object;
+    ignore: H×W bool or None (pixels that are neither object nor background, e.g. crowd
+    regions); image_key: the image's key in an
     embedding store (unique across sources).
     """
 
@@ -196,9 +197,10 @@ class ObjectDataset(torch.utils.data.Dataset):
             h, w = image.shape[:2]
         else:
             h, w = preprocess_shape(h0, w0, size)
-        if self.store is not None and self.store.input_sizes.get(raw.image_key, (h, w)) != (h, w):  # type: ignore[attr-defined]
-            raise RuntimeError(f"{raw.image_key}: the embedding store has it at {self.store.input_sizes[raw.image_key]} "  # type: ignore[attr-defined]
-                               f"but the dataset gives {(h, w)}; the store was built from other images")
+        stored_size = None if self.store is None else self.store.input_sizes.get(raw.image_key)  # type: ignore[attr-defined]
+        if stored_size is not None and stored_size != (h, w):
+            raise RuntimeError(f"{raw.image_key}: the embedding store has it at {stored_size} but the dataset "
+                               f"gives {(h, w)}; the store was built from other images")
         target = np.full((size, size), -1, np.int8)
         target[:h, :w] = resize_mask(raw.mask, (h, w))
         if raw.ignore is not None:

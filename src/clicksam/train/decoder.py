@@ -73,7 +73,8 @@ class DecoderTraining(TrainMethod):
 
         if opts["sampler"] == "iterative":
             counts = prompts.geometric_counts(rng, int(opts["max_clicks"]), float(opts["gamma"]))
-            clicks, prev, has_prev = prompts.simulate_iterative_clicks(decode, click_target, counts, rng, float(opts["click_ratio"]))
+            clicks, prev, has_prev = prompts.simulate_iterative_clicks(
+                decode, click_target, counts, rng, float(opts["click_ratio"]))
             return clicks, prev, has_prev, counts
         coords, labels = prompts.multi_point_prompts(click_target, rng, int(opts["multipoint_max"]), 0.7)
         extra = prompts.geometric_counts(rng, 3, 0.6, min_count=0)

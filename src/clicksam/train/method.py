@@ -152,7 +152,8 @@ class LossModule(nn.Module):
     def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out = self.method.compute_loss(batch)
         if out.loss.dim() != 0:
-            raise RuntimeError(f"method '{self.method.name}' returned a loss of shape {tuple(out.loss.shape)}; it must be a scalar")
+            raise RuntimeError(f"method '{self.method.name}' returned a loss of shape {tuple(out.loss.shape)}; "
+                               "it must be a scalar")
         return out.loss, out.metrics
 
 

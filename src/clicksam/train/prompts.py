@@ -160,7 +160,9 @@ def next_click(
     return clicks.add(cells_to_frame(rows, cols, w), labels)
 
 
-def _pick_many(candidates: torch.Tensor, counts: torch.Tensor, rng: SampleRandom, max_count: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _pick_many(
+    candidates: torch.Tensor, counts: torch.Tensor, rng: SampleRandom, max_count: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Up to ``counts[b]`` distinct uniform cells of ``candidates[b]`` (B×h×w bool).
 
     Returns coords B×max_count×2 in the frame and valid B×max_count bool.
@@ -229,7 +231,9 @@ def multi_point_prompts(
     return coords, labels
 
 
-def random_positive_points(target: torch.Tensor, rng: SampleRandom, min_points: int = 1, max_points: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+def random_positive_points(
+    target: torch.Tensor, rng: SampleRandom, min_points: int = 1, max_points: int = 5
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Stable-SAM's point prompts: a uniform count in [min, max] of distinct uniform object cells.
 
     Returns coords B×max_points×2 in the 1024 frame and labels B×max_points (1, or -1 padding).

@@ -109,11 +109,14 @@ class Trainer:
             if diffs:
                 raise ValueError(f"cannot resume {self.out}: the config changed in {diffs}; "
                                  "resume with the original config or start a new out_dir")
-        elif self.rank == 0 and (self.out / CHECKPOINT_NAME).is_file():
+        elif (self.out / CHECKPOINT_NAME).is_file():
             raise ValueError(f"{self.out} already holds a run; pass --resume to continue it or choose another out_dir")
         torch.manual_seed(config.seed)
         method_cls = get_method(config.method)
-        model = build_base_model(config.model, config.checkpoint, method_cls.stages, self.device)
+        checkpoints = [os.path.expanduser(p) for p in config.checkpoint]
+        model = build_base_model(config.model, checkpoints, method_cls.stages, self.device)
+        if config.data.image_size != model.image_size:
+            raise ValueError(f"data.image_size {config.data.image_size} differs from the model's input size {model.image_size}")
         self.model = model
         self.method: TrainMethod = method_cls(model, config.options)
         self.method.prepare()
@@ -134,10 +137,9 @@ class Trainer:
         )
         decay = [p for n, p in self.params if p.dim() >= 2]
         no_decay = [p for n, p in self.params if p.dim() < 2]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": config.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=config.optim.lr, betas=config.optim.betas, foreach=True,
-        )
+        groups = [{"params": decay, "weight_decay": config.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.optim.lr,
+                                           betas=config.optim.betas, foreach=True)
         self.step = 0
         self.window: dict[str, Any] = {"count": 0, "sums": {}, "wait": 0.0, "time": 0.0}
         self.skipped = 0
@@ -149,10 +151,9 @@ class Trainer:
         if dist.is_initialized():
             from torch.nn.parallel import DistributedDataParallel
 
-            self.ddp = DistributedDataParallel(
-                # device_ids=None: batches are already on this process's device (Batch is not a tensor tree).
-                self.loss_module, device_ids=None, find_unused_parameters=method_cls.find_unused_parameters, broadcast_buffers=False,
-            )
+            # device_ids=None: batches are already on this process's device (Batch is not a tensor tree).
+            self.ddp = DistributedDataParallel(self.loss_module, device_ids=None, broadcast_buffers=False,
+                                               find_unused_parameters=method_cls.find_unused_parameters)
         self.use_bf16 = config.amp == "bf16" or (config.amp == "auto" and self.device.type == "cuda")
         self._stop = False
         self._stop_agreed = False

@@ -117,14 +117,23 @@ class DeformableSamplingPlugin(nn.Module):
         self.offset_out.weight.zero_()
         self.offset_out.bias.zero_()
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, tokens: torch.Tensor, side: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Args:
-            x: B×C×H×W image features.
+            tokens: B×HW×C image features x, row-major over a side×side grid (the decoder's layout).
         Returns:
             (deformed features x*(p+Δp) B×C×H×W, offsets Δp B×2×H×W in cells, (Δx, Δy)).
+
+        Works channels-last where it can (the 1×1 convs as ``F.linear`` on tokens, LayerNorm2d
+        as a fused ``layer_norm`` over the last axis): the same maths as the modules, cheaper on CPU.
         """
-        projected = self.proj(x)
-        offsets = self.offset_out(self.offset_act(self.offset_norm(self.offset_dw(projected))))
+        b, _, c = tokens.shape
+        projected = F.linear(tokens, self.proj.weight.view(c, c), self.proj.bias)  # x*, B×HW×C
+        projected = projected.transpose(1, 2).reshape(b, c, side, side)  # B×C×H×W
+        hidden = self.offset_dw(projected).permute(0, 2, 3, 1)  # B×H×W×C
+        norm = self.offset_norm
+        hidden = self.offset_act(F.layer_norm(hidden, (c,), norm.weight, norm.bias, norm.eps))
+        offsets = F.linear(hidden, self.offset_out.weight.view(2, c), self.offset_out.bias)  # B×H×W×2
+        offsets = offsets.permute(0, 3, 1, 2)  # B×2×H×W view
         return sample_at_offsets(projected, offsets), offsets
 
 
@@ -235,18 +244,19 @@ class StableSamPlugin(nn.Module):
         if queries.shape[1] <= SINGLE_MASK_TOKEN:
             raise ValueError(f"queries must hold SAM's output tokens (IoU, mask tokens, ...), got {queries.shape[1]} tokens")
         side = grid_side(n)
-        x = keys.transpose(1, 2).reshape(b, c, side, side)
-        deformed, offsets = self.dsp(x)
-        # contiguous like keys, so the attention that follows runs the same kernels as plain SAM
-        deformed_tokens = deformed.flatten(2).transpose(1, 2).to(keys.dtype).contiguous()
+        deformed, offsets = self.dsp(keys, side)
+        # B×HW×C view of x*(p+Δp); the result is made contiguous like keys so that the attention
+        # after it runs the same kernels as plain SAM
+        deformed_tokens = deformed.flatten(2).transpose(1, 2).to(keys.dtype)
         if self.alpha_override is None:
             alpha = self.drp(queries[:, SINGLE_MASK_TOKEN])
-            a1 = alpha[:, :1, None].to(keys.dtype)
-            features = keys + a1 * (deformed_tokens - keys)  # = α1·d + α2·x since α2 = 1 − α1
+            # x + α1·(d − x) = α1·d + α2·x since α2 = 1 − α1; exactly x when d == x
+            features = torch.lerp(keys, deformed_tokens, alpha[:, :1, None].to(keys.dtype))
         else:
-            alpha = keys.new_tensor(self.alpha_override).expand(b, 2)
             a1, a2 = self.alpha_override
-            features = a1 * deformed_tokens + a2 * keys
+            alpha = keys.new_tensor(self.alpha_override).expand(b, 2)
+            features = a2 * keys + a1 * deformed_tokens
+        features = features.contiguous()  # a no-op unless the elementwise op chose d's layout
         self.last_alpha = alpha.detach()
         return RoutedFeatures(features, alpha, offsets, deformed)
 
