@@ -36,11 +36,11 @@ def reference_outputs(reference_model, feed: dict[str, np.ndarray], single_mask:
 
 
 @pytest.mark.parametrize("single_mask", [False, True], ids=["four_masks", "single_mask"])
-@pytest.mark.parametrize("case", ["one_click", "two_clicks", "box", "box_and_clicks"])
+@pytest.mark.parametrize("case", ["one_click", "box", "box_and_clicks"])
 def test_matches_segment_anything_onnx_wrapper(
     case, single_mask, reference_model, four_mask_file, single_mask_file, ort_session_factory, embedding
 ):
-    mask_input = low_res_mask() if case == "two_clicks" else None
+    mask_input = low_res_mask() if case == "box_and_clicks" else None
     feed = make_feed(embedding, *graph_points(*prompts(case)), mask_input)
     path = single_mask_file if single_mask else four_mask_file
     masks, iou, low_res = ort_session_factory(path).run(None, feed)
