@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -110,18 +109,13 @@ class EmbeddingCache:
             return
         from safetensors.torch import save_file
 
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from clicksam.io.atomic import atomic_path
+
         meta = {"signature": json.dumps(asdict(sig), sort_keys=True),
                 "original_size": json.dumps(list(entry.original_size)),
                 "input_size": json.dumps(list(entry.input_size))}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file({"embedding": entry.embedding.detach().float().cpu().contiguous()}, tmp, metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(path) as tmp:
+            save_file({"embedding": entry.embedding.detach().float().cpu().contiguous()}, str(tmp), metadata=meta)
 
     def _remember(self, sig: EmbeddingSignature, entry: CachedEmbedding) -> None:
         self._memory[sig.key] = (sig, entry)

@@ -63,19 +63,9 @@ def gallery(tiles: Sequence[np.ndarray], titles: Sequence[str], height: int = 32
 
 def save_png(path, image: np.ndarray) -> None:
     """Write an RGB (or single-channel) uint8 image as PNG, atomically."""
-    import os
-    import tempfile
-    from pathlib import Path
-
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    try:
+    from clicksam.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
         Image.fromarray(image).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

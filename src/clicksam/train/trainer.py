@@ -232,6 +232,9 @@ class Trainer:
         self.method.train_mode()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
             loss, metrics = (self.ddp or self.loss_module)(batch)
+        if not bool(torch.isfinite(loss.detach())):
+            raise RuntimeError(f"the loss became {loss.item()} at step {self.step}; lower optim.lr or check the data "
+                               f"(the last checkpoint in {self.out} is intact)")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clip = self.config.optim.grad_clip
