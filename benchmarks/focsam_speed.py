@@ -20,14 +20,17 @@ from pathlib import Path
 import torch
 
 
-def _median_time(fn, repeats: int) -> tuple[float, list[float]]:
+def _median_time(fn, repeats: int) -> tuple[float, list[float], float]:
+    """Median wall seconds, all wall times, and the median process CPU seconds (which a loaded
+    machine inflates much less than wall time; with one thread it is the work itself)."""
     fn()  # warm-up
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times), times
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(times), times, statistics.median(cpu)
 
 
 def refiner_times(repeats: int) -> dict[str, dict[str, float]]:
@@ -43,8 +46,8 @@ def refiner_times(repeats: int) -> dict[str, dict[str, float]]:
     with torch.inference_mode():
         for name, logits in (("small_box", small), ("whole_canvas", whole)):
             cells = focus_cells(logits, (1.4, 1.4))
-            median, times = _median_time(lambda lg=logits: refiner(embedding, lg, token), repeats)
-            out[name] = {"median_s": median, "min_s": min(times), "cells_on": int(cells.sum())}
+            median, times, cpu = _median_time(lambda lg=logits: refiner(embedding, lg, token), repeats)
+            out[name] = {"median_s": median, "min_s": min(times), "cpu_s": cpu, "cells_on": int(cells.sum())}
     return out
 
 
@@ -76,8 +79,8 @@ def per_click_times(clicks: int, repeats: int) -> dict[str, float]:
                     elif index == 1 and method == "focsam":
                         refocus.append(session.last_latency_s)
     sam, focsam = statistics.median(samples["sam"]), statistics.median(samples["focsam"])
-    return {"sam_s": sam, "focsam_s": focsam, "ratio": focsam / sam, "click2_with_refocus_s": statistics.median(refocus),
-            "clicks_timed_per_method": len(samples["sam"])}
+    return {"sam_s": sam, "focsam_s": focsam, "ratio": focsam / sam,
+            "click2_with_refocus_s": statistics.median(refocus), "clicks_timed_per_method": len(samples["sam"])}
 
 
 def main() -> int:
@@ -94,7 +97,8 @@ def main() -> int:
     ref, click = results["refiner"], results["per_click"]
     print(f"threads {args.threads}, load average before {' '.join(load)}")
     for name, r in ref.items():
-        print(f"refiner {name:13s} ({r['cells_on']:4d} cells on): median {r['median_s']:.3f} s, min {r['min_s']:.3f} s")
+        print(f"refiner {name:13s} ({r['cells_on']:4d} cells on): median {r['median_s']:.3f} s, "
+              f"min {r['min_s']:.3f} s, process CPU {r['cpu_s']:.3f} s")
     print(f"per click after refocus: SAM {click['sam_s'] * 1000:.1f} ms, FocSAM {click['focsam_s'] * 1000:.1f} ms "
           f"(ratio {click['ratio']:.3f}); click 2 with the refocus {click['click2_with_refocus_s']:.3f} s")
     if args.out:

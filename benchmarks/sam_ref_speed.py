@@ -61,7 +61,9 @@ def run(model_name: str, rounds: int, config: SamRefConfig) -> dict:
     start = time.perf_counter()
     predictor.set_image(make_image())
     encode_s = time.perf_counter() - start
-    times: dict[str, list[float]] = {k: [] for k in ("sam", "sam_ref", "added", "gfr", "lfr", "stage")}
+    times: dict[str, list[float]] = {
+        k: [] for k in ("sam", "sam_ref", "added", "gfr", "lfr", "stage", "cpu_sam", "cpu_added")
+    }
     context_s: list[float] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -70,13 +72,21 @@ def run(model_name: str, rounds: int, config: SamRefConfig) -> dict:
             refined = InteractiveSession(predictor, method="sam-ref")
             stage = refined.pipeline.stages[-1]
             for x, y, positive in CLICKS:
+                cpu0 = time.process_time()
                 plain.add_click(x, y, positive)
+                cpu1 = time.process_time()
                 refined.add_click(x, y, positive)
+                cpu2 = time.process_time()
                 t_sam, t_ref = plain.last_latency_s, refined.last_latency_s
                 parts = stage.last_timings
                 if "context" in parts:  # first click on the image: not a per-click cost
                     context_s.append(parts["context"])
                     t_ref -= parts["context"]
+                else:
+                    # CPU seconds of this process: robust to other processes' load (with one
+                    # thread it is the work itself; with more it includes OpenMP spinning)
+                    times["cpu_sam"].append(cpu1 - cpu0)
+                    times["cpu_added"].append((cpu2 - cpu1) - (cpu1 - cpu0))
                 times["sam"].append(t_sam)
                 times["sam_ref"].append(t_ref)
                 times["added"].append(t_ref - t_sam)
@@ -122,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"    LFR               {med['lfr']:.3f} s")
     print(f"    whole stage       {med['stage']:.3f} s (GFR + LFR + resize to the image)")
     print(f"  GFR context         {result['gfr_context_s']:.3f} s once per image (first click)")
+    print(f"  CPU time: SAM step {med['cpu_sam']:.3f} s, added by SAM-REF {med['cpu_added']:+.3f} s "
+          "(process CPU seconds; with --threads 1 a load-independent measure of the work)")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2))

@@ -242,12 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-scenes", type=int, default=400)
     parser.add_argument("--test-scenes", type=int, default=30)
     parser.add_argument("--num-prompts", type=int, default=10)
-    parser.add_argument("--base-minutes", type=float, default=4.0)
-    parser.add_argument("--plugin-minutes", type=float, default=3.0)
+    parser.add_argument("--base-minutes", type=float, default=4.5)
+    parser.add_argument("--plugin-minutes", type=float, default=2.5)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--base-lr", type=float, default=1e-3)
     parser.add_argument("--plugin-lr", type=float, default=1e-3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; 1 is fastest on a shared, oversubscribed CPU")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.frame % 64:

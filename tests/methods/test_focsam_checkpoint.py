@@ -86,3 +86,21 @@ def test_build_sam_loads_the_official_file_strictly(shapes_file, tmp_path):
     torch.testing.assert_close(model.prompt_encoder.point_embeddings[2].weight, state["neck.point_embeds.2.weight"])
     qkv = model.image_encoder.blocks[31].attn.qkv.weight
     assert torch.all(qkv == 1e-4 * (keys.index("backbone.blocks.31.attn.qkv.weight") + 1))
+
+
+def test_method_file_with_refiner_and_decoder_round_trips(tmp_path):
+    """Our own FocSAM weights (refiner + fine-tuned decoder) as a clicksam method file."""
+    from clicksam import build_sam
+    from clicksam.checkpoint import save_method_file
+
+    torch.manual_seed(0)
+    model = build_sam("tiny", methods=["focsam"])
+    with torch.no_grad():
+        model.focus_refiner.blocks[4].cls_scale_proj.weight.fill_(0.7)
+        model.mask_decoder.iou_token.weight.add_(1.0)
+    path = save_method_file(tmp_path / "focsam.safetensors", model, ["focus_refiner.", "mask_decoder."], ["focsam"])
+    loaded = build_sam("tiny", checkpoint=[path])
+    assert loaded.focus_refiner.clicksam_trained and loaded.image_format == "RGB"
+    for name in ("focus_refiner", "mask_decoder"):
+        ours, theirs = getattr(model, name).state_dict(), getattr(loaded, name).state_dict()
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours)

@@ -17,8 +17,8 @@ def predictor():
     torch.manual_seed(0)
     model = build_sam("tiny", methods=["focsam"])
     assert isinstance(model.focus_refiner, FocusRefiner) and not model.focus_refiner.training
-    # two blocks instead of twelve keep the test fast; the stage logic does not depend on depth
-    model.focus_refiner = FocusRefiner(depth=2).eval()
+    # one block instead of twelve keeps the test fast; the stage logic does not depend on depth
+    model.focus_refiner = FocusRefiner(depth=1).eval()
     predictor = SamPredictor(model)
     predictor.set_image_embedding(torch.randn(1, 256, 64, 64), original_size=(300, 400))
     return predictor

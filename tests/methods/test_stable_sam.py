@@ -226,3 +226,14 @@ def test_reset_parameters_restores_the_identity():
     assert not torch.equal(plugin(queries, keys), keys)
     plugin.reset_parameters()
     assert torch.equal(plugin(queries, keys), keys)
+
+
+def test_offsets_stay_float32_under_bf16_autocast():
+    plugin = StableSamPlugin()
+    randomize(plugin, seed=13)
+    gen = torch.Generator().manual_seed(14)
+    queries, keys = torch.randn(2, 6, 256, generator=gen), torch.randn(2, 256, 256, generator=gen)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        routed = plugin.route(queries, keys)
+    assert routed.offsets.dtype == torch.float32 and routed.deformed.dtype == torch.float32
+    assert routed.features.shape == keys.shape and torch.isfinite(routed.features).all()

@@ -126,3 +126,20 @@ def test_method_file_round_trip(tmp_path):
         p = SamPredictor(loaded)
         p.set_image(np.zeros((64, 64, 3), np.uint8))
         InteractiveSession(p, method="stable-sam")
+
+
+def test_cli_segment_with_a_stable_sam_method_file(tmp_path, capsys):
+    from pathlib import Path
+
+    from clicksam.cli import main
+
+    torch.manual_seed(0)
+    model = build_sam("tiny", methods=["stable-sam"])
+    randomize(model.stable_sam, seed=12)
+    method_file = save_method_file(tmp_path / "ssam.safetensors", model, ["stable_sam."], ["stable-sam"])
+    photo = Path(__file__).resolve().parents[2] / "examples" / "coffee.jpg"
+    out = tmp_path / "mask.png"
+    code = main(["segment", str(photo), "--model", "tiny", "--checkpoint", str(method_file), "--method", "stable-sam",
+                 "--box", "100,80,400,350", "-o", str(out)])
+    assert code == 0 and out.is_file()
+    assert "pixels" in capsys.readouterr().out

@@ -97,8 +97,7 @@ def test_store_signature_mismatch_is_refused(tmp_path, tiny_store):
     from clicksam.train.readers import build_source
     from clicksam.train.store import EmbeddingStore, build_embedding_store
 
-    torch.manual_seed(123)
-    other = build_sam("tiny")  # other random weights: another encoder digest
+    other = build_sam("tiny", seed=123)  # other random weights: another encoder digest
     with pytest.raises(ValueError, match="different model"):
         EmbeddingStore(tiny_store).check(other)
     with pytest.raises(ValueError, match="Rebuild"):
@@ -131,16 +130,17 @@ def test_interrupted_store_build_resumes(tmp_path, tiny_store):
 
 @pytest.mark.slow
 def test_loss_falls(tmp_path, tiny_store):
-    # The tiny model's decoder starts from random weights: the click-point and IoU-head terms first
-    # rise while it learns that most pixels are background, so the check uses the NFL objective alone.
+    # The tiny model's decoder starts from random weights, so within a few dozen steps it mainly
+    # learns the segmentation term (NFL); the click-point term first rises as most pixels turn
+    # background. The check therefore follows the NFL term of the full decoder loss.
     synthetic = {"type": "synthetic", "count": 2, "seed": 0, "size": [256, 320]}
-    config = tiny_config(tmp_path / "run", tiny_store, steps=20, optim={"lr": 2e-3, "warmup_steps": 2},
-                         data={"datasets": [synthetic]},
-                         options={"max_clicks": 1, "click_map_size": 128, "point_weight": 0.0, "iou_weight": 0.0})
+    config = tiny_config(tmp_path / "run", tiny_store, steps=24, optim={"lr": 1e-3, "warmup_steps": 2},
+                         data={"datasets": [synthetic]}, options={"max_clicks": 1, "click_map_size": 128})
     result = _run(config)
-    losses = [r["loss"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")]
-    assert len(losses) == 20
-    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert len(records) == 24 and all(r["loss"] == r["loss"] for r in records)
+    nfl = [r["nfl"] for r in records]
+    first, last = sum(nfl[:5]) / 5, sum(nfl[-5:]) / 5
     assert last < 0.85 * first, (first, last)
     assert 0 <= result.data_wait_fraction < 0.5
 

@@ -34,14 +34,12 @@ from clicksam.train.run_files import (CHECKPOINT_NAME, METRICS_NAME, PLOT_NAME, 
 
 def build_base_model(name: str, checkpoint: Optional[Sequence[str | os.PathLike]] = None, methods: Sequence[str] = (),
                      device: str | torch.device = "cpu", trust_checkpoint: bool = False) -> torch.nn.Module:
-    """``build_sam`` with the global RNG fixed to seed 0 while building, so untrained test models
-    (``tiny``) and freshly attached stages get the same weights in every process and every run."""
+    """``build_sam`` with its initialisation seed fixed at 0, so untrained test models (``tiny``)
+    and freshly attached stages get the same weights in every process, run and store build."""
     from clicksam.build import build_sam
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return build_sam(name, checkpoint=list(checkpoint) if checkpoint else None, methods=tuple(methods),
-                         device=device, trust_checkpoint=trust_checkpoint)
+    return build_sam(name, checkpoint=list(checkpoint) if checkpoint else None, methods=tuple(methods),
+                     device=device, trust_checkpoint=trust_checkpoint, seed=0)
 
 
 def learning_rate(step: int, optim: OptimConfig, total_steps: int) -> float:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from clicksam.methods.focsam.dcn import DeformLayer
-from clicksam.methods.focsam.scalar_mlp import fast_tanh, scalar_relu_mlp
+from clicksam.methods.focsam.scalar_mlp import scalar_relu_mlp, scaled_tanh
 
 
 class ZeroSlotAttention(nn.Module):
@@ -123,17 +123,17 @@ class PDyReLU(nn.Module):
         self.channel_mlp = nn.Sequential(
             nn.Linear(channels, channels), nn.ReLU(), nn.Linear(channels, 2 * channels), nn.Tanh()
         )
+        self._pixel_tables: dict = {}  # inference cache of the pixel MLP's piecewise-linear tables
 
     def forward(self, x: Tensor, cls: Tensor) -> Tensor:
         """x W×N×C (normalised tokens), cls W×1×C (projected query) -> W×N×C."""
         c = self.channels
         similarity = torch.matmul(x, cls.transpose(1, 2))  # W×N×1
-        # the MLP layers are applied by hand (exactly, see scalar_mlp) but keep the official names
-        pixel = fast_tanh(scalar_relu_mlp(similarity, self.pixel_mlp[0], self.pixel_mlp[2]))  # W×N×2C
-        pixel = torch.addcmul(self.pixel_bias, pixel, self.pixel_scale.exp())
+        # the MLPs' layers are applied by hand (exactly, see scalar_mlp) but keep the official names
+        doubled = scalar_relu_mlp(similarity, self.pixel_mlp[0], self.pixel_mlp[2], 2.0, self._pixel_tables)  # W×N×2C
+        pixel = scaled_tanh(doubled, self.pixel_scale.exp(), self.pixel_bias, doubled=True)
         hidden = F.relu(self.channel_mlp[0](x.mean(dim=1, keepdim=True)))
-        channel = fast_tanh(self.channel_mlp[2](hidden))  # W×1×2C
-        channel = torch.addcmul(self.channel_bias, channel, self.channel_scale.exp())
+        channel = scaled_tanh(self.channel_mlp[2](hidden), self.channel_scale.exp(), self.channel_bias)  # W×1×2C
         pixel_act = torch.addcmul(pixel[..., c:], pixel[..., :c], x)
         channel_act = torch.addcmul(channel[..., c:], channel[..., :c], x)
         return torch.maximum(pixel_act, channel_act)

@@ -35,8 +35,13 @@ def truncated_geometric(u: torch.Tensor, max_counts: torch.Tensor, gamma: float)
     return out
 
 
+# decode(index, coords, labels, mask_input) -> (low-res logits, single-mask token)
+DecodeFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]],
+                    tuple[torch.Tensor, torch.Tensor]]
+
+
 def decode_grouped(
-    decode: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]], tuple[torch.Tensor, torch.Tensor]],
+    decode: DecodeFn,
     clicks: prompts.Clicks,
     prev: Optional[torch.Tensor],
     has_prev: torch.Tensor,
@@ -92,7 +97,13 @@ class FocSamTraining(TrainMethod):
             raise ValueError(f"focsam option 'expand_max' must be at least 1.0, got {self.options['expand_max']}")
 
     def _decode(self, embedding: torch.Tensor):
+        # The click simulator works in the 1024 frame; a model with another frame (a small-scale
+        # experiment) gets its clicks rescaled to the same pixel centres.
+        frame = int(self.model.image_size)
+
         def decode(idx, coords, labels, mask_input):
+            if frame != prompts.FRAME:
+                coords = (coords + 0.5) * (frame / prompts.FRAME) - 0.5
             out = self.model.decode(embedding[idx], points=(coords, labels.float()), mask_input=mask_input,
                                     multimask_output=False)
             return out.low_res_logits, out.mask_tokens[:, :1]
@@ -118,7 +129,7 @@ class FocSamTraining(TrainMethod):
     def compute_loss(self, batch: Batch) -> LossOutput:
         opts, rng = self.options, batch.rng
         embedding = batch.embedding
-        target = batch.target_grid(256)
+        target = batch.target_grid(4 * embedding.shape[-1])  # the low-res logits' grid (256 for SAM)
         click_target = batch.target_grid(int(opts["click_map_size"]))
         total = prompts.geometric_counts(rng, int(opts["max_clicks"]), float(opts["gamma"]))
         refine_at = truncated_geometric(rng.uniform().cpu(), total.cpu(), float(opts["refine_gamma"])).to(total.device)

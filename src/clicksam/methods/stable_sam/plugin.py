@@ -123,7 +123,7 @@ class DeformableSamplingPlugin(nn.Module):
         Returns:
             (deformed features x*(p+Δp) B×C×H×W, offsets Δp B×2×H×W in cells, (Δx, Δy)).
 
-        Works channels-last where it can (the 1×1 convs as ``F.linear`` on tokens, LayerNorm2d
+        Runs channels-last where it can (the 1×1 convs as ``F.linear`` on tokens, LayerNorm2d
         as a fused ``layer_norm`` over the last axis): the same maths as the modules, cheaper on CPU.
         """
         b, _, c = tokens.shape
@@ -132,9 +132,12 @@ class DeformableSamplingPlugin(nn.Module):
         hidden = self.offset_dw(projected).permute(0, 2, 3, 1)  # B×H×W×C
         norm = self.offset_norm
         hidden = self.offset_act(F.layer_norm(hidden, (c,), norm.weight, norm.bias, norm.eps))
-        offsets = F.linear(hidden, self.offset_out.weight.view(2, c), self.offset_out.bias)  # B×H×W×2
-        offsets = offsets.permute(0, 3, 1, 2)  # B×2×H×W view
-        return sample_at_offsets(projected, offsets), offsets
+        # Offsets and sampling positions in float32 even under bf16/fp16 autocast: a bf16 grid
+        # would place samples only to about 1/8 of a cell on a 64-cell grid.
+        with torch.autocast(tokens.device.type, enabled=False):
+            weight, bias = self.offset_out.weight.view(2, c).float(), self.offset_out.bias.float()
+            offsets = F.linear(hidden.float(), weight, bias).permute(0, 3, 1, 2)  # B×2×H×W view
+            return sample_at_offsets(projected.float(), offsets), offsets
 
 
 class DynamicRoutingPlugin(nn.Module):
