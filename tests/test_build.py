@@ -81,3 +81,10 @@ def test_untrained_builds_are_reproducible_and_leave_the_rng_alone():
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k])
     assert not torch.equal(a.mask_decoder.iou_token.weight, c.mask_decoder.iou_token.weight)
+
+
+def test_model_built_in_inference_mode_decodes():
+    with torch.inference_mode():
+        model = clicksam.build_sam("tiny")
+        out = model.decode(torch.zeros(1, 256, 64, 64), points=(torch.tensor([[[5.0, 5.0]]]), torch.ones(1, 1)))
+    assert out.low_res_logits.shape == (1, 3, 256, 256)

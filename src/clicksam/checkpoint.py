@@ -216,7 +216,7 @@ def load_method_file(model: nn.Module, path: Path) -> dict[str, Any]:
         warnings.warn(f"{path} was trained on base weights {base_sha[:12]}…, the model has {model.weights_sha256[:12]}…", stacklevel=3)
     for stage in meta.get("methods", []):
         if stage in STAGE_ATTRIBUTES:
-            attach_stage(model, stage)
+            attach_stage(model, stage, metadata=meta)
     groups: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         attribute, _, rest = key.partition(".")

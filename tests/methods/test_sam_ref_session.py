@@ -175,3 +175,15 @@ def test_method_file_round_trip(tmp_path):
     assert attach_from_metadata(other, meta).config == small.sam_ref.config
     for key, value in small.sam_ref.state_dict().items():
         assert torch.equal(fresh.sam_ref.state_dict()[key], value), key
+
+
+def test_build_sam_loads_a_non_default_design_from_its_method_file(tmp_path):
+    small = build_sam("tiny")
+    attach(small, SamRefConfig(width=16, patch_width=16, num_blocks=2))
+    randomize(small.sam_ref, seed=4)
+    path = save_sam_ref_file(tmp_path / "small.safetensors", small)
+    for methods in ((), ("sam-ref",)):  # with or without an untrained default stage first
+        loaded = build_sam("tiny", checkpoint=[path], methods=methods)
+        assert loaded.sam_ref.config == small.sam_ref.config and loaded.sam_ref.clicksam_trained
+        for key, value in small.sam_ref.state_dict().items():
+            assert torch.equal(loaded.sam_ref.state_dict()[key], value), key

@@ -74,7 +74,17 @@ def available_stages() -> dict[str, bool]:
     return result
 
 
-def attach_stage(model, name: str) -> None:
-    """Attach the untrained module of stage ``name`` to ``model`` unless it is already there."""
-    if model.stage(STAGE_ATTRIBUTES[name]) is None:
-        _stage_module(name).attach(model)
+def attach_stage(model, name: str, metadata: dict | None = None) -> None:
+    """Attach the untrained module of stage ``name`` to ``model`` unless it is already there.
+
+    With a method file's ``metadata``, a stage whose module defines ``attach_from_metadata``
+    (a configurable design, e.g. SAM-REF's widths) is built to the file's configuration, replacing
+    an untrained default one."""
+    module = _stage_module(name)
+    existing = model.stage(STAGE_ATTRIBUTES[name])
+    if metadata is not None and hasattr(module, "attach_from_metadata"):
+        if existing is None or not getattr(existing, "clicksam_trained", False):
+            module.attach_from_metadata(model, metadata)
+        return
+    if existing is None:
+        module.attach(model)

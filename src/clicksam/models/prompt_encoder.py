@@ -79,7 +79,8 @@ class PromptEncoder(nn.Module):
         It depends only on the (fixed) Gaussian matrix, so it is computed once and reused until
         that matrix changes (new weights loaded, device or dtype moved)."""
         g = self.pe_layer.positional_encoding_gaussian_matrix
-        key = (g.data_ptr(), g._version, g.device, g.dtype)
+        version = 0 if g.is_inference() else g._version  # inference tensors keep no version counter
+        key = (g.data_ptr(), version, g.device, g.dtype)
         if self._dense_pe is None or self._dense_pe_key != key:
             with torch.no_grad():
                 self._dense_pe = self.pe_layer(self.image_embedding_size).unsqueeze(0)
