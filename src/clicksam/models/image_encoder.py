@@ -219,4 +219,4 @@ class ImageEncoderViT(nn.Module):
             x = x + self.pos_embed
         for block in self.blocks:
             x = block(x)
-        return self.neck(x.permute(0, 3, 1, 2))
+        return self.neck(x.permute(0, 3, 1, 2)).contiguous()
