@@ -8,7 +8,8 @@ import torch
 
 from clicksam import build_sam
 from clicksam.build import count_parameters, sam_from_config
-from clicksam.methods.stable_sam import StableSamPlugin, attach, deform_grid, sample_at_offsets
+from clicksam.methods.stable_sam import (StableSamPlugin, attach, deform_grid, sample_at_offsets,
+                                         sample_tokens_at_offsets)
 from clicksam.registry import get_config
 
 EMBEDDING = (1, 256, 64, 64)
@@ -122,6 +123,30 @@ def test_zero_offsets_sample_exactly_and_shifts_follow_the_formula():
         torch.testing.assert_close(out[..., 0, :], x[..., 0, :] / 2, atol=1e-6, rtol=0)
     grid = deform_grid(torch.zeros(1, 2, 4, 4))
     torch.testing.assert_close(grid[0, 0, :, 0], torch.tensor([-0.75, -0.25, 0.25, 0.75]))
+
+
+def test_channels_last_sampler_equals_grid_sample_values_and_gradients():
+    """The embedding_bag sampler the DSP runs is grid_sample on the transposed features."""
+    gen = torch.Generator().manual_seed(3)
+    side = 16
+    x = torch.randn(2, 5, side, side, generator=gen, requires_grad=True)
+    # offsets up to 3 cells, so some taps fall outside the grid, plus exact integers and zeros
+    offsets = (torch.rand(2, 2, side, side, generator=gen) - 0.5) * 6
+    offsets[0, :, :4] = torch.randint(-2, 3, (2, 4, side), generator=gen).float()
+    offsets[1, :, -3:] = 0.0
+    offsets.requires_grad_(True)
+    reference = sample_at_offsets(x, offsets)
+    tokens = x.flatten(2).transpose(1, 2)
+    ours = sample_tokens_at_offsets(tokens, offsets.permute(0, 2, 3, 1), side)
+    torch.testing.assert_close(ours, reference.flatten(2).transpose(1, 2), atol=1e-5, rtol=1e-5)
+    weight = torch.randn(reference.shape, generator=gen)
+    gx_ref, go_ref = torch.autograd.grad((reference * weight).sum(), (x, offsets))
+    gx, go = torch.autograd.grad((ours * weight.flatten(2).transpose(1, 2)).sum(), (x, offsets))
+    torch.testing.assert_close(gx, gx_ref, atol=1e-4, rtol=1e-4)
+    # grid_sample's coordinate gradient is scaled by its normalisation; in cells both are equal
+    torch.testing.assert_close(go, go_ref, atol=1e-3, rtol=1e-3)
+    with pytest.raises(ValueError, match="B×H×W×2"):
+        sample_tokens_at_offsets(tokens, offsets, side)
 
 
 def test_routing_formula_matches_the_paper():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from clicksam.models.common import MLP, LayerNorm2d, upsample_conv_transpose
@@ -91,16 +92,69 @@ class MaskDecoder(nn.Module):
                 "give one embedding per prompt or a single shared one"
             )
         src = src + dense_prompt_embeddings
-        pos_src = image_pe.expand(batch, -1, -1, -1)
         b, c, h, w = src.shape
-        hs, src = self.transformer(src, pos_src, tokens, kv_plugin=kv_plugin)
+        hs, src = self.transformer(src, image_pe, tokens, kv_plugin=kv_plugin)
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
-        upscaled = self.upscale(src.transpose(1, 2).reshape(b, c, h, w))
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )
-        b, c, h, w = upscaled.shape
-        masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
+        masks = self.masks_from_features(src, (h, w), hyper_in)
         iou_pred = self.iou_prediction_head(iou_token_out)
         return masks, iou_pred, mask_tokens_out
+
+    def masks_from_features(self, src: torch.Tensor, size: tuple[int, int], hyper_in: torch.Tensor) -> torch.Tensor:
+        """Upscale the transformer's image features and take their product with the hypernetwork
+        outputs.
+
+        Args:
+            src: B×HW×C image features (row-major over the H×W grid), as the transformer returns them.
+            size: (H, W) of the grid.
+            hyper_in: B×N×C/8, one vector per mask.
+        Returns:
+            masks B×N×4H×4W.
+
+        With SAM's upscaling (two 2×2 stride-2 transposed convolutions, LayerNorm2d and elementwise
+        activations) the features stay in the order the matrix products leave them (each pixel's
+        2×2 children next to it, channels last) and only the N masks are put in image order at
+        the end; the reference lays out every intermediate B×C×H×W, which costs a copy of the
+        largest tensors. Other upscaling modules go through :meth:`upscale`.
+        """
+        b, _, c = src.shape
+        h, w = size
+        if not self._fast_upscaling():
+            upscaled = self.upscale(src.transpose(1, 2).reshape(b, c, h, w))
+            _, c8, h4, w4 = upscaled.shape
+            return (hyper_in @ upscaled.reshape(b, c8, h4 * w4)).reshape(b, -1, h4, w4)
+        conv1, norm, act1, conv2, act2 = self.output_upscaling
+        x = src.reshape(b * h * w, c)
+        for conv, act, is_first in ((conv1, act1, True), (conv2, act2, False)):
+            out_c = conv.weight.shape[1]
+            # kernel (in, out, ky, kx) -> (in, ky·kx·out): each input pixel's four children, channels last
+            weight = conv.weight.permute(0, 2, 3, 1).reshape(x.shape[1], 4 * out_c)
+            x = torch.addmm(conv.bias.repeat(4), x, weight).reshape(-1, out_c)
+            if is_first:
+                x = F.layer_norm(x, (out_c,), norm.weight, norm.bias, norm.eps)
+            x = act(x)
+        # rows are (b, y, x, i1, j1, i2, j2): output pixel (4y + 2·i1 + i2, 4x + 2·j1 + j2)
+        n = hyper_in.shape[1]
+        masks = x.reshape(b, h * w * 16, -1) @ hyper_in.transpose(1, 2)
+        masks = masks.reshape(b, h, w, 2, 2, 2, 2, n).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        return masks.reshape(b, n, 4 * h, 4 * w)
+
+    def _fast_upscaling(self) -> bool:
+        layers = list(self.output_upscaling)
+        if len(layers) != 5:
+            return False
+        conv1, norm, act1, conv2, act2 = layers
+        return (
+            all(
+                isinstance(conv, nn.ConvTranspose2d)
+                and conv.kernel_size == (2, 2) and conv.stride == (2, 2) and conv.padding == (0, 0)
+                and conv.output_padding == (0, 0) and conv.dilation == (1, 1) and conv.groups == 1
+                and conv.bias is not None
+                for conv in (conv1, conv2)
+            )
+            and isinstance(norm, LayerNorm2d)
+            and all(isinstance(a, (nn.GELU, nn.ReLU)) for a in (act1, act2))
+        )

