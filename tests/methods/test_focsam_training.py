@@ -103,3 +103,13 @@ def test_train_cli_writes_a_method_file_that_loads(tmp_path, monkeypatch):
     model = build_sam("tiny", checkpoint=[method_file])
     assert getattr(model.focus_refiner, "clicksam_trained", False)
     assert not torch.allclose(model.focus_refiner.blocks[0].img2cls.gamma1, torch.ones(256))  # it moved
+    # the file carries the refiner and the (frozen) decoder it was trained with, and nothing else
+    from safetensors import safe_open
+
+    with safe_open(str(method_file), "pt") as f:
+        prefixes = {k.split(".", 1)[0] for k in f.keys()}
+        decoder_weight = f.get_tensor("mask_decoder.iou_token.weight")
+    assert prefixes == {"focus_refiner", "mask_decoder"}
+    torch.manual_seed(0)
+    assert torch.equal(decoder_weight, build_sam("tiny").mask_decoder.iou_token.weight)  # frozen: unchanged
+    assert torch.equal(model.mask_decoder.iou_token.weight, decoder_weight)

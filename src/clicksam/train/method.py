@@ -95,7 +95,10 @@ class TrainMethod(abc.ABC):
         name: the ``--method`` value.
         stages: method stages to attach to the model (names of ``clicksam.methods.METHOD_STAGES``).
         trainable_prefixes: model attributes (``"mask_decoder"``, ``"stable_sam"``, ...) whose
-            parameters train; everything else is frozen. They are what the method file holds.
+            parameters train; everything else is frozen. They are what the method file holds,
+            unless ``saved_prefixes`` says otherwise.
+        saved_prefixes: model attributes written to the method file, when that is more than
+            what trains (FocSAM saves the fine-tuned decoder its refiner was trained against).
         needs_image: batches carry the padded image even when embeddings come from a store.
         find_unused_parameters: DDP must tolerate trainable parameters without a gradient in a
             step (e.g. SAM's multimask heads when only the single-mask token is trained).
@@ -105,6 +108,7 @@ class TrainMethod(abc.ABC):
     name: ClassVar[str] = ""
     stages: ClassVar[tuple[str, ...]] = ()
     trainable_prefixes: ClassVar[tuple[str, ...]] = ()
+    saved_prefixes: ClassVar[tuple[str, ...]] = ()
     needs_image: ClassVar[bool] = False
     find_unused_parameters: ClassVar[bool] = True
     default_options: ClassVar[dict[str, Any]] = {}
@@ -125,6 +129,10 @@ class TrainMethod(abc.ABC):
         """Freeze everything but ``trainable_prefixes`` (override to initialise new modules too)."""
         for name, param in self.model.named_parameters():
             param.requires_grad_(name.split(".", 1)[0] in self.trainable_prefixes)
+
+    def file_prefixes(self) -> tuple[str, ...]:
+        """The model attributes the finished run writes to its method file."""
+        return tuple(dict.fromkeys(self.trainable_prefixes + self.saved_prefixes))
 
     def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """(name, parameter) pairs that the optimiser updates, in a fixed order."""

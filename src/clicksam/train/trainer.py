@@ -346,7 +346,7 @@ class Trainer:
         from clicksam.checkpoint import save_method_file
 
         return save_method_file(
-            self.out / "method.safetensors", self.model, [p + "." for p in self.method.trainable_prefixes],
+            self.out / "method.safetensors", self.model, [p + "." for p in self.method.file_prefixes()],
             self.method.stages, extra_metadata={"train_method": self.config.method, "train_steps": self.step,
                                                 "train_config": self.config.to_dict()},
         )

@@ -83,6 +83,8 @@ class FocSamTraining(TrainMethod):
     name = "focsam"
     stages = ("focsam",)
     trainable_prefixes = ("focus_refiner",)
+    # the refiner is trained against this (stage-1 fine-tuned, frozen) decoder: the file carries both
+    saved_prefixes = ("mask_decoder",)
     find_unused_parameters = False
     default_options = {
         "max_clicks": 20, "gamma": 0.6, "refine_gamma": 0.6, "click_ratio": 1.7, "click_map_size": 256,
