@@ -15,10 +15,12 @@ sums ``weight[o, c, i, j] * value`` over ``c, i, j``.
 FocSAM's ``DeformLayer`` computes ``dcn_offset(x)`` (27 channels): channels 0-17 are passed on
 unchanged as the interleaved offsets above and channels 18-26, after a sigmoid, are the masks.
 
-Speed: all kernel points are sampled by one ``grid_sample`` call (``align_corners=True`` maps
-pixel index ``p`` to ``2p / (size - 1) - 1``, so the bilinear weights are those of the formula
-above), then one matmul with the ``O × (C·kh·kw)`` weight matrix does the sum, a few images at a
-time so that the sample matrix stays in cache.
+Speed: the four bilinear corners of every (pixel, kernel point) are gathered from the
+channels-last input and summed with their bilinear weight × modulation in one ``embedding_bag``
+call (the mask multiply rides in the per-sample weights), then one matmul with the
+``(kh·kw·C) × O`` weight matrix does the sum over ``c, i, j``, a few images at a time so that the
+sample matrix stays in cache. This is the formula above written directly, with no
+``grid_sample`` normalisation and no transposed copies of the samples.
 """
 from __future__ import annotations
 
@@ -99,33 +101,35 @@ def modulated_deform_conv2d(
     base_y, base_x = _base_grid(height_out, width_out, (kh, kw), stride, padding, dilation, x.device, x.dtype)
     pos_y = base_y + offset[:, 0::2]  # B×K×Hout×Wout
     pos_x = base_x + offset[:, 1::2]
-    if height == 1 or width == 1:
-        # align_corners=True cannot address a size-1 axis; one extra zero row/column is exact,
-        # because every corner outside the image reads zero anyway.
-        x = F.pad(x, (0, int(width == 1), 0, int(height == 1)))
-        height, width = x.shape[-2:]
-    grid = torch.stack((pos_x * (2.0 / (width - 1)) - 1.0, pos_y * (2.0 / (height - 1)) - 1.0), dim=-1)
-    grid = grid.reshape(batch, num_points * height_out, width_out, 2)
-    weight_matrix = weight.reshape(out_channels, channels * num_points)
-    mask = mask.reshape(batch, 1, num_points, height_out * width_out)
+    y0, x0 = torch.floor(pos_y), torch.floor(pos_x)
+    fy, fx = pos_y - y0, pos_x - x0
+    y0, x0 = y0.long(), x0.long()
+    tap_y = torch.stack((y0, y0, y0 + 1, y0 + 1), dim=-1)  # B×K×Hout×Wout×4
+    tap_x = torch.stack((x0, x0 + 1, x0, x0 + 1), dim=-1)
+    inside = (tap_y >= 0) & (tap_y < height) & (tap_x >= 0) & (tap_x < width)
+    # bilinear weight × modulation; a corner outside the image reads row 0 with weight 0
+    tap_weight = torch.stack(((1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx), dim=-1)
+    tap_weight = tap_weight * mask.unsqueeze(-1) * inside
+    first_row = (torch.arange(batch, device=x.device) * (height * width)).view(batch, 1, 1, 1, 1)
+    index = torch.where(inside, first_row + tap_y * width + tap_x, torch.zeros_like(tap_y))
+    # rows ordered (b, hout, wout, k) so that each output pixel's K samples are one row of K·C
+    index = index.permute(0, 2, 3, 1, 4).reshape(batch, -1, 4)
+    tap_weight = tap_weight.permute(0, 2, 3, 1, 4).reshape(batch, -1, 4)
+    table = x.permute(0, 2, 3, 1).reshape(batch * height * width, channels)  # channels-last rows
+    # weight O×C×kh×kw -> (K·C)×O, matching the (k, c) order of a sample row
+    weight_matrix = weight.permute(2, 3, 1, 0).reshape(num_points * channels, out_channels)
     pieces = []
-    # A few images at a time keep the C·K·Hout·Wout sample matrix in cache (1.6× faster with one
-    # thread for FocSAM's 16×16 windows); grid_sample parallelises over images, hence >= threads.
+    # A few images at a time keep the (Hout·Wout)×(K·C) sample matrix in cache.
     chunk = max(1, torch.get_num_threads())
     for start in range(0, batch, chunk):
         stop = min(start + chunk, batch)
-        sampled = F.grid_sample(x[start:stop], grid[start:stop], mode="bilinear", padding_mode="zeros",
-                                align_corners=True)
-        sampled = sampled.view(stop - start, channels, num_points, height_out * width_out)
-        if torch.is_grad_enabled():
-            sampled = sampled * mask[start:stop]
-        else:
-            sampled.mul_(mask[start:stop])
-        pieces.append(torch.matmul(weight_matrix, sampled.view(stop - start, -1, height_out * width_out)))
+        sampled = F.embedding_bag(index[start:stop].reshape(-1, 4), table, mode="sum",
+                                  per_sample_weights=tap_weight[start:stop].reshape(-1, 4))
+        sampled = sampled.view(-1, num_points * channels)
+        pieces.append(sampled @ weight_matrix if bias is None else torch.addmm(bias, sampled, weight_matrix))
     out = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
-    if bias is not None:
-        out = out + bias.view(1, out_channels, 1)
-    return out.view(batch, out_channels, height_out, width_out)
+    # B×O×Hout×Wout in channels-last memory (the layout the products leave)
+    return out.view(batch, height_out, width_out, out_channels).permute(0, 3, 1, 2)
 
 
 class ModulatedDeformConv2d(nn.Module):
