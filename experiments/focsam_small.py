@@ -1,8 +1,9 @@
 """Small-scale evidence for FocSAM (issue 6) on synthetic scenes.
 
-1. Train a base tiny SAM from scratch at a reduced ``--frame`` with simulated iterative clicks and
-   the single-mask token (the role of FocSAM's stage 1, the fine-tuned decoder); this reuses
-   ``train_base`` and ``load_scenes`` of ``experiments/sam_ref_small.py``.
+1. The shared base (``experiments/common.py``): a tiny SAM at a 256-px frame trained from scratch
+   with SAM's prompt mix, iterative single-mask clicks with the previous logits fed back included
+   (the role of FocSAM's stage 1, the fine-tuned decoder); trained once and cached under
+   ``experiments/cache/`` (trained now when the cache file is missing).
 2. Freeze it, attach a FocusRefiner scaled to the frame (embedding 16×16 at frame 256, so
    4×4-cell windows: the same 4×4 window grid as 16×16 windows on 64×64), and train it with the
    real training method (``FocSamTraining.compute_loss``) on precomputed embeddings.
@@ -10,166 +11,112 @@
    ``method="sam"`` and ``"focsam"`` through ``InteractiveSession`` on the same base, and report
    NoC@85/90, NoF@90 and the mIoU@k curve.
 
-Time-budgeted (``--base-minutes``, ``--ref-minutes``) for a CPU; with a GPU raise the budgets,
-the frame and the scene counts. Writes ``report.md`` and ``results.json`` under ``--out``.
+Writes ``report.md``, ``results.json`` and ``focsam_small.png`` under ``--out``.
 
-    .venv/bin/python experiments/focsam_small.py --out experiments/results/focsam_small
+    .venv/bin/python experiments/focsam_small.py
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from clicksam import InteractiveSession, SamPredictor
-from clicksam.build import sam_from_config
-from clicksam.eval.clicker import NoErrorLeftError, next_click
-from clicksam.eval.metrics import iou, summarize_click_ious
-from clicksam.methods.focsam import FocusRefiner
-from clicksam.methods.focsam.training import FocSamTraining
-from clicksam.methods.sam_ref.training import normalised_images
-from clicksam.registry import get_config
-from clicksam.train.method import Batch
-from clicksam.train.prompts import SampleRandom
-from clicksam.train.synthetic import make_scene
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sam_ref_small import load_scenes, train_base  # noqa: E402  (the shared base-SAM recipe)
+import common  # noqa: E402
+
+from clicksam.methods.focsam import FocusRefiner  # noqa: E402
+from clicksam.methods.focsam.training import FocSamTraining  # noqa: E402
 
 METHODS = ("sam", "focsam")
+KS = (1, 2, 3, 5, 10, 20)
 
 
-def small_sam(frame: int, seed: int) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    return sam_from_config(dataclasses.replace(get_config("tiny"), image_size=frame))
+def plot(out: Path, results: dict, base_hist: list[float], method_hist: list[float]) -> None:
+    plt = common.pyplot()
+    fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(15, 4))
+    for method in METHODS:
+        curve = results[method]["miou"]
+        ax0.plot(np.arange(1, len(curve) + 1), curve, marker="o", ms=3,
+                 label="SAM (frozen base)" if method == "sam" else "FocSAM")
+    ax0.set_xlabel("clicks")
+    ax0.set_ylabel("mIoU")
+    ax0.set_title("held-out synthetic scenes, click protocol")
+    ax0.legend()
+    common.finish_figure(fig, ax1, ax2, base_hist, method_hist, "FocusRefiner", out / "focsam_small.png")
 
 
-def train_refiner(model, data, minutes: float, batch: int, lr: float, seed: int, max_clicks: int) -> list[float]:
-    """Attach a frame-sized FocusRefiner and train it with ``FocSamTraining``; loss per step."""
-    grid = model.prompt_encoder.image_embedding_size[0]
-    model.add_module("focus_refiner", FocusRefiner(window_size=max(grid // 4, 2), frame_size=model.image_size))
-    method = FocSamTraining(model, {"max_clicks": max_clicks, "click_map_size": 4 * grid})
-    method.prepare()
-    with torch.no_grad():
-        emb = torch.cat([model.encode(normalised_images(model, data["images"][i:i + 16], data["sizes"][i:i + 16]))
-                         for i in range(0, data["images"].shape[0], 16)])
-    optimizer = torch.optim.AdamW([p for _, p in method.trainable_parameters()], lr=lr, weight_decay=0.05)
-    rng = np.random.default_rng(seed + 1)
-    count = data["images"].shape[0]
-    history, start, step = [], time.perf_counter(), 0
-    while time.perf_counter() - start < minutes * 60:
-        method.train_mode()
-        idx = torch.from_numpy(rng.choice(count, size=batch, replace=False))
-        b = Batch(embedding=emb[idx], target=data["targets"][idx], input_size=data["sizes"][idx],
-                  rng=SampleRandom([seed * 7_000_003 + step * batch + k for k in range(batch)]), step=step)
-        out = method.compute_loss(b)
-        optimizer.zero_grad()
-        out.loss.backward()
-        optimizer.step()
-        history.append(float(out.loss.detach()))
-        step += 1
-    model.eval()
-    model.focus_refiner.clicksam_trained = True
-    return history
-
-
-def evaluate(model, scenes, max_clicks: int = 20) -> dict[str, dict[str, object]]:
-    """The click protocol on each scene with plain SAM and with FocSAM (same image, same base)."""
-    predictor = SamPredictor(model)
-    curves: dict[str, list[list[float]]] = {m: [] for m in METHODS}
-    for scene in scenes:
-        predictor.set_image(scene.image)
-        gt = scene.mask.astype(np.int64)
-        for method in METHODS:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                session = InteractiveSession(predictor, method=method)
-            pred = np.zeros(gt.shape, dtype=bool)
-            clicks, ious = [], []
-            for _ in range(max_clicks):
-                try:
-                    click = next_click(gt, pred, clicks)
-                except NoErrorLeftError:
-                    ious.append(ious[-1])
-                    continue
-                clicks.append(click)
-                pred = session.add_click(click.x, click.y, click.positive)
-                ious.append(iou(gt, pred))
-            curves[method].append(ious)
-    return {m: summarize_click_ious(curves[m], max_clicks) for m in METHODS}
-
-
-def write_report(out: Path, results: dict, args: argparse.Namespace, info: dict) -> None:
+def write_report(out: Path, saved: dict) -> None:
+    results, info, args = saved["results"], saved["info"], saved["args"]
     rows = [f"| {m} | {results[m]['noc']['85']:.2f} | {results[m]['noc']['90']:.2f} | {results[m]['nof']['90']} | "
-            + " | ".join(f"{results[m]['miou'][k - 1]:.4f}" for k in (1, 2, 3, 5, 10, 20)) + " |" for m in METHODS]
+            + " | ".join(f"{results[m]['miou'][k - 1]:.4f}" for k in KS) + " |" for m in METHODS]
+    a, b = results["sam"], results["focsam"]
+    better_noc = b["noc"]["90"] < a["noc"]["90"]
+    curve_gain = float(np.mean(b["miou"]) - np.mean(a["miou"]))
+    verdict = ("consistent with the paper" if better_noc and curve_gain > 0 else "not reproduced at this scale")
+    r_start, r_end = common.loss_span(saved["method_loss"])
     text = f"""# FocSAM small-scale experiment
 
-Synthetic scenes (`clicksam.train.synthetic`), a tiny SAM at a {args.frame}-pixel frame trained
-from scratch with iterative single-mask clicks (the base), then FocSAM's FocusRefiner trained on
-the frozen base with `FocSamTraining` (refine step drawn as in SPEC §4, NFL + point loss).
-Held-out: {args.test_scenes} scenes of another seed family; 20 clicks with the standard clicker.
+**Verdict: {verdict}.** NoC@90 {a['noc']['90']:.2f} → {b['noc']['90']:.2f}; mIoU averaged over clicks 1-20
+{np.mean(a['miou']):.4f} → {np.mean(b['miou']):.4f} ({curve_gain:+.4f}).
+
+Synthetic scenes (`clicksam.train.synthetic`); FocSAM's FocusRefiner (depth {args['refiner_depth']},
+{info['refiner_params']:,} parameters, window {info['window']} cells) trained on the frozen base with
+`FocSamTraining.compute_loss` (refine step drawn as in SPEC §4, NFL + point loss, ≤ {args['max_clicks']}
+clicks). Held-out: {args['test_scenes']} scenes of family {common.TEST_SEED + int(args['seed'])} (training used
+family {common.TRAIN_SEED + int(args['seed'])}); 20 clicks with the standard clicker (SPEC §7.1) through
+`InteractiveSession` (`sam` vs `focsam`, same base and embedding), IoU at the original image size.
 
 | method | NoC@85 | NoC@90 | NoF@90 | mIoU@1 | @2 | @3 | @5 | @10 | @20 |
 |---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
-Training: {args.train_scenes} scenes; base {info['base_steps']} steps in {args.base_minutes} min
-(loss {info['base_loss_start']:.3f} → {info['base_loss_end']:.3f}, mean of first/last 20 steps);
-refiner {info['ref_steps']} steps in {args.ref_minutes} min (loss {info['ref_loss_start']:.3f} →
-{info['ref_loss_end']:.3f}); batch {args.batch}; {args.threads} CPU threads; seed {args.seed}.
-Evaluation took {info['eval_s']:.0f} s. Command: `{info['command']}`
+![results](focsam_small.png)
+
+{common.base_summary(saved['base_info'])}
+
+Refiner: {info['ref_steps']} steps in {info['ref_s'] / 60:.1f} min (batch {args['batch']}, AdamW lr
+{args['ref_lr']}, weight decay 0.05), loss {r_start:.3f} → {r_end:.3f} (mean of the first/last 50 steps).
+{args['threads']} CPU thread(s); evaluation took {info['eval_s']:.0f} s. Command: `{info['command']}`
 """
     (out / "report.md").write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("experiments/results/focsam_small"))
-    parser.add_argument("--frame", type=int, default=256)
-    parser.add_argument("--train-scenes", type=int, default=300)
-    parser.add_argument("--test-scenes", type=int, default=20)
-    parser.add_argument("--base-minutes", type=float, default=15.0)
-    parser.add_argument("--ref-minutes", type=float, default=15.0)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--base-lr", type=float, default=1e-3)
-    parser.add_argument("--ref-lr", type=float, default=1e-4)
+    common.add_common_arguments(parser, "focsam_small", method_minutes=8.0, test_scenes=30)
+    parser.add_argument("--ref-lr", type=float, default=3e-4)
+    parser.add_argument("--refiner-depth", type=int, default=6, help="FocSAM uses 12; halved for the CPU budget")
     parser.add_argument("--max-clicks", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--report-only", action="store_true", help="rewrite report.md and the PNG from results.json")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
-    model = small_sam(args.frame, args.seed)
-    train = load_scenes(args.seed, args.train_scenes, args.frame)
-    base_hist = train_base(model, train, args.base_minutes, args.batch, args.base_lr, args.seed)
-    print(f"base: {len(base_hist)} steps, loss {np.mean(base_hist[:20]):.3f} -> {np.mean(base_hist[-20:]):.3f}",
-          flush=True)
-    ref_hist = train_refiner(model, train, args.ref_minutes, args.batch, args.ref_lr, args.seed, args.max_clicks)
-    print(f"refiner: {len(ref_hist)} steps, loss {np.mean(ref_hist[:20]):.3f} -> {np.mean(ref_hist[-20:]):.3f}",
-          flush=True)
-    test_scenes = [make_scene(args.seed + 1000, i) for i in range(args.test_scenes)]
+    if args.report_only:
+        common.finish(args.out, None, plot, write_report)
+        return 0
+    model, base_info, data = common.prepare(args)
+    grid = model.prompt_encoder.image_embedding_size[0]
+    torch.manual_seed(args.seed)
+    window = max(grid // 4, 2)
+    model.add_module("focus_refiner", FocusRefiner(depth=args.refiner_depth, window_size=window,
+                                                   frame_size=model.image_size))
+    emb = common.precompute_embeddings(model, data)
+    method = FocSamTraining(model, {"max_clicks": args.max_clicks, "click_map_size": 4 * grid})
+    trained = common.train_method(method, data, emb, args.method_minutes, args.batch, args.ref_lr, args.seed,
+                                  weight_decay=0.05)
+    model.focus_refiner.clicksam_trained = True
+    print(f"refiner: {trained['steps']} steps, loss {common.loss_span(trained['loss'])}", flush=True)
     start = time.perf_counter()
-    with torch.no_grad():
-        results = evaluate(model, test_scenes)
+    with torch.inference_mode():
+        results = common.click_protocol(model, METHODS, common.TEST_SEED + args.seed, args.test_scenes)
     info = {
-        "base_steps": len(base_hist), "ref_steps": len(ref_hist),
-        "base_loss_start": float(np.mean(base_hist[:20])), "base_loss_end": float(np.mean(base_hist[-20:])),
-        "ref_loss_start": float(np.mean(ref_hist[:20])), "ref_loss_end": float(np.mean(ref_hist[-20:])),
-        "eval_s": time.perf_counter() - start,
-        "command": " ".join(["experiments/focsam_small.py", *(argv if argv is not None else sys.argv[1:])]),
+        "ref_steps": trained["steps"], "ref_s": trained["seconds"], "window": window,
+        "refiner_params": sum(p.numel() for p in model.focus_refiner.parameters()),
+        "eval_s": time.perf_counter() - start, "command": common.command_line("focsam_small.py", argv),
     }
-    (args.out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                       "info": info, "results": results,
-                                                       "base_loss": base_hist, "ref_loss": ref_hist}, indent=1))
-    write_report(args.out, results, args, info)
-    print((args.out / "report.md").read_text())
+    common.finish(args.out, common.payload(args, info, results, base_info, trained), plot, write_report)
     return 0
 
 
