@@ -407,6 +407,14 @@ def finish(out: Path, saved: dict[str, Any] | None, plot: Callable, write_report
     print((out / "report.md").read_text())
 
 
+def other_runs(out: Path, described: dict[str, str]) -> str:
+    """A report line linking earlier runs kept in subfolders of ``out`` (``described``: folder →
+    what differs), for those that exist."""
+    links = [f"[{name}/report.md]({name}/report.md) ({what})" for name, what in described.items()
+             if (out / name / "report.md").exists()]
+    return "\nEarlier runs of this experiment, kept for the record: " + "; ".join(links) + ".\n" if links else ""
+
+
 def command_line(script: str, argv: Sequence[str] | None) -> str:
     return " ".join([".venv/bin/python", f"experiments/{script}", *(argv if argv is not None else sys.argv[1:])])
 

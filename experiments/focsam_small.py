@@ -35,6 +35,19 @@ METHODS = ("sam", "focsam")
 KS = (1, 2, 3, 5, 10, 20)
 
 
+@torch.no_grad()
+def identity_start(refiner: FocusRefiner) -> None:
+    """Start the refiner at F_r = F: ``embed_proj`` the identity and every block's residual conv
+    branch scaled by γ2 = 0 (``cls2img``). FocSAM's own init (random ``embed_proj``, γ = 1) is
+    meant for 160k iterations; a few hundred CPU steps cannot first undo a random projection of
+    the embedding. All parameters still train (γ2 gets gradient at once)."""
+    dim = refiner.embed_proj.weight.shape[0]
+    refiner.embed_proj.weight.copy_(torch.eye(dim).view(dim, dim, 1, 1))
+    refiner.embed_proj.bias.zero_()
+    for block in refiner.blocks:
+        block.cls2img.gamma2.zero_()
+
+
 def plot(out: Path, results: dict, base_hist: list[float], method_hist: list[float]) -> None:
     plt = common.pyplot()
     fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(15, 4))
@@ -58,12 +71,14 @@ def write_report(out: Path, saved: dict) -> None:
     curve_gain = float(np.mean(b["miou"]) - np.mean(a["miou"]))
     verdict = ("consistent with the paper" if better_noc and curve_gain > 0 else "not reproduced at this scale")
     r_start, r_end = common.loss_span(saved["method_loss"])
+    earlier = common.other_runs(out, {"paper_init": "FocSAM's own refiner init, `--refiner-init focsam`"})
     text = f"""# FocSAM small-scale experiment
 
 **Verdict: {verdict}.** NoC@90 {a['noc']['90']:.2f} → {b['noc']['90']:.2f}; mIoU averaged over clicks 1-20
 {np.mean(a['miou']):.4f} → {np.mean(b['miou']):.4f} ({curve_gain:+.4f}).
 
-Synthetic scenes (`clicksam.train.synthetic`); FocSAM's FocusRefiner (depth {args['refiner_depth']},
+Synthetic scenes (`clicksam.train.synthetic`); FocSAM's FocusRefiner (depth {args['refiner_depth']}, init
+`{args.get('refiner_init', 'focsam')}`,
 {info['refiner_params']:,} parameters, window {info['window']} cells) trained on the frozen base with
 `FocSamTraining.compute_loss` (refine step drawn as in SPEC §4, NFL + point loss, ≤ {args['max_clicks']}
 clicks). Held-out: {args['test_scenes']} scenes of family {common.TEST_SEED + int(args['seed'])} (training used
@@ -80,8 +95,7 @@ family {common.TRAIN_SEED + int(args['seed'])}); 20 clicks with the standard cli
 
 Refiner: {info['ref_steps']} steps in {info['ref_s'] / 60:.1f} min (batch {args['batch']}, AdamW lr
 {args['ref_lr']}, weight decay 0.05), loss {r_start:.3f} → {r_end:.3f} (mean of the first/last 50 steps).
-{args['threads']} CPU thread(s); evaluation took {info['eval_s']:.0f} s. Command: `{info['command']}`
-"""
+{args['threads']} CPU thread(s); evaluation took {info['eval_s']:.0f} s. Command: `{info['command']}`{earlier}"""
     (out / "report.md").write_text(text)
 
 
@@ -91,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ref-lr", type=float, default=3e-4)
     parser.add_argument("--refiner-depth", type=int, default=6, help="FocSAM uses 12; halved for the CPU budget")
     parser.add_argument("--max-clicks", type=int, default=10)
+    parser.add_argument("--refiner-init", choices=("identity", "focsam"), default="identity",
+                        help="identity: start at F_r = F (see identity_start); focsam: the paper's init")
     parser.add_argument("--report-only", action="store_true", help="rewrite report.md and the PNG from results.json")
     args = parser.parse_args(argv)
     if args.report_only:
@@ -102,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     window = max(grid // 4, 2)
     model.add_module("focus_refiner", FocusRefiner(depth=args.refiner_depth, window_size=window,
                                                    frame_size=model.image_size))
+    if args.refiner_init == "identity":
+        identity_start(model.focus_refiner)
     emb = common.precompute_embeddings(model, data)
     method = FocSamTraining(model, {"max_clicks": args.max_clicks, "click_map_size": 4 * grid})
     trained = common.train_method(method, data, emb, args.method_minutes, args.batch, args.ref_lr, args.seed,

@@ -93,8 +93,7 @@ embedding), IoU and boundary IoU (dilation 0.02) at the original image size.
 
 Refiners: {info['ref_steps']} steps in {info['ref_s'] / 60:.1f} min (batch {args['batch']}, AdamW lr
 {args['ref_lr']}), loss {r_start:.3f} → {r_end:.3f} (mean of the first/last 50 steps).
-{args['threads']} CPU thread(s); evaluation took {info['eval_s']:.0f} s. Command: `{info['command']}`
-"""
+{args['threads']} CPU thread(s); evaluation took {info['eval_s']:.0f} s. Command: `{info['command']}`{common.other_runs(out, {"run_7min": "7-minute refiner budget"})}"""
     (out / "report.md").write_text(text)
 
 
