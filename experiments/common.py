@@ -407,6 +407,26 @@ def finish(out: Path, saved: dict[str, Any] | None, plot: Callable, write_report
     print((out / "report.md").read_text())
 
 
+def conclude(args, argv: Sequence[str] | None, script: str, label: str, prefix: str, trained: dict[str, Any],
+             base_info: dict[str, Any], evaluate: Callable[[], dict[str, Any]],
+             details: Callable[[], dict[str, Any]], plot: Callable, write_report: Callable) -> int:
+    """The end of every experiment: report the method's training, run ``evaluate`` (timed, in
+    inference mode), and write results.json, the plot and report.md.
+
+    ``info`` in results.json holds ``{prefix}_steps``, ``{prefix}_s``, what ``details()`` returns
+    (called after the evaluation, so it may read state the evaluation left), ``eval_s`` and the
+    command line."""
+    print(f"{label}: {trained['steps']} steps, loss {loss_span(trained['loss'])}", flush=True)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        results = evaluate()
+    eval_s = time.perf_counter() - start
+    info = {f"{prefix}_steps": trained["steps"], f"{prefix}_s": trained["seconds"], **details(),
+            "eval_s": eval_s, "command": command_line(script, argv)}
+    finish(args.out, payload(args, info, results, base_info, trained), plot, write_report)
+    return 0
+
+
 def other_runs(out: Path, described: dict[str, str]) -> str:
     """A report line linking earlier runs kept in subfolders of ``out`` (``described``: folder →
     what differs), for those that exist."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -125,18 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     trained = common.train_method(method, data, emb, args.method_minutes, args.batch, args.ref_lr, args.seed,
                                   weight_decay=0.05)
     model.focus_refiner.clicksam_trained = True
-    print(f"refiner: {trained['steps']} steps, loss {common.loss_span(trained['loss'])}", flush=True)
-    start = time.perf_counter()
-    with torch.inference_mode():
-        results = common.click_protocol(model, METHODS, common.TEST_SEED + args.seed, args.test_scenes)
-    info = {
-        "ref_steps": trained["steps"], "ref_s": trained["seconds"], "window": window,
-        "refiner_params": sum(p.numel() for p in model.focus_refiner.parameters()),
-        "eval_s": time.perf_counter() - start, "command": common.command_line("focsam_small.py", argv),
-    }
-    common.finish(args.out, common.payload(args, info, results, base_info, trained), plot, write_report)
-    return 0
-
+    return common.conclude(
+        args, argv, "focsam_small.py", "refiner", "ref", trained, base_info,
+        lambda: common.click_protocol(model, METHODS, common.TEST_SEED + args.seed, args.test_scenes),
+        lambda: {"window": window, "refiner_params": sum(p.numel() for p in model.focus_refiner.parameters())},
+        plot, write_report)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -114,18 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     trained = common.train_method(SamRefTraining(model, {"max_clicks": args.max_clicks}), data, emb,
                                   args.method_minutes, args.batch, args.ref_lr, args.seed, with_image=True)
     model.sam_ref.clicksam_trained = True
-    print(f"refiners: {trained['steps']} steps, loss {common.loss_span(trained['loss'])}", flush=True)
-    start = time.perf_counter()
-    with torch.inference_mode():
-        results = common.click_protocol(model, METHODS, common.TEST_SEED + args.seed, args.test_scenes)
-    info = {
-        "ref_steps": trained["steps"], "ref_s": trained["seconds"],
-        "ref_params": sum(p.numel() for p in model.sam_ref.parameters()),
-        "eval_s": time.perf_counter() - start, "command": common.command_line("sam_ref_small.py", argv),
-    }
-    common.finish(args.out, common.payload(args, info, results, base_info, trained), plot, write_report)
-    return 0
-
+    return common.conclude(
+        args, argv, "sam_ref_small.py", "refiners", "ref", trained, base_info,
+        lambda: common.click_protocol(model, METHODS, common.TEST_SEED + args.seed, args.test_scenes),
+        lambda: {"ref_params": sum(p.numel() for p in model.sam_ref.parameters())},
+        plot, write_report)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -147,20 +146,16 @@ def main(argv: list[str] | None = None) -> int:
     trained = common.train_method(StableSamTraining(model), data, emb, args.method_minutes, args.batch,
                                   args.plugin_lr, args.seed)
     model.stable_sam.clicksam_trained = True
-    print(f"plugin: {trained['steps']} steps, loss {common.loss_span(trained['loss'])}", flush=True)
-    start = time.perf_counter()
-    with torch.inference_mode():
-        results = evaluate(model, common.TEST_SEED + args.seed, args.test_scenes, args.num_prompts)
-    alpha = model.stable_sam.last_alpha
-    info = {
-        "plugin_steps": trained["steps"], "plugin_s": trained["seconds"],
-        "alpha1": float(alpha[:, 0].mean()) if alpha is not None else float("nan"),
-        "plugin_params": sum(p.numel() for p in model.stable_sam.parameters()),
-        "eval_s": time.perf_counter() - start, "command": common.command_line("stable_sam_small.py", argv),
-    }
-    common.finish(args.out, common.payload(args, info, results, base_info, trained), plot, write_report)
-    return 0
 
+    def details() -> dict[str, float]:
+        alpha = model.stable_sam.last_alpha  # of the last evaluated prompt
+        return {"alpha1": float(alpha[:, 0].mean()) if alpha is not None else float("nan"),
+                "plugin_params": sum(p.numel() for p in model.stable_sam.parameters())}
+
+    return common.conclude(
+        args, argv, "stable_sam_small.py", "plugin", "plugin", trained, base_info,
+        lambda: evaluate(model, common.TEST_SEED + args.seed, args.test_scenes, args.num_prompts),
+        details, plot, write_report)
 
 if __name__ == "__main__":
     sys.exit(main())
