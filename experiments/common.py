@@ -457,6 +457,7 @@ def add_common_arguments(parser, out: str, method_minutes: float, test_scenes: i
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on the shared CPU)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--report-only", action="store_true", help="rewrite report.md and the PNG from results.json")
 
 
 def prepare(args) -> tuple[torch.nn.Module, dict[str, Any], dict[str, torch.Tensor]]:

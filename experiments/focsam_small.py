@@ -106,7 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-clicks", type=int, default=10)
     parser.add_argument("--refiner-init", choices=("identity", "focsam"), default="identity",
                         help="identity: start at F_r = F (see identity_start); focsam: the paper's init")
-    parser.add_argument("--report-only", action="store_true", help="rewrite report.md and the PNG from results.json")
     args = parser.parse_args(argv)
     if args.report_only:
         common.finish(args.out, None, plot, write_report)

@@ -135,7 +135,6 @@ def main(argv: list[str] | None = None) -> int:
     common.add_common_arguments(parser, "stable_sam_small", method_minutes=6.0, test_scenes=30)
     parser.add_argument("--num-prompts", type=int, default=10)
     parser.add_argument("--plugin-lr", type=float, default=1e-3)
-    parser.add_argument("--report-only", action="store_true", help="rewrite report.md and the PNG from results.json")
     args = parser.parse_args(argv)
     if args.report_only:
         common.finish(args.out, None, plot, write_report)
