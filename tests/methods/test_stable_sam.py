@@ -8,8 +8,7 @@ import torch
 
 from clicksam import build_sam
 from clicksam.build import count_parameters, sam_from_config
-from clicksam.methods.stable_sam import (StableSamPlugin, attach, deform_grid, sample_at_offsets,
-                                         sample_tokens_at_offsets)
+from clicksam.methods.stable_sam import StableSamPlugin, attach, sample_tokens_at_offsets
 from clicksam.registry import get_config
 
 EMBEDDING = (1, 256, 64, 64)
@@ -103,22 +102,46 @@ def test_forced_alpha_0_1_reproduces_sam_for_any_weights(frame):
     assert torch.equal(plain.all_iou_predictions, forced.all_iou_predictions)
 
 
+def deform_grid(offsets: torch.Tensor) -> torch.Tensor:
+    """Reference: the normalised grid_sample grid (align_corners=False) of the cell centres
+    shifted by ``offsets`` (B×2×H×W in cells, (Δx, Δy)), B×H×W×2."""
+    _, _, h, w = offsets.shape
+    cols = torch.arange(w, dtype=offsets.dtype)
+    rows = torch.arange(h, dtype=offsets.dtype)
+    gx = (2 * (cols[None, None, :] + offsets[:, 0]) + 1) / w - 1
+    gy = (2 * (rows[None, :, None] + offsets[:, 1]) + 1) / h - 1
+    return torch.stack([gx, gy], dim=-1)
+
+
+def sample_at_offsets(features: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Reference: DSP's resampling as torch's grid_sample (B×C×H×W features, zeros outside)."""
+    return torch.nn.functional.grid_sample(features, deform_grid(offsets), mode="bilinear",
+                                           padding_mode="zeros", align_corners=False)
+
+
+def sample_nchw(features: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """The DSP's own sampler (channels-last) called with B×C×H×W features and B×2×H×W offsets."""
+    b, c, h, w = features.shape
+    out = sample_tokens_at_offsets(features.flatten(2).transpose(1, 2), offsets.permute(0, 2, 3, 1), h)
+    return out.transpose(1, 2).reshape(b, c, h, w)
+
+
 def test_zero_offsets_sample_exactly_and_shifts_follow_the_formula():
     gen = torch.Generator().manual_seed(0)
     for side in (64, 16):
         x = torch.randn(2, 8, side, side, generator=gen)
         zero = torch.zeros(2, 2, side, side)
-        assert torch.equal(sample_at_offsets(x, zero), x)
+        assert torch.equal(sample_nchw(x, zero), x)
         # Δx = +1 reads the right neighbour, the last column falls outside and reads 0
         shift = zero.clone()
         shift[:, 0] = 1.0
-        out = sample_at_offsets(x, shift)
+        out = sample_nchw(x, shift)
         torch.testing.assert_close(out[..., :-1], x[..., 1:], atol=1e-6, rtol=0)
         assert out[..., -1].abs().max() == 0
         # Δy = -0.5 is the mean of the cell and the one above (half of it outside at row 0)
         half = zero.clone()
         half[:, 1] = -0.5
-        out = sample_at_offsets(x, half)
+        out = sample_nchw(x, half)
         torch.testing.assert_close(out[..., 1:, :], (x[..., 1:, :] + x[..., :-1, :]) / 2, atol=1e-6, rtol=0)
         torch.testing.assert_close(out[..., 0, :], x[..., 0, :] / 2, atol=1e-6, rtol=0)
     grid = deform_grid(torch.zeros(1, 2, 4, 4))

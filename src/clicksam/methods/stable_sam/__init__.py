@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from .plugin import (DeformableSamplingPlugin, DynamicRoutingPlugin, RoutedFeatures, StableSamPlugin, attach,
-                     deform_grid, sample_at_offsets, sample_tokens_at_offsets)
+                     sample_tokens_at_offsets)
 from .stage import StableSamStage
 
 _LAZY = {"StableSamTraining": "clicksam.methods.stable_sam.training"}
@@ -27,8 +27,6 @@ __all__ = [
     "StableSamPlugin",
     "StableSamStage",
     "attach",
-    "deform_grid",
-    "sample_at_offsets",
     "sample_tokens_at_offsets",
     *_LAZY,
 ]

@@ -22,11 +22,10 @@ on the single-mask output token gives (α1, α2) per prompt; keys/values = α1·
 Decisions (SPEC §3 "Decision", and ours where the paper is silent):
 
 * ``proj`` starts as the identity and the offset net's last conv at zero, so an untrained DSP
-  returns x itself, bit for bit. ``grid_sample`` runs with ``align_corners=False`` and the
-  sampling grid is built as ``(2·(j + Δx) + 1) / W − 1``: for a power-of-two grid (SAM's 64, or
-  16 at a 256 frame) every step of that formula and of grid_sample's un-normalisation
-  ``((g + 1)·W − 1) / 2`` is exact in binary floating point, so zero offsets land exactly on the
-  cell centres and bilinear sampling returns the cell's value exactly (weights 1, 0, 0, 0).
+  returns x itself, bit for bit: cell (i, j) is sampled at (j + Δx, i + Δy) in cell units with
+  the bilinear weights written out (:func:`sample_tokens_at_offsets`, the same samples as
+  ``grid_sample`` with ``align_corners=False`` and zeros padding), so zero offsets give the
+  weights (1, 0, 0, 0) and the cell's own value exactly.
 * DRP's softmax starts at α = (``initial_alpha1``, 1 − ``initial_alpha1``) = (0.01, 0.99) for
   every token: zero weights in the last Linear and a bias of (log α1, log α2). α1 is not exactly
   0 so the router can learn, and because α1 + α2 = 1 the routed features are computed as
@@ -64,35 +63,8 @@ def grid_side(num_cells: int) -> int:
     return side
 
 
-def deform_grid(offsets: torch.Tensor) -> torch.Tensor:
-    """The normalised ``grid_sample`` grid (align_corners=False) of the cell centres shifted by
-    ``offsets``.
-
-    Args:
-        offsets: B×2×H×W offsets in cells; channel 0 is Δx (along columns), channel 1 is Δy.
-    Returns:
-        B×H×W×2 grid of (x, y) in [-1, 1] coordinates.
-    """
-    b, _, h, w = offsets.shape
-    cols = torch.arange(w, device=offsets.device, dtype=offsets.dtype)
-    rows = torch.arange(h, device=offsets.device, dtype=offsets.dtype)
-    gx = (2 * (cols[None, None, :] + offsets[:, 0]) + 1) / w - 1
-    gy = (2 * (rows[None, :, None] + offsets[:, 1]) + 1) / h - 1
-    return torch.stack([gx, gy], dim=-1)
-
-
-def sample_at_offsets(features: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """Bilinear sampling of ``features`` (B×C×H×W) at each cell centre + ``offsets`` (B×2×H×W,
-    in cells, (Δx, Δy)); positions outside the grid read zeros. Returns B×C×H×W; zero offsets
-    return ``features`` exactly on power-of-two grids (see the module docstring)."""
-    if offsets.shape[0] != features.shape[0] or offsets.shape[1] != 2 or offsets.shape[2:] != features.shape[2:]:
-        raise ValueError(f"offsets must be B×2×H×W matching features {tuple(features.shape)}, got {tuple(offsets.shape)}")
-    grid = deform_grid(offsets.to(features.dtype))
-    return F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
 def sample_tokens_at_offsets(tokens: torch.Tensor, offsets: torch.Tensor, side: int) -> torch.Tensor:
-    """:func:`sample_at_offsets` on channels-last features, without leaving that layout.
+    """DSP's bilinear resampling of channels-last features at each cell + its offset.
 
     Args:
         tokens: B×HW×C features, row-major over a side×side grid.
@@ -103,7 +75,8 @@ def sample_tokens_at_offsets(tokens: torch.Tensor, offsets: torch.Tensor, side: 
     The four bilinear taps of every cell are one ``embedding_bag`` (a weighted sum of gathered
     rows) instead of ``grid_sample`` on B×C×H×W, so the decoder's B×HW×C features are never
     transposed; about 6× faster on a CPU. The sample position of cell (i, j) is (j + Δx, i + Δy)
-    in cell units, which is what ``grid_sample`` computes from :func:`deform_grid`; zero offsets
+    in cell units, which is what ``grid_sample`` (``align_corners=False``, zeros padding) reads
+    from the grid ``(2·(j + Δx) + 1) / W − 1`` (the tests check both agree); zero offsets
     give weights (1, 0, 0, 0) and return the features exactly. Gradients reach ``tokens`` and,
     through the fractional weights, ``offsets``.
     """
