@@ -8,6 +8,11 @@ machine load hits both alike; each reports the median over ``--repeats`` rounds:
 - ``session``: one ``InteractiveSession.add_click`` (prompt encoder, decoder, upsampling to the
   image size), what a user waits for once the embedding is cached.
 
+It also counts the multiply-accumulates of one decode with and without the plugin
+(``torch.utils.flop_counter``): their ratio is the overhead a perfectly efficient implementation
+of the paper's DSP + DRP would still have (the DSP's dense 256→256 ``proj`` over the 64×64 grid
+alone is 268 M of them), the floor the measured ratio should be read against.
+
 The mask decoder is the same for ViT-B/L/H, so the ``tiny`` config (SAM's full decoder on a
 64×64 embedding) with random weights stands in for all of them; the encoder runs once per image
 and is not timed.
@@ -48,6 +53,23 @@ def bench_decoder(model, repeats: int) -> dict[str, float]:
                                     use_stable_sam=plugin)
 
     return alternate(call(False), call(True), repeats)
+
+
+def count_macs(model) -> dict[str, float]:
+    """Multiply-accumulates (millions) of one later-click decode, plain and with the plugin."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    embedding = torch.zeros(1, 256, 64, 64)
+    points = (torch.tensor([[[400.0, 300.0], [520.0, 610.0], [100.0, 90.0]]]), torch.tensor([[1, 1, 0]]))
+    mask_input = torch.zeros(1, 1, 256, 256)
+    macs = {}
+    for name, plugin in (("sam", False), ("stable_sam", True)):
+        model.decode(embedding, points, mask_input=mask_input, multimask_output=False, use_stable_sam=plugin)
+        with FlopCounterMode(display=False) as counter:  # after a warm-up call: cached PE projections
+            model.decode(embedding, points, mask_input=mask_input, multimask_output=False, use_stable_sam=plugin)
+        macs[f"{name}_mmac"] = counter.get_total_flops() / 2e6
+    macs["ratio"] = macs["stable_sam_mmac"] / macs["sam_mmac"]
+    return macs
 
 
 def bench_session(predictor, repeats: int) -> dict[str, float]:
@@ -101,17 +123,20 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     model = build_sam("tiny", methods=["stable-sam"])
     with torch.inference_mode():
+        macs = count_macs(model)
         decoder = bench_decoder(model, args.repeats)
         predictor = SamPredictor(model)
         rng = np.random.default_rng(0)
         predictor.set_image(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8))
         session = bench_session(predictor, args.repeats)
-    results = {"decoder": decoder, "session": session, "repeats": args.repeats, "threads": args.threads,
+    results = {"decoder": decoder, "session": session, "macs": macs, "repeats": args.repeats, "threads": args.threads,
                "torch": torch.__version__, "cpu": platform.processor() or platform.machine()}
     for name in ("decoder", "session"):
         r = results[name]
         print(f"{name:8s} sam {1000 * r['sam_s']:7.1f} ms   stable-sam {1000 * r['stable_sam_s']:7.1f} ms   "
               f"ratio {r['ratio_of_medians']:.3f} (median paired {r['median_paired_ratio']:.3f})")
+    print(f"MACs     sam {macs['sam_mmac']:7.0f} M    stable-sam {macs['stable_sam_mmac']:7.0f} M    "
+          f"ratio {macs['ratio']:.3f} (the floor for an implementation of the paper's plugin)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1))

@@ -29,6 +29,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 import warnings
@@ -55,9 +56,10 @@ from clicksam.train.synthetic import make_scene
 from clicksam.transforms import ResizeLongestSide
 
 ROOT = Path(__file__).resolve().parent
-CACHE = ROOT / "cache"
+# rendered scenes and trained bases; CLICKSAM_EXPERIMENTS_CACHE moves it (the tests use a temporary one)
+CACHE = Path(os.environ.get("CLICKSAM_EXPERIMENTS_CACHE", ROOT / "cache"))
 TRAIN_SEED, TEST_SEED = 0, 1000  # scene families: training and held-out
-BASE_RECIPE = 3  # bump when the base recipe changes (invalidates the cache)
+BASE_RECIPE = 4  # bump when the base recipe changes (invalidates the cache)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +68,9 @@ class BaseSettings:
 
     frame: int = 256
     window: int = 8
+    patch: int = 16
+    encoder_dim: int = 64
+    encoder_depth: int = 2
     train_scenes: int = 2000
     minutes: float = 15.0
     batch: int = 8
@@ -87,15 +92,24 @@ def setup_threads(threads: int = 1) -> None:
     torch.set_num_threads(threads)
 
 
-def small_config(frame: int = 256, window: int = 8) -> ModelConfig:
-    if frame % 64:
-        raise ValueError(f"the frame must be a multiple of 64, got {frame}")
-    return dataclasses.replace(get_config("tiny"), image_size=frame, window_size=window)
+def small_config(frame: int = 256, window: int = 8, patch: int = 16, encoder_dim: int = 64,
+                 encoder_depth: int = 2) -> ModelConfig:
+    """The ``tiny`` registry config at a reduced frame; the encoder's width and depth may grow
+    (one head per 32 channels, global attention in the last block)."""
+    if frame % 64 or frame % patch:
+        raise ValueError(f"the frame must be a multiple of 64 and of the patch size, got {frame} (patch {patch})")
+    if encoder_dim % 32 or encoder_depth < 1:
+        raise ValueError(f"encoder_dim must be a multiple of 32 and encoder_depth ≥ 1, got {encoder_dim}, {encoder_depth}")
+    return dataclasses.replace(get_config("tiny"), image_size=frame, window_size=window, patch_size=patch,
+                               encoder_embed_dim=encoder_dim, encoder_depth=encoder_depth,
+                               encoder_num_heads=encoder_dim // 32,
+                               encoder_global_attn_indexes=(encoder_depth - 1,))
 
 
 def small_sam(settings: BaseSettings) -> torch.nn.Module:
     torch.manual_seed(settings.seed)
-    return sam_from_config(small_config(settings.frame, settings.window))
+    return sam_from_config(small_config(settings.frame, settings.window, settings.patch, settings.encoder_dim,
+                                       settings.encoder_depth))
 
 
 def render_scenes(seed: int, count: int, frame: int) -> dict[str, torch.Tensor]:
@@ -132,14 +146,21 @@ def mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def _decode_loss(model, emb, target, points=None, boxes=None, mask_input=None) -> torch.Tensor:
     """Per-sample loss of one prompt group: a lone point gets the three-mask output and the loss
-    of its best mask (SAM's ambiguity-aware loss), everything else the single-mask token."""
+    of its best mask (SAM's ambiguity-aware loss) *plus* the loss of the single-mask token on the
+    whole object (recipe 4: FocSAM decodes click 1 with that token, the role of its stage-1
+    decoder fine-tune); everything else the single-mask token alone."""
     multimask = boxes is None and mask_input is None and points is not None and points[0].shape[1] == 1
     out = model.decode(emb, points, boxes=boxes, mask_input=mask_input, multimask_output=multimask)
     k = out.low_res_logits.shape[1]
     each = torch.stack([mask_loss(out.low_res_logits[:, j:j + 1], target) for j in range(k)], 1)
     iou_mse = torch.stack([losses.iou_prediction_loss(out.iou_predictions[:, j], out.low_res_logits[:, j:j + 1], target)
                            for j in range(k)], 1).mean(1)
-    return each.min(1).values + iou_mse
+    loss = each.min(1).values + iou_mse
+    if multimask:
+        single = model.decode(emb, points, multimask_output=False)
+        loss = loss + mask_loss(single.low_res_logits, target) + losses.iou_prediction_loss(
+            single.iou_predictions[:, 0], single.low_res_logits, target)
+    return loss
 
 
 def _click_decoder(model, emb: torch.Tensor) -> Callable:
@@ -254,9 +275,9 @@ def get_base(s: BaseSettings, data: dict[str, torch.Tensor] | None = None,
         saved = torch.load(path, map_location="cpu", weights_only=False)
         model.load_state_dict(saved["state_dict"])
         model.eval()
-        log(f"base: loaded the cached base {path.relative_to(ROOT.parent)}")
+        log(f"base: loaded the cached base {path}")
         return model, saved["info"]
-    log(f"base: no cached base at {path.relative_to(ROOT.parent)}; training it now ({s.minutes} min)")
+    log(f"base: no cached base at {path}; training it now ({s.minutes} min)")
     if data is None:
         data = load_scenes(TRAIN_SEED + s.seed, s.train_scenes, s.frame)
     info = train_base(model, data, s, log)
@@ -264,7 +285,7 @@ def get_base(s: BaseSettings, data: dict[str, torch.Tensor] | None = None,
     info["final_probe"] = box_miou(model, data)
     CACHE.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": model.state_dict(), "info": info}, path)
-    log(f"base: {info['steps']} steps in {info['seconds'] / 60:.1f} min, cached at {path.relative_to(ROOT.parent)}")
+    log(f"base: {info['steps']} steps in {info['seconds'] / 60:.1f} min, cached at {path}")
     return model, info
 
 
@@ -344,6 +365,24 @@ def click_protocol(model, methods: Sequence[str], seed: int, count: int, max_cli
     return result
 
 
+def paired_difference(base: Sequence[float], method: Sequence[float]) -> dict[str, float]:
+    """Per-scene paired comparison: mean difference (method − base), its standard error over
+    scenes, and how many scenes got better / worse."""
+    a, b = np.asarray(base, dtype=float), np.asarray(method, dtype=float)
+    if a.shape != b.shape or a.size < 2:
+        raise ValueError(f"need two equal-length per-scene lists of at least 2 values, got {a.shape} and {b.shape}")
+    d = b - a
+    return {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(d.size)), "better": int((d > 1e-9).sum()),
+            "worse": int((d < -1e-9).sum()), "n": int(d.size)}
+
+
+def describe_difference(stats: dict[str, float]) -> str:
+    """``+0.0123 ± 0.0040 (3.1 SE; 61 better, 30 worse of 100)``."""
+    z = stats["mean"] / stats["se"] if stats["se"] > 0 else float("inf") * np.sign(stats["mean"])
+    return (f"{stats['mean']:+.4f} ± {stats['se']:.4f} ({z:+.1f} SE; {stats['better']} better, "
+            f"{stats['worse']} worse of {stats['n']} scenes)")
+
+
 def loss_span(history: Sequence[float], n: int = 50) -> tuple[float, float]:
     """Mean of the first and of the last ``n`` values."""
     return float(np.mean(history[:n])), float(np.mean(history[-n:]))
@@ -367,11 +406,15 @@ def base_summary(info: dict[str, Any]) -> str:
     """One paragraph on the cached base for a report."""
     s = info["settings"]
     start, end = loss_span(info["loss"])
-    return (f"Base: the `tiny` config at a {s['frame']}-px frame (window {s['window']}), trained from scratch "
+    encoder = (f"encoder width {s.get('encoder_dim', 64)}, depth {s.get('encoder_depth', 2)}, "
+               f"patch {s.get('patch', 16)}, ")
+    lone = (" (a lone point trains the best of the three masks and the single-mask token, recipe 4)"
+            if s.get("recipe", 0) >= 4 else "")
+    return (f"Base: the `tiny` config ({encoder}window {s['window']}) at a {s['frame']}-px frame, trained from scratch "
             f"once and cached (`experiments/cache/`), {info['steps']} steps in {info['seconds'] / 60:.1f} min "
             f"(batch {s['batch']}, AdamW lr {s['lr']} with {s['warmup_steps']} warm-up steps and a cosine decay, "
             f"image embedding faded in over {s['ramp_steps']} steps) on {s['train_scenes']} scenes of family "
-            f"{TRAIN_SEED + s['seed']}: boxes {s['box_prob']:.0%}, 1-5 random points {s['points_prob']:.0%}, "
+            f"{TRAIN_SEED + s['seed']}: boxes {s['box_prob']:.0%}, 1-5 random points {s['points_prob']:.0%}{lone}, "
             f"iterative clicks (≤ {s['max_clicks']}) otherwise; loss {start:.3f} → {end:.3f} (mean of the first/last "
             f"50 steps); box mIoU on 16 training scenes (low-res) {info['final_probe']:.3f}.")
 
@@ -409,14 +452,20 @@ def finish(out: Path, saved: dict[str, Any] | None, plot: Callable, write_report
 
 def conclude(args, argv: Sequence[str] | None, script: str, label: str, prefix: str, trained: dict[str, Any],
              base_info: dict[str, Any], evaluate: Callable[[], dict[str, Any]],
-             details: Callable[[], dict[str, Any]], plot: Callable, write_report: Callable) -> int:
-    """The end of every experiment: report the method's training, run ``evaluate`` (timed, in
-    inference mode), and write results.json, the plot and report.md.
+             details: Callable[[], dict[str, Any]], plot: Callable, write_report: Callable,
+             trained_module: torch.nn.Module | None = None) -> int:
+    """The end of every experiment: report the method's training, keep the trained module's
+    weights (``trained_module``, saved under the cache folder as ``trained_<script>.pt`` for
+    later diagnosis; too large for git), run ``evaluate`` (timed, in inference mode), and write
+    results.json, the plot and report.md.
 
     ``info`` in results.json holds ``{prefix}_steps``, ``{prefix}_s``, what ``details()`` returns
     (called after the evaluation, so it may read state the evaluation left), ``eval_s`` and the
     command line."""
     print(f"{label}: {trained['steps']} steps, loss {loss_span(trained['loss'])}", flush=True)
+    if trained_module is not None:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        torch.save(trained_module.state_dict(), CACHE / f"trained_{Path(script).stem}.pt")
     start = time.perf_counter()
     with torch.inference_mode():
         results = evaluate()
@@ -449,6 +498,9 @@ def add_common_arguments(parser, out: str, method_minutes: float, test_scenes: i
     d = BaseSettings()
     parser.add_argument("--out", type=Path, default=ROOT / "results" / out)
     parser.add_argument("--frame", type=int, default=d.frame)
+    parser.add_argument("--patch", type=int, default=d.patch, help="the base encoder's patch size")
+    parser.add_argument("--encoder-dim", type=int, default=d.encoder_dim, help="the base encoder's width")
+    parser.add_argument("--encoder-depth", type=int, default=d.encoder_depth, help="the base encoder's depth")
     parser.add_argument("--train-scenes", type=int, default=d.train_scenes)
     parser.add_argument("--base-minutes", type=float, default=d.minutes)
     parser.add_argument("--base-lr", type=float, default=d.lr)
@@ -463,7 +515,8 @@ def add_common_arguments(parser, out: str, method_minutes: float, test_scenes: i
 def prepare(args) -> tuple[torch.nn.Module, dict[str, Any], dict[str, torch.Tensor]]:
     """Threads, the cached (or freshly trained) base, and the training scenes."""
     setup_threads(args.threads)
-    settings = BaseSettings(frame=args.frame, train_scenes=args.train_scenes, minutes=args.base_minutes,
+    settings = BaseSettings(frame=args.frame, patch=args.patch, encoder_dim=args.encoder_dim,
+                            encoder_depth=args.encoder_depth, train_scenes=args.train_scenes, minutes=args.base_minutes,
                             lr=args.base_lr, seed=args.seed)
     data = load_scenes(TRAIN_SEED + args.seed, args.train_scenes, args.frame)
     model, info = get_base(settings, data, lambda m: print(m, flush=True))

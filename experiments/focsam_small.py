@@ -69,12 +69,18 @@ def write_report(out: Path, saved: dict) -> None:
     better_noc = b["noc"]["90"] < a["noc"]["90"]
     curve_gain = float(np.mean(b["miou"]) - np.mean(a["miou"]))
     verdict = ("consistent with the paper" if better_noc and curve_gain > 0 else "not reproduced at this scale")
+    per_scene = {m: np.asarray(results[m]["per_scene_iou"]) for m in METHODS}
+    paired = common.describe_difference(common.paired_difference(per_scene["sam"].mean(1), per_scene["focsam"].mean(1)))
+    paired_after = common.describe_difference(common.paired_difference(per_scene["sam"][:, 1:].mean(1),
+                                                                       per_scene["focsam"][:, 1:].mean(1)))
     r_start, r_end = common.loss_span(saved["method_loss"])
-    earlier = common.other_runs(out, {"paper_init": "FocSAM's own refiner init, `--refiner-init focsam`"})
+    earlier = common.other_runs(out, {"base_recipe3": "session 2: the recipe-3 base (15 min, no single-mask loss on lone clicks), 30 test scenes, refiner depth 6; its own `paper_init/` run used `--refiner-init focsam`"})
     text = f"""# FocSAM small-scale experiment
 
 **Verdict: {verdict}.** NoC@90 {a['noc']['90']:.2f} → {b['noc']['90']:.2f}; mIoU averaged over clicks 1-20
 {np.mean(a['miou']):.4f} → {np.mean(b['miou']):.4f} ({curve_gain:+.4f}).
+Paired over scenes, IoU averaged over clicks 1-20: {paired};
+over clicks 2-20 (after the refocus): {paired_after}.
 
 Synthetic scenes (`clicksam.train.synthetic`); FocSAM's FocusRefiner (depth {args['refiner_depth']}, init
 `{args.get('refiner_init', 'focsam')}`,
@@ -127,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         args, argv, "focsam_small.py", "refiner", "ref", trained, base_info,
         lambda: common.click_protocol(model, METHODS, common.TEST_SEED + args.seed, args.test_scenes),
         lambda: {"window": window, "refiner_params": sum(p.numel() for p in model.focus_refiner.parameters())},
-        plot, write_report)
+        plot, write_report, trained_module=model.focus_refiner)
 
 if __name__ == "__main__":
     sys.exit(main())

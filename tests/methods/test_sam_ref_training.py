@@ -107,3 +107,24 @@ def test_a_few_steps_reduce_the_loss_on_one_batch():
         optimizer.step()
         values.append(float(out.loss.detach()))
     assert values[-1] < values[0]
+
+
+def test_sam_logits_follow_the_session_rule(model):
+    """A lone first click gets SAM's multimask output with the best predicted IoU (as
+    InteractiveSession decodes it), later clicks the single-mask output."""
+    method = SamRefTraining(model)
+    emb = make_batch(model).embedding
+    coords = torch.tensor([[[300.0, 400.0]], [[500.0, 320.0]]])
+    labels = torch.ones(2, 1, dtype=torch.long)
+    with torch.no_grad():
+        multi = model.decode(emb, (coords, labels), multimask_output=True)
+        best = multi.iou_predictions.argmax(1)
+        expected = multi.low_res_logits[torch.arange(2), best][:, None]
+        got = method._decode(emb, coords, labels, None)
+        assert got.shape == (2, 1, 256, 256)
+        assert torch.equal(got, expected)
+        prev = torch.randn(2, 1, 256, 256)
+        coords2 = torch.cat([coords, coords + 40], 1)
+        labels2 = torch.ones(2, 2, dtype=torch.long)
+        single = model.decode(emb, (coords2, labels2), mask_input=prev, multimask_output=False).low_res_logits
+        assert torch.equal(method._decode(emb, coords2, labels2, prev), single)

@@ -1,7 +1,8 @@
 """``clicksam train --method sam-ref``: train SAM-REF's refiners with SAM frozen (SPEC §5).
 
 One step per sample: n clicks (p(n) ∝ γ^n) are simulated with SAM alone and no gradient
-(SPEC §7.3); SAM decodes clicks n−1 and n (frozen, no gradient); SAM-REF refines click n−1
+(SPEC §7.3), SAM decoding as a session does (best of the three masks for a lone first click,
+the single mask afterwards); SAM decodes clicks n−1 and n (frozen, no gradient); SAM-REF refines click n−1
 without gradient to get the previous final mask and error area the selector and the detail
 window need, then refines click n with gradient. Losses:
 
@@ -97,9 +98,18 @@ class SamRefTraining(TrainMethod):
 
     def _decode(self, embedding: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor,
                 mask_input: torch.Tensor | None) -> torch.Tensor:
+        """SAM's low-res logits K×1×h×w as a session produces them: a lone first click (no
+        previous logits) takes the multimask output with the highest predicted IoU, every later
+        click the single-mask output. The refiners thus train on the SAM masks they will see."""
         with torch.no_grad():
-            out = self.model.decode(embedding, (coords, labels), mask_input=mask_input, multimask_output=False)
-        return out.low_res_logits.detach().float()
+            if mask_input is None and coords.shape[1] == 1:
+                out = self.model.decode(embedding, (coords, labels), multimask_output=True)
+                best = out.iou_predictions.argmax(1)
+                logits = out.low_res_logits[torch.arange(coords.shape[0], device=best.device), best][:, None]
+            else:
+                out = self.model.decode(embedding, (coords, labels), mask_input=mask_input, multimask_output=False)
+                logits = out.low_res_logits
+        return logits.detach().float()
 
     def compute_loss(self, batch: Batch) -> LossOutput:
         if batch.image is None:
