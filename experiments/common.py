@@ -5,10 +5,11 @@ the click protocol, and the report helpers.
 
 The base is the ``tiny`` registry config at a reduced frame (256 px, window 8). It is trained
 from scratch on ``make_scene(seed, i)`` scenes with SAM's own prompt mix, so it serves every
-method's protocol: jittered boxes (single-mask output), 1-5 random positive points (three-mask
-output with the loss on the best mask for one point, single-mask for more), and simulated
-iterative clicks with the previous low-res logits fed back as ``mask_input`` (SPEC §7.3); BCE +
-Dice on the low-res logits plus the IoU head's MSE.
+method's protocol: jittered boxes (single-mask output), 1-5 random positive points (for one
+point the loss of the best of the three masks plus that of the single-mask token, which FocSAM
+decodes click 1 with; single-mask for more), and simulated iterative clicks with the previous
+low-res logits fed back as ``mask_input`` (SPEC §7.3); BCE + Dice on the low-res logits plus
+the IoU head's MSE.
 
 Why the base once learned nothing (loss 1.20 → 1.03, GT-box mIoU 0.047): a decoder trained from
 scratch must first learn to *locate* the prompt, by matching the prompt tokens' positional
@@ -318,7 +319,9 @@ def train_method(method, data: dict[str, torch.Tensor], emb: torch.Tensor, minut
         history.append(float(out.loss.detach()))
         metrics.append({k: float(v) for k, v in out.metrics.items()})
         if step % 100 == 0:
-            log(f"method step {step}: loss {np.mean(history[-100:]):.3f}")
+            recent = {k: np.mean([m[k] for m in metrics[-100:] if k in m]) for k in metrics[-1]}
+            log(f"method step {step}: loss {np.mean(history[-100:]):.3f}"
+                + "".join(f", {k} {v:.3f}" for k, v in sorted(recent.items())))
         step += 1
     method.model.eval()
     return {"loss": history, "metrics": metrics, "steps": step, "seconds": time.perf_counter() - start}
