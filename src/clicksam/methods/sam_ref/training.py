@@ -177,6 +177,7 @@ class SamRefTraining(TrainMethod):
                 "global_mask": mask_loss, "global_error": global_error,
                 "patch_nfl": patch_loss, "patch_error": patch_error,
                 "iou_sam": losses.mask_iou(out.sam_logits, target),
+                "iou_global": losses.mask_iou(out.global_logits, target),
                 "iou_refined": losses.mask_iou(out.logits, target),
                 "used_previous": out.used_previous.float(),
             }
