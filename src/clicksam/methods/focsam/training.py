@@ -158,9 +158,12 @@ class FocSamTraining(TrainMethod):
         nfl = losses.normalized_focal_loss(logits, target, float(opts["nfl_alpha"]), float(opts["nfl_gamma"]))
         point = losses.click_point_loss(logits, clicks.coords, clicks.labels)
         loss = (nfl + float(opts["point_weight"]) * point).mean()
+        with torch.no_grad():  # the frozen decoder on F with the same clicks and previous logits
+            base_logits, _ = decode_grouped(on_features, clicks, prev, has_prev, everyone)
         metrics = {
             "nfl": nfl.mean().detach(), "point": point.mean().detach(),
-            "iou": losses.mask_iou(logits.detach(), target).mean(), "clicks": clicks.num_clicks.float().mean(),
+            "iou": losses.mask_iou(logits.detach(), target).mean(),
+            "iou_base": losses.mask_iou(base_logits, target).mean(), "clicks": clicks.num_clicks.float().mean(),
             "refine_at": refine_at.float().mean(), "focus_cells": cells.float().mean(dim=(1, 2)).mean(),
         }
         return LossOutput(loss, metrics)
