@@ -71,8 +71,12 @@ def test_loss_trains_only_the_refiner_and_is_reproducible():
     assert torch.isfinite(out.loss) and 1 <= out.metrics["refine_at"] <= 3
     assert all(p.grad is not None for p in model.focus_refiner.parameters())
     assert all(p.grad is None for n, p in model.named_parameters() if not n.startswith("focus_refiner."))
+    assert 0.0 <= float(out.metrics["iou_base"]) <= 1.0  # the frozen decoder on F, the number to beat
     again = method.compute_loss(_batch([11, 12]))
     assert torch.allclose(out.loss, again.loss)
+    quiet = FocSamTraining(model, {"max_clicks": 3, "click_map_size": 64, "base_iou_metric": False})
+    without = quiet.compute_loss(_batch([11, 12]))
+    assert "iou_base" not in without.metrics and torch.allclose(without.loss, out.loss)
     with pytest.raises(ValueError, match="expand_max"):
         FocSamTraining(model, {"expand_max": 0.5})
 
