@@ -42,31 +42,32 @@ def time_call(fn) -> float:
     return time.perf_counter() - start
 
 
-def bench_decoder(model, repeats: int) -> dict[str, float]:
+def later_click(model):
+    """``decode(plugin)``: one later click (three points, previous logits, single-mask output)
+    on a fixed random embedding, plain or through the plugin."""
     gen = torch.Generator().manual_seed(0)
     embedding = torch.randn(1, 256, 64, 64, generator=gen)
     points = (torch.tensor([[[400.0, 300.0], [520.0, 610.0], [100.0, 90.0]]]), torch.tensor([[1, 1, 0]]))
     mask_input = torch.randn(1, 1, 256, 256, generator=gen)
+    return lambda plugin: model.decode(embedding, points, mask_input=mask_input, multimask_output=False,
+                                       use_stable_sam=plugin)
 
-    def call(plugin: bool):
-        return lambda: model.decode(embedding, points, mask_input=mask_input, multimask_output=False,
-                                    use_stable_sam=plugin)
 
-    return alternate(call(False), call(True), repeats)
+def bench_decoder(model, repeats: int) -> dict[str, float]:
+    decode = later_click(model)
+    return alternate(lambda: decode(False), lambda: decode(True), repeats)
 
 
 def count_macs(model) -> dict[str, float]:
     """Multiply-accumulates (millions) of one later-click decode, plain and with the plugin."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    embedding = torch.zeros(1, 256, 64, 64)
-    points = (torch.tensor([[[400.0, 300.0], [520.0, 610.0], [100.0, 90.0]]]), torch.tensor([[1, 1, 0]]))
-    mask_input = torch.zeros(1, 1, 256, 256)
+    decode = later_click(model)
     macs = {}
     for name, plugin in (("sam", False), ("stable_sam", True)):
-        model.decode(embedding, points, mask_input=mask_input, multimask_output=False, use_stable_sam=plugin)
+        decode(plugin)
         with FlopCounterMode(display=False) as counter:  # after a warm-up call: cached PE projections
-            model.decode(embedding, points, mask_input=mask_input, multimask_output=False, use_stable_sam=plugin)
+            decode(plugin)
         macs[f"{name}_mmac"] = counter.get_total_flops() / 2e6
     macs["ratio"] = macs["stable_sam_mmac"] / macs["sam_mmac"]
     return macs

@@ -52,7 +52,7 @@ from clicksam.train import losses
 from clicksam.train.data import downsample_target
 from clicksam.train.method import Batch
 from clicksam.train.prompts import (SampleRandom, geometric_counts, noisy_boxes, object_boxes,
-                                    random_positive_points, simulate_iterative_clicks)
+                                    random_positive_points, session_logits, simulate_iterative_clicks)
 from clicksam.train.synthetic import make_scene
 from clicksam.transforms import ResizeLongestSide
 
@@ -157,10 +157,9 @@ def _decode_loss(model, emb, target, points=None, boxes=None, mask_input=None) -
     iou_mse = torch.stack([losses.iou_prediction_loss(out.iou_predictions[:, j], out.low_res_logits[:, j:j + 1], target)
                            for j in range(k)], 1).mean(1)
     loss = each.min(1).values + iou_mse
-    if multimask:
-        single = model.decode(emb, points, multimask_output=False)
-        loss = loss + mask_loss(single.low_res_logits, target) + losses.iou_prediction_loss(
-            single.iou_predictions[:, 0], single.low_res_logits, target)
+    if multimask:  # the same decoder call also ran the single-mask token (output 0)
+        single = out.all_low_res_logits[:, :1]
+        loss = loss + mask_loss(single, target) + losses.iou_prediction_loss(out.all_iou_predictions[:, 0], single, target)
     return loss
 
 
@@ -170,12 +169,7 @@ def _click_decoder(model, emb: torch.Tensor) -> Callable:
     frame = model.image_size
 
     def decode(index, coords, labels, mask_input):
-        points = (frame_points(coords, frame), labels)
-        if mask_input is None and coords.shape[1] == 1:
-            out = model.decode(emb[index], points, multimask_output=True)
-            best = out.iou_predictions.argmax(1)
-            return out.low_res_logits[torch.arange(len(index)), best][:, None]
-        return model.decode(emb[index], points, mask_input=mask_input, multimask_output=False).low_res_logits
+        return session_logits(model, emb[index], frame_points(coords, frame), labels, mask_input)
 
     return decode
 

@@ -293,6 +293,24 @@ def noisy_boxes(boxes: torch.Tensor, image_sizes: torch.Tensor, rng: SampleRando
 DecodeFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
 
 
+def session_logits(model: torch.nn.Module, embedding: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor,
+                   mask_input: Optional[torch.Tensor]) -> torch.Tensor:
+    """SAM's low-res logits K×1×h×w for K click sequences, decoded as ``InteractiveSession``
+    decodes them: a lone first click (no ``mask_input``) takes the multimask output with the
+    highest predicted IoU, every later click the single-mask output.
+
+    Args:
+        embedding: K×C×H×W image embeddings; coords K×N×2 (x, y) and labels K×N in the model's
+            frame; mask_input K×1×h×w previous logits or None.
+    """
+    points = (coords, labels)
+    if mask_input is None and coords.shape[1] == 1:
+        out = model.decode(embedding, points, multimask_output=True)
+        best = out.iou_predictions.argmax(1)
+        return out.low_res_logits[torch.arange(coords.shape[0], device=best.device), best][:, None]
+    return model.decode(embedding, points, mask_input=mask_input, multimask_output=False).low_res_logits
+
+
 def simulate_iterative_clicks(
     decode: DecodeFn, target: torch.Tensor, counts: torch.Tensor, rng: SampleRandom, ratio: float = 1.7
 ) -> tuple[Clicks, torch.Tensor | None, torch.Tensor]:

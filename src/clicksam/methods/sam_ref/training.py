@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from clicksam.train import losses
 from clicksam.train.method import Batch, LossOutput, TrainMethod, register_method
-from clicksam.train.prompts import FRAME, geometric_counts, simulate_iterative_clicks
+from clicksam.train.prompts import FRAME, geometric_counts, session_logits, simulate_iterative_clicks
 
 from .model import SamRef, SamRefOutput
 from .window import Window
@@ -102,13 +102,7 @@ class SamRefTraining(TrainMethod):
         previous logits) takes the multimask output with the highest predicted IoU, every later
         click the single-mask output. The refiners thus train on the SAM masks they will see."""
         with torch.no_grad():
-            if mask_input is None and coords.shape[1] == 1:
-                out = self.model.decode(embedding, (coords, labels), multimask_output=True)
-                best = out.iou_predictions.argmax(1)
-                logits = out.low_res_logits[torch.arange(coords.shape[0], device=best.device), best][:, None]
-            else:
-                out = self.model.decode(embedding, (coords, labels), mask_input=mask_input, multimask_output=False)
-                logits = out.low_res_logits
+            logits = session_logits(self.model, embedding, coords, labels, mask_input)
         return logits.detach().float()
 
     def compute_loss(self, batch: Batch) -> LossOutput:
