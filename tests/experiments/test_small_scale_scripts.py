@@ -46,3 +46,15 @@ def test_script_runs_end_to_end(script, tmp_path):
     again = subprocess.run(cmd + ["--report-only"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr[-3000:]
     assert (out / "report.md").read_text() == report
+
+
+@pytest.mark.slow
+def test_base_probe_reports_the_three_scores(tmp_path):
+    env = {**os.environ, "CLICKSAM_EXPERIMENTS_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, str(ROOT / "experiments" / "base_probe.py"), *TINY[:6], "--count", "2"]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    last = done.stdout.strip().splitlines()[-1]
+    for name in ("gt_box", "point_best_of_3", "point_single"):
+        value = float(last.split(f"{name} mIoU ")[1].split(",")[0])
+        assert 0.0 <= value <= 1.0
