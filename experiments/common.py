@@ -385,6 +385,11 @@ def loss_span(history: Sequence[float], n: int = 50) -> tuple[float, float]:
     return float(np.mean(history[:n])), float(np.mean(history[-n:]))
 
 
+def metric_tail(trained: dict[str, Any], name: str, n: int = 50) -> float:
+    """Mean of a training metric (``train_method``'s ``metrics``) over the last ``n`` steps."""
+    return float(np.mean([m[name] for m in trained["metrics"][-n:] if name in m]))
+
+
 def smooth(values: Sequence[float], n: int = 25) -> np.ndarray:
     values = np.asarray(values, dtype=float)
     return np.convolve(values, np.ones(n) / n, mode="valid") if len(values) > n else values

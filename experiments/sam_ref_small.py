@@ -32,11 +32,12 @@ from clicksam.methods.sam_ref.training import SamRefTraining  # noqa: E402
 METHODS = ("sam", "sam-ref")
 
 
-def frame_config(frame: int) -> SamRefConfig:
-    """SAM-REF's sizes (given for the 1024 frame) scaled to ``frame``."""
+def frame_config(frame: int, patch_size: int | None = None) -> SamRefConfig:
+    """SAM-REF's sizes (given for the 1024 frame) scaled to ``frame``; ``patch_size`` (the LFR's
+    crop side) overrides the scaled ``frame // 4``."""
     scale = frame / 1024
-    return SamRefConfig(image_size=frame, patch_size=max(frame // 4, 16), window_min_size=max(int(64 * scale), 8),
-                        click_radius=max(5 * scale, 1.5))
+    return SamRefConfig(image_size=frame, patch_size=patch_size or max(frame // 4, 16),
+                        window_min_size=max(int(64 * scale), 8), click_radius=max(5 * scale, 1.5))
 
 
 def plot(out: Path, results: dict, base_hist: list[float], method_hist: list[float]) -> None:
@@ -56,6 +57,11 @@ def plot(out: Path, results: dict, base_hist: list[float], method_hist: list[flo
     common.finish_figure(fig, ax2, ax3, base_hist, method_hist, "SAM-REF refiners", out / "sam_ref_small.png")
 
 
+# training-batch IoUs SamRefTraining logs: SAM, the gated GFR, the final mask, and inside the
+# detail window the patch's base and the LFR's output
+TRAIN_IOUS = ("iou_sam", "iou_global", "iou_refined", "iou_patch_base", "iou_patch")
+
+
 def write_report(out: Path, saved: dict) -> None:
     results, info, args = saved["results"], saved["info"], saved["args"]
     rows = []
@@ -73,6 +79,16 @@ def write_report(out: Path, saved: dict) -> None:
     paired_5 = common.describe_difference(common.paired_difference(per_scene["sam"][:, 4], per_scene["sam-ref"][:, 4]))
     paired_1 = common.describe_difference(common.paired_difference(per_scene["sam"][:, 0], per_scene["sam-ref"][:, 0]))
     r_start, r_end = common.loss_span(saved["method_loss"])
+    tail = info.get("train_iou_tail")
+    train_ious = ("" if not tail else
+                  f" Training-batch IoU over the last 50 steps: SAM {tail['iou_sam']:.3f}, gated GFR "
+                  f"{tail['iou_global']:.3f}, final {tail['iou_refined']:.3f}; inside the detail window, the "
+                  f"patch's base {tail['iou_patch_base']:.3f} and the LFR's output {tail['iou_patch']:.3f}.")
+    mask_loss = args.get("mask_loss", "nfl")
+    patch = frame_config(int(args["frame"]), args.get("lfr_patch")).patch_size
+    loss_text = ("NFL + Dice on the global mask, boundary-weighted NFL on the patch (SPEC §5)" if mask_loss == "nfl"
+                 else "`--mask-loss bce`: BCE + Dice on the global mask, boundary-weighted BCE on the patch "
+                      "(SPEC §5 has NFL in both places)")
     text = f"""# SAM-REF small-scale experiment
 
 **Verdict: {verdict}.** Boundary IoU (clicks 1-5) {gains['biou']:+.4f}, 5-mIoU {gains['5-miou']:+.4f},
@@ -80,7 +96,7 @@ NoC@90 {gains['noc90']:+.2f} against the frozen base. Paired over scenes, IoU at
 mIoU at click 1 {paired_1}.
 
 Synthetic scenes (`clicksam.train.synthetic`, targets with rings, limbs and strokes); SAM-REF's refiners
-({info['ref_params']:,} parameters, sizes scaled to the frame) trained on the frozen base with
+({info['ref_params']:,} parameters, sizes scaled to the frame, LFR crop {patch}×{patch}) trained on the frozen base with
 `SamRefTraining.compute_loss`. Held-out: {args['test_scenes']} scenes of family
 {common.TEST_SEED + int(args['seed'])} (training used family {common.TRAIN_SEED + int(args['seed'])}); 20 clicks
 with the standard clicker (SPEC §7.1) through `InteractiveSession` (`sam` vs `sam-ref`, same base and
@@ -95,7 +111,8 @@ embedding), IoU and boundary IoU (dilation 0.02) at the original image size.
 {common.base_summary(saved['base_info'])}
 
 Refiners: {info['ref_steps']} steps in {info['ref_s'] / 60:.1f} min (batch {args['batch']}, AdamW lr
-{args['ref_lr']}), loss {r_start:.3f} → {r_end:.3f} (mean of the first/last 50 steps).
+{args['ref_lr']}), loss {r_start:.3f} → {r_end:.3f} (mean of the first/last 50 steps); mask loss:
+{loss_text}; error maps: BCE.{train_ious}
 {args['threads']} CPU thread(s); evaluation took {info['eval_s']:.0f} s. Command: `{info['command']}`{common.other_runs(out, {"before_click1_fix": "the same base, 40-minute refiners trained on single-mask SAM logits at click 1 while sessions give them SAM's best of three masks", "base_recipe3": "session 2: the recipe-3 base (15 min, no single-mask loss on lone clicks), 30 test scenes, 10-minute refiners; its `run_7min/` had 7 minutes"})}"""
     (out / "report.md").write_text(text)
 
@@ -105,21 +122,26 @@ def main(argv: list[str] | None = None) -> int:
     common.add_common_arguments(parser, "sam_ref_small", method_minutes=8.0, test_scenes=30)
     parser.add_argument("--ref-lr", type=float, default=1e-3)
     parser.add_argument("--max-clicks", type=int, default=10)
+    parser.add_argument("--mask-loss", choices=("nfl", "bce"), default="nfl",
+                        help="SamRefTraining's mask_loss: nfl (SPEC §5) or bce (BCE in place of NFL)")
+    parser.add_argument("--lfr-patch", type=int, default=None,
+                        help="side the LFR's crop is resized to (default: the paper's 256 scaled, frame // 4)")
     args = parser.parse_args(argv)
     if args.report_only:
         common.finish(args.out, None, plot, write_report)
         return 0
     model, base_info, data = common.prepare(args)
     torch.manual_seed(args.seed)
-    attach(model, frame_config(args.frame))
+    attach(model, frame_config(args.frame, args.lfr_patch))
     emb = common.precompute_embeddings(model, data)
-    trained = common.train_method(SamRefTraining(model, {"max_clicks": args.max_clicks}), data, emb,
+    trained = common.train_method(SamRefTraining(model, {"max_clicks": args.max_clicks, "mask_loss": args.mask_loss}), data, emb,
                                   args.method_minutes, args.batch, args.ref_lr, args.seed, with_image=True)
     model.sam_ref.clicksam_trained = True
     return common.conclude(
         args, argv, "sam_ref_small.py", "refiners", "ref", trained, base_info,
         lambda: common.click_protocol(model, METHODS, common.TEST_SEED + args.seed, args.test_scenes),
-        lambda: {"ref_params": sum(p.numel() for p in model.sam_ref.parameters())},
+        lambda: {"ref_params": sum(p.numel() for p in model.sam_ref.parameters()),
+                 "train_iou_tail": {k: common.metric_tail(trained, k) for k in TRAIN_IOUS}},
         plot, write_report, trained_module=model.sam_ref)
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ TINY = ["--base-minutes", "0.05", "--method-minutes", "0.05", "--train-scenes", 
         "--batch", "2"]
 SCRIPTS = {
     "stable_sam_small.py": (["--num-prompts", "2"], "stable_sam_small.png", ("sam", "stable-sam")),
-    "focsam_small.py": (["--refiner-depth", "2"], "focsam_small.png", ("sam", "focsam")),
-    "sam_ref_small.py": ([], "sam_ref_small.png", ("sam", "sam-ref")),
+    "focsam_small.py": (["--refiner-depth", "2", "--decoder-minutes", "0.05"], "focsam_small.png",
+                        ("sam", "decoder", "focsam")),
+    "sam_ref_small.py": (["--mask-loss", "bce"], "sam_ref_small.png", ("sam", "sam-ref")),
 }
 
 

@@ -69,7 +69,7 @@ def test_loss_step_trains_only_the_refiner(model):
     method.train_mode()
     out = method.compute_loss(make_batch(model))
     assert out.loss.dim() == 0 and torch.isfinite(out.loss)
-    assert {"global_mask", "global_error", "patch_nfl", "patch_error", "iou_sam", "iou_refined"} <= set(out.metrics)
+    assert {"global_mask", "global_error", "patch_mask", "patch_error", "iou_sam", "iou_refined", "iou_patch_base", "iou_patch"} <= set(out.metrics)
     out.loss.backward()
     for name, p in model.named_parameters():
         if name.startswith("sam_ref."):
@@ -84,6 +84,8 @@ def test_loss_step_trains_only_the_refiner(model):
 def test_options_are_checked(model):
     with pytest.raises(ValueError, match="no option"):
         SamRefTraining(model, {"learning_rate": 1.0})
+    with pytest.raises(ValueError, match="'nfl' or 'bce'"):
+        SamRefTraining(model, {"mask_loss": "focal"})
     bare = build_sam("tiny")
     with pytest.raises(ValueError, match="sam_ref"):
         SamRefTraining(bare)
@@ -128,3 +130,31 @@ def test_sam_logits_follow_the_session_rule(model):
         labels2 = torch.ones(2, 2, dtype=torch.long)
         single = model.decode(emb, (coords2, labels2), mask_input=prev, multimask_output=False).low_res_logits
         assert torch.equal(method._decode(emb, coords2, labels2, prev), single)
+
+
+def test_the_bce_option_swaps_nfl_for_bce_and_keeps_the_rest(model, monkeypatch):
+    """``mask_loss="bce"`` puts (boundary-weighted) BCE where SPEC §5 has (weighted) NFL; the
+    Dice and error-map terms are the same."""
+    from clicksam.train import losses
+
+    calls = []
+
+    def spy(name, fn):
+        def wrapped(*args, **kwargs):
+            calls.append((name, "weight" in kwargs))
+            return fn(*args, **kwargs)
+        monkeypatch.setattr(losses, name, wrapped)
+
+    for name in ("normalized_focal_loss", "bce_loss", "dice_loss"):
+        spy(name, getattr(losses, name))
+    for choice in ("nfl", "bce"):
+        calls.clear()
+        out = SamRefTraining(model, {"max_clicks": 2, "mask_loss": choice}).compute_loss(make_batch(model))
+        assert torch.isfinite(out.loss)
+        focal = [weighted for name, weighted in calls if name == "normalized_focal_loss"]
+        bce = [weighted for name, weighted in calls if name == "bce_loss"]
+        if choice == "nfl":  # global NFL + weighted patch NFL; BCE only on the two error maps
+            assert False in focal and True in focal and bce and not any(bce)
+        else:  # no focal term at all; global BCE, weighted patch BCE and the error maps' BCE
+            assert not focal and True in bce and bce.count(False) >= 3
+        assert ("dice_loss", False) in calls

@@ -129,3 +129,16 @@ def test_shape_errors_are_readable():
     with pytest.raises(ValueError, match="same shape"):
         losses.bce_loss(torch.zeros(2, 1, 4, 4), torch.zeros(2, 1, 4, 5))
     assert np.isfinite(losses.normalized_focal_loss(torch.zeros(1, 1, 2, 2), -torch.ones(1, 1, 2, 2)).item())
+
+
+def test_weighted_bce_is_the_weighted_mean_and_ignores_ignored_pixels():
+    logits = torch.tensor([[[[2.0, -1.0, 0.5, 3.0]]]])
+    target = torch.tensor([[[[1.0, 1.0, 0.0, -1.0]]]])
+    weight = torch.tensor([[[[1.0, 3.0, 0.5, 9.0]]]])
+    per = torch.nn.functional.binary_cross_entropy_with_logits(logits[..., :3], target[..., :3].clamp(min=0),
+                                                               reduction="none")
+    expected = (per * weight[..., :3]).sum() / weight[..., :3].sum()
+    assert torch.allclose(losses.bce_loss(logits, target, weight=weight), expected.view(1))
+    assert torch.allclose(losses.bce_loss(logits, target, weight=torch.ones_like(logits)), losses.bce_loss(logits, target))
+    with pytest.raises(ValueError, match="must match"):
+        losses.bce_loss(logits, target, weight=torch.ones(1, 1, 1, 3))

@@ -58,6 +58,11 @@ class DecoderTraining(TrainMethod):
 
     def _decode(self, embedding: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor,
                 mask_input: torch.Tensor | None):
+        # The click simulator works in the 1024 frame; a model with another frame (a small-scale
+        # experiment) gets its clicks rescaled to the same pixel centres.
+        frame = int(self.model.image_size)
+        if frame != prompts.FRAME:
+            coords = (coords + 0.5) * (frame / prompts.FRAME) - 0.5
         return self.model.decode(embedding, points=(coords, labels), mask_input=mask_input, multimask_output=False)
 
     def _initial_prompts(self, batch: Batch, click_target: torch.Tensor):
@@ -100,7 +105,7 @@ class DecoderTraining(TrainMethod):
 
     def compute_loss(self, batch: Batch) -> LossOutput:
         opts = self.options
-        target = batch.target_grid(256)
+        target = batch.target_grid(4 * batch.embedding.shape[-1])  # the low-res logits' grid (256 for SAM)
         click_target = batch.target_grid(int(opts["click_map_size"]))
         clicks, prev, has_prev, widths = self._initial_prompts(batch, click_target)
         # The gradient step, grouped by click count so that no sample sees another one's padding.

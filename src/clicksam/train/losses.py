@@ -28,6 +28,15 @@ def _check(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, to
     return logits, (target > 0.5).to(dtype), valid
 
 
+def _pixel_weights(weight: torch.Tensor | None, logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The flattened per-pixel weights of a weighted mean: ``valid``, times ``weight`` if given."""
+    if weight is None:
+        return valid
+    if weight.shape != logits.shape:
+        raise ValueError(f"weight {tuple(weight.shape)} must match logits {tuple(logits.shape)}")
+    return weight.to(valid.dtype).flatten(1) * valid
+
+
 def normalized_focal_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
@@ -59,12 +68,7 @@ def normalized_focal_loss(
     beta = (1 - pt).pow(gamma) * valid
     scale = (valid.sum(1, keepdim=True) / (beta.sum(1, keepdim=True) + EPS)).detach()
     term = -alpha_t * beta * scale * log_pt
-    if weight is None:
-        w = valid
-    else:
-        if weight.shape != logits.shape:
-            raise ValueError(f"weight {tuple(weight.shape)} must match logits {tuple(logits.shape)}")
-        w = weight.to(x.dtype).flatten(1) * valid
+    w = _pixel_weights(weight, logits, valid)
     return (term * w).sum(1) / (w.sum(1) + EPS)
 
 
@@ -87,11 +91,13 @@ def boundary_weight(target: torch.Tensor, width: int = 5, boost: float = 4.0) ->
     return 1.0 + boost * (dilated - eroded)
 
 
-def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy with logits, mean over each image's valid pixels. Returns B."""
+def bce_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Binary cross-entropy with logits, mean over each image's valid pixels, or the weighted
+    mean ``Σ w·bce / Σ w`` with a non-negative per-pixel ``weight`` (same shape). Returns B."""
     x, y, valid = _check(logits, target)
     per_pixel = F.binary_cross_entropy_with_logits(x, y, reduction="none")
-    return (per_pixel * valid).sum(1) / (valid.sum(1) + EPS)
+    w = _pixel_weights(weight, logits, valid)
+    return (per_pixel * w).sum(1) / (w.sum(1) + EPS)
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:

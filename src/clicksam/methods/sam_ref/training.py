@@ -10,6 +10,8 @@ window need, then refines click n with gradient. Losses:
   "SAM's mask is wrong" (``(M_SAM > 0) != target``);
 - patch: boundary-weighted NFL of the LFR output on the detail window against the target
   crop, BCE of the LFR error map against "the patch's base is wrong".
+
+Option ``mask_loss="bce"`` puts BCE (boundary-weighted on the patch) where these have NFL.
 """
 from __future__ import annotations
 
@@ -68,8 +70,11 @@ class SamRefTraining(TrainMethod):
         click_ratio: the next-click distance ratio (1.7).
         error_weight: weight of the BCE terms on both error maps.
         patch_weight: weight of the patch loss.
-        boundary_width, boundary_boost: the weighted NFL's weight map on the 256² patch
+        boundary_width, boundary_boost: the patch loss's weight map on the 256² patch
             (``1 + boost`` within ``width`` pixels of the object boundary).
+        mask_loss: ``"nfl"`` (SPEC §5: NFL + Dice on the global mask, boundary-weighted NFL on
+            the patch) or ``"bce"`` (the same with BCE in place of NFL, for a frozen SAM whose
+            logits were trained with BCE: the focal terms then reward shrinking its logits).
     """
 
     name = "sam-ref"
@@ -85,10 +90,13 @@ class SamRefTraining(TrainMethod):
         "patch_weight": 1.0,
         "boundary_width": 5,
         "boundary_boost": 4.0,
+        "mask_loss": "nfl",
     }
 
     def __init__(self, model: torch.nn.Module, options: dict[str, Any] | None = None) -> None:
         super().__init__(model, options)
+        if self.options["mask_loss"] not in ("nfl", "bce"):
+            raise ValueError(f"sam-ref option 'mask_loss' must be 'nfl' or 'bce', got {self.options['mask_loss']!r}")
         if not isinstance(model._modules.get("sam_ref"), SamRef):
             raise ValueError("method 'sam-ref' needs model.sam_ref to be a SamRef; attach the 'sam-ref' stage")
 
@@ -157,22 +165,26 @@ class SamRefTraining(TrainMethod):
     def _losses(self, out: SamRefOutput, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Per-sample loss B and per-sample metrics (each B) of one refinement."""
         opts = self.options
-        mask_loss = losses.normalized_focal_loss(out.global_logits, target) + losses.dice_loss(out.global_logits, target)
+        pixel_loss = losses.normalized_focal_loss if opts["mask_loss"] == "nfl" else losses.bce_loss
+        mask_loss = pixel_loss(out.global_logits, target) + losses.dice_loss(out.global_logits, target)
         global_error = losses.bce_loss(out.global_error, error_target(out.sam_logits, target))
         size = self.refiner.config.patch_size
         patch_target = crop_target(target, out.windows, size)
         weight = losses.boundary_weight(patch_target, int(opts["boundary_width"]), float(opts["boundary_boost"]))
-        patch_loss = losses.weighted_normalized_focal_loss(out.patch_logits, patch_target, weight)
+        patch_loss = pixel_loss(out.patch_logits, patch_target, weight=weight)
         patch_error = losses.bce_loss(out.patch_error, error_target(out.patch_base, patch_target))
         err_w, patch_w = float(opts["error_weight"]), float(opts["patch_weight"])
         total = mask_loss + err_w * global_error + patch_w * (patch_loss + err_w * patch_error)
         with torch.no_grad():
             parts = {
                 "global_mask": mask_loss, "global_error": global_error,
-                "patch_nfl": patch_loss, "patch_error": patch_error,
+                "patch_mask": patch_loss, "patch_error": patch_error,
                 "iou_sam": losses.mask_iou(out.sam_logits, target),
                 "iou_global": losses.mask_iou(out.global_logits, target),
                 "iou_refined": losses.mask_iou(out.logits, target),
+                # inside the detail window: the base the patch is gated with, and the LFR's output
+                "iou_patch_base": losses.mask_iou(out.patch_base, patch_target),
+                "iou_patch": losses.mask_iou(out.patch_logits, patch_target),
                 "used_previous": out.used_previous.float(),
             }
         return total, parts
