@@ -17,6 +17,7 @@ Writes ``report.md``, ``results.json`` and ``sam_ref_small.png`` under ``--out``
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 
@@ -30,6 +31,24 @@ from clicksam.methods.sam_ref import SamRefConfig, attach  # noqa: E402
 from clicksam.methods.sam_ref.training import SamRefTraining  # noqa: E402
 
 METHODS = ("sam", "sam-ref")
+# A diagnostic row: the same trained refiners with the LFR's output layer zeroed, so its patch
+# equals its base (the GFR's mask, or the previous final mask where the selector picks it).
+NO_LFR = "sam-ref, LFR off"
+LABELS = {"sam": "SAM (frozen base)", "sam-ref": "SAM-REF", NO_LFR: "SAM-REF, LFR off"}
+
+
+def rows_of(results: dict) -> list[str]:
+    """The rows a results.json holds (earlier runs have no LFR-off row)."""
+    return [m for m in (*METHODS, NO_LFR) if m in results]
+
+
+def without_lfr(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose LFR changes nothing (zero correction, see ``NO_LFR``)."""
+    copy_ = copy.deepcopy(model)
+    with torch.no_grad():
+        copy_.sam_ref.lfr.head_out.weight.zero_()
+        copy_.sam_ref.lfr.head_out.bias.zero_()
+    return copy_
 
 
 def frame_config(frame: int, patch_size: int | None = None) -> SamRefConfig:
@@ -43,8 +62,8 @@ def frame_config(frame: int, patch_size: int | None = None) -> SamRefConfig:
 def plot(out: Path, results: dict, base_hist: list[float], method_hist: list[float]) -> None:
     plt = common.pyplot()
     fig, (ax0, ax1, ax2, ax3) = plt.subplots(1, 4, figsize=(19, 4))
-    for method in METHODS:
-        label = "SAM (frozen base)" if method == "sam" else "SAM-REF"
+    for method in rows_of(results):
+        label = LABELS[method]
         curve = results[method]["miou"]
         ax0.plot(np.arange(1, len(curve) + 1), curve, marker="o", ms=3, label=label)
         bcurve = results[method]["boundary_miou_curve"]
@@ -65,7 +84,7 @@ TRAIN_IOUS = ("iou_sam", "iou_global", "iou_refined", "iou_patch_base", "iou_pat
 def write_report(out: Path, saved: dict) -> None:
     results, info, args = saved["results"], saved["info"], saved["args"]
     rows = []
-    for method in METHODS:
+    for method in rows_of(results):
         r = results[method]
         rows.append(f"| {method} | {r['noc']['85']:.2f} | {r['noc']['90']:.2f} | {r['nof']['90']} | {r['miou'][0]:.4f} | "
                     f"{r['5-miou']:.4f} | {r['boundary_iou_at']['1']:.4f} | {r['boundary_iou_at']['5']:.4f} | "
@@ -75,9 +94,20 @@ def write_report(out: Path, saved: dict) -> None:
              "noc90": b["noc"]["90"] - a["noc"]["90"]}
     ok = gains["biou"] > 0 and gains["5-miou"] > 0 and gains["noc90"] < 0
     verdict = "consistent with the paper" if ok else "not reproduced at this scale"
-    per_scene = {m: np.asarray(results[m]["per_scene_iou"]) for m in METHODS}
+    per_scene = {m: np.asarray(results[m]["per_scene_iou"]) for m in rows_of(results)}
     paired_5 = common.describe_difference(common.paired_difference(per_scene["sam"][:, 4], per_scene["sam-ref"][:, 4]))
     paired_1 = common.describe_difference(common.paired_difference(per_scene["sam"][:, 0], per_scene["sam-ref"][:, 0]))
+    no_lfr = ""
+    if NO_LFR in results:
+        g = results[NO_LFR]
+        by_lfr = common.describe_difference(common.paired_difference(per_scene[NO_LFR][:, :5].mean(1),
+                                                                     per_scene["sam-ref"][:, :5].mean(1)))
+        no_lfr = f"""
+**Diagnostic row `{NO_LFR}`**: the same trained refiners with the LFR's output layer zeroed, so the
+patch equals its base (the GFR's mask, or the previous final mask where the selector picks it):
+5-mIoU {g['5-miou']:.4f}, mIoU@1 {g['miou'][0]:.4f}, boundary IoU (clicks 1-5) {g['boundary_iou_1to5']:.4f},
+NoC@90 {g['noc']['90']:.2f}. What the LFR adds, paired over scenes, IoU over clicks 1-5: {by_lfr}.
+"""
     r_start, r_end = common.loss_span(saved["method_loss"])
     tail = info.get("train_iou_tail")
     train_ious = ("" if not tail else
@@ -107,14 +137,21 @@ embedding), IoU and boundary IoU (dilation 0.02) at the original image size.
 {chr(10).join(rows)}
 
 ![results](sam_ref_small.png)
-
+{no_lfr}
 {common.base_summary(saved['base_info'])}
 
 Refiners: {info['ref_steps']} steps in {info['ref_s'] / 60:.1f} min (batch {args['batch']}, AdamW lr
 {args['ref_lr']}), loss {r_start:.3f} → {r_end:.3f} (mean of the first/last 50 steps); mask loss:
 {loss_text}; error maps: BCE.{train_ious}
-{args['threads']} CPU thread(s); evaluation took {info['eval_s']:.0f} s. Command: `{info['command']}`{common.other_runs(out, {"before_click1_fix": "the same base, 40-minute refiners trained on single-mask SAM logits at click 1 while sessions give them SAM's best of three masks", "base_recipe3": "session 2: the recipe-3 base (15 min, no single-mask loss on lone clicks), 30 test scenes, 10-minute refiners; its `run_7min/` had 7 minutes"})}"""
+{args['threads']} CPU thread(s); evaluation took {info['eval_s']:.0f} s. Command: `{info['command']}`{common.other_runs(out, {"nfl_25min": "session 3: SPEC §5's NFL mask loss, LFR crop 64×64, 25-minute refiners", "before_click1_fix": "the same base, 40-minute refiners trained on single-mask SAM logits at click 1 while sessions give them SAM's best of three masks", "base_recipe3": "session 2: the recipe-3 base (15 min, no single-mask loss on lone clicks), 30 test scenes, 10-minute refiners; its `run_7min/` had 7 minutes"})}"""
     (out / "report.md").write_text(text)
+
+
+def evaluate(model: torch.nn.Module, seed: int, count: int) -> dict:
+    """The click protocol for ``sam`` and ``sam-ref``, plus the LFR-off diagnostic row."""
+    results = common.click_protocol(model, METHODS, seed, count)
+    results[NO_LFR] = common.click_protocol(without_lfr(model), ("sam-ref",), seed, count)["sam-ref"]
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     model.sam_ref.clicksam_trained = True
     return common.conclude(
         args, argv, "sam_ref_small.py", "refiners", "ref", trained, base_info,
-        lambda: common.click_protocol(model, METHODS, common.TEST_SEED + args.seed, args.test_scenes),
+        lambda: evaluate(model, common.TEST_SEED + args.seed, args.test_scenes),
         lambda: {"ref_params": sum(p.numel() for p in model.sam_ref.parameters()),
                  "train_iou_tail": {k: common.metric_tail(trained, k) for k in TRAIN_IOUS}},
         plot, write_report, trained_module=model.sam_ref)

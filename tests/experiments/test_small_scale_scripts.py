@@ -22,7 +22,8 @@ SCRIPTS = {
     "stable_sam_small.py": (["--num-prompts", "2"], "stable_sam_small.png", ("sam", "stable-sam")),
     "focsam_small.py": (["--refiner-depth", "2", "--decoder-minutes", "0.05"], "focsam_small.png",
                         ("sam", "decoder", "focsam")),
-    "sam_ref_small.py": (["--mask-loss", "bce"], "sam_ref_small.png", ("sam", "sam-ref")),
+    "sam_ref_small.py": (["--mask-loss", "bce", "--lfr-patch", "32"], "sam_ref_small.png",
+                         ("sam", "sam-ref", "sam-ref, LFR off")),
 }
 
 
