@@ -46,12 +46,12 @@ from clicksam.build import sam_from_config
 from clicksam.eval.clicker import NoErrorLeftError, next_click
 from clicksam.eval.metrics import boundary_iou, iou, summarize_click_ious
 from clicksam.methods.sam_ref.training import normalised_images
-from clicksam.methods.stable_sam.training import frame_points, point_cells
+from clicksam.methods.stable_sam.training import point_cells
 from clicksam.registry import ModelConfig, get_config
 from clicksam.train import losses
 from clicksam.train.data import downsample_target
 from clicksam.train.method import Batch
-from clicksam.train.prompts import (SampleRandom, geometric_counts, noisy_boxes, object_boxes,
+from clicksam.train.prompts import (SampleRandom, frame_points, geometric_counts, noisy_boxes, object_boxes,
                                     random_positive_points, session_logits, simulate_iterative_clicks)
 from clicksam.train.synthetic import make_scene
 from clicksam.transforms import ResizeLongestSide

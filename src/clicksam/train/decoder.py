@@ -58,11 +58,7 @@ class DecoderTraining(TrainMethod):
 
     def _decode(self, embedding: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor,
                 mask_input: torch.Tensor | None):
-        # The click simulator works in the 1024 frame; a model with another frame (a small-scale
-        # experiment) gets its clicks rescaled to the same pixel centres.
-        frame = int(self.model.image_size)
-        if frame != prompts.FRAME:
-            coords = (coords + 0.5) * (frame / prompts.FRAME) - 0.5
+        coords = prompts.frame_points(coords, int(self.model.image_size))
         return self.model.decode(embedding, points=(coords, labels), mask_input=mask_input, multimask_output=False)
 
     def _initial_prompts(self, batch: Batch, click_target: torch.Tensor):

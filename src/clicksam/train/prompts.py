@@ -293,6 +293,13 @@ def noisy_boxes(boxes: torch.Tensor, image_sizes: torch.Tensor, rng: SampleRando
 DecodeFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
 
 
+def frame_points(coords: torch.Tensor, frame: int) -> torch.Tensor:
+    """Points given in the 1024 frame (pixel centres, x y) -> the same positions in a ``frame``
+    frame: the click simulator works in the 1024 frame, a model with another frame (a small-scale
+    experiment) takes its clicks rescaled."""
+    return coords if frame == FRAME else (coords + 0.5) * (frame / FRAME) - 0.5
+
+
 def session_logits(model: torch.nn.Module, embedding: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor,
                    mask_input: Optional[torch.Tensor]) -> torch.Tensor:
     """SAM's low-res logits K×1×h×w for K click sequences, decoded as ``InteractiveSession``

@@ -102,13 +102,10 @@ class FocSamTraining(TrainMethod):
             raise ValueError(f"focsam option 'expand_max' must be at least 1.0, got {self.options['expand_max']}")
 
     def _decode(self, embedding: torch.Tensor):
-        # The click simulator works in the 1024 frame; a model with another frame (a small-scale
-        # experiment) gets its clicks rescaled to the same pixel centres.
         frame = int(self.model.image_size)
 
         def decode(idx, coords, labels, mask_input):
-            if frame != prompts.FRAME:
-                coords = (coords + 0.5) * (frame / prompts.FRAME) - 0.5
+            coords = prompts.frame_points(coords, frame)
             out = self.model.decode(embedding[idx], points=(coords, labels.float()), mask_input=mask_input,
                                     multimask_output=False)
             return out.low_res_logits, out.mask_tokens[:, :1]

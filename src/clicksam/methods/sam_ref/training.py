@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from clicksam.train import losses
 from clicksam.train.method import Batch, LossOutput, TrainMethod, register_method
-from clicksam.train.prompts import FRAME, geometric_counts, session_logits, simulate_iterative_clicks
+from clicksam.train.prompts import frame_points, geometric_counts, session_logits, simulate_iterative_clicks
 
 from .model import SamRef, SamRefOutput
 from .window import Window
@@ -122,21 +122,17 @@ class SamRefTraining(TrainMethod):
         images = normalised_images(self.model, batch.image, batch.input_size)
         counts = geometric_counts(batch.rng, int(opts["max_clicks"]), float(opts["gamma"]))
 
-        # The click simulator works in the 1024 frame on the low-res logits' grid; a model with
-        # another frame (a small-scale experiment) gets its clicks rescaled to pixel centres.
+        # The click simulator works in the 1024 frame on the low-res logits' grid.
         frame = int(self.model.image_size)
         low_res = 4 * int(self.model.prompt_encoder.image_embedding_size[0])
 
-        def to_frame(coords: torch.Tensor) -> torch.Tensor:
-            return coords if frame == FRAME else (coords + 0.5) * (frame / FRAME) - 0.5
-
         def decode(index, coords, labels, mask_input):
-            return self._decode(emb[index], to_frame(coords), labels, mask_input)
+            return self._decode(emb[index], frame_points(coords, frame), labels, mask_input)
 
         clicks, prev_sam, _ = simulate_iterative_clicks(
             decode, batch.target_grid(low_res), counts, batch.rng, float(opts["click_ratio"])
         )
-        clicks.coords = to_frame(clicks.coords)
+        clicks.coords = frame_points(clicks.coords, frame)
         per_sample: list[torch.Tensor] = [torch.zeros((), device=emb.device)] * batch.size
         metrics: dict[str, list[torch.Tensor]] = {}
         # Samples with the same click count decode together (no padding points between them).

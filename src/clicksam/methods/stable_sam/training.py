@@ -25,7 +25,7 @@ import torch
 
 from clicksam.train import losses
 from clicksam.train.method import Batch, LossOutput, TrainMethod, register_method
-from clicksam.train.prompts import FRAME, noisy_boxes, object_boxes, random_positive_points
+from clicksam.train.prompts import frame_points, noisy_boxes, object_boxes, random_positive_points
 
 from .plugin import StableSamPlugin
 
@@ -45,11 +45,6 @@ def point_cells(target: torch.Tensor, size: int) -> torch.Tensor:
         for dx in {lo, hi}:
             centre &= target[:, :, dy::s, dx::s] == 1
     return centre.float()
-
-
-def frame_points(coords: torch.Tensor, frame: int) -> torch.Tensor:
-    """Points given in the 1024 frame (pixel centres) -> the same positions in a ``frame`` frame."""
-    return coords if frame == FRAME else (coords + 0.5) * (frame / FRAME) - 0.5
 
 
 @register_method
