@@ -212,6 +212,41 @@ def test_samref_pastes_on_the_base_the_selector_chooses(grown):
     assert torch.equal(out.logits, expected_base)
 
 
+@pytest.mark.parametrize("grown", [True, False])
+def test_lfr_reads_the_base_it_corrects(grown, monkeypatch):
+    """The LFR's prompt map holds the cropped click disks and the cropped *base* (the mask its
+    correction is added to: the GFR's output, or the previous final mask when the selector
+    picks it), not SAM's logits, which the GFR already read."""
+    config = SamRefConfig(image_size=64, embed_dim=8, width=8, patch_width=8, num_blocks=1,
+                          patch_size=32, window_min_size=16)
+    model = SamRef(config)
+    with torch.no_grad():
+        model.gfr.head_out.bias[16:] = 5.0  # the GFR flags every pixel: area = 64·64
+        model.gfr.head_out.bias[:16] = 2.0  # and moves every logit by +2: GFR output != SAM
+    seen = {}
+    refine = model.lfr.refine
+
+    def spy(context, prompt, base_logits):
+        seen["prompt"], seen["base"] = prompt, base_logits
+        return refine(context, prompt, base_logits)
+
+    monkeypatch.setattr(model.lfr, "refine", spy)
+    sam = torch.full((1, 1, 16, 16), -5.0)
+    sam[..., 4:8, 4:8] = 5.0
+    previous = torch.full((1, 1, 64, 64), -3.0)
+    previous[..., 10:30, 12:34] = 4.0
+    points, labels = torch.tensor([[[20.0, 20.0]]]), torch.tensor([[1]])
+    out = model(torch.randn(1, 3, 64, 64), torch.randn(1, 8, 4, 4), sam, points, labels, (64, 64),
+                previous_logits=previous, previous_error_area=torch.tensor([100 if grown else 64 * 64]))
+    assert bool(out.used_previous[0]) is grown
+    base = previous if grown else out.global_logits
+    window = out.windows
+    assert torch.equal(seen["base"], crop_resize(base, window, 32))
+    assert torch.equal(seen["prompt"][:, 2:], seen["base"])  # the mask channel is the base ...
+    assert not torch.allclose(seen["prompt"][:, 2:], crop_resize(out.sam_logits, window, 32))  # ... not SAM
+    assert torch.equal(seen["prompt"][:, :2], crop_resize(out.prompt[:, :2], window, 32))  # the disks
+
+
 # -- crop / paste -------------------------------------------------------------------------
 def test_crop_resize_paste_and_embedding_crop():
     x = torch.randn(2, 3, 64, 64)

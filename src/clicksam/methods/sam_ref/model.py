@@ -27,8 +27,9 @@ class SamRefOutput:
         global_refined: the GFR's own prediction M̄.
         global_error: the GFR's error map Ê_t (logits).
         sam_logits: SAM's logits upsampled to the frame (M_SAM).
-        prompt: the B×3×S×S prompt map.
+        prompt: the B×3×S×S prompt map of the GFR (disks and SAM's logits).
         patch_logits: B×1×P×P, the LFR's gated output on the crop.
+        patch_refined: B×1×P×P, the LFR's own prediction M̄ on the crop (before the gate).
         patch_error: B×1×P×P, the LFR's error map.
         patch_base: B×1×P×P, the crop of the base the patch was gated with.
         windows: per sample ``(x0, y0, x1, y1)`` of the detail window (exclusive ends).
@@ -43,6 +44,7 @@ class SamRefOutput:
     sam_logits: torch.Tensor
     prompt: torch.Tensor
     patch_logits: torch.Tensor
+    patch_refined: torch.Tensor
     patch_error: torch.Tensor
     patch_base: torch.Tensor
     windows: list[Window]
@@ -198,7 +200,11 @@ class SamRef(nn.Module):
             crop_resize(image, windows, p), crop_embedding(embedding, windows, p // c.stride, size)
         )
         patch_base = crop_resize(base, windows, p)
-        patch = self.lfr.refine(patch_context, crop_resize(prompt, windows, p), patch_base)
+        # The LFR reads the mask it corrects: its prompt map holds the click disks and the
+        # base's logits (SAM's logits are the GFR's third channel; the base may be the GFR's
+        # output or the previous final mask, and a correction of a mask it cannot see is a guess).
+        patch_prompt = torch.cat([crop_resize(prompt[:, :2], windows, p), patch_base], dim=1)
+        patch = self.lfr.refine(patch_context, patch_prompt, patch_base)
         # Paste the LFR's correction σ(Ê_p)·Δ_p rather than its 256² logits, so the base keeps
         # its full-resolution detail wherever the patch refiner changes nothing.
         final = paste(base, patch.logits - patch_base, windows, add=True)
@@ -206,7 +212,7 @@ class SamRef(nn.Module):
         return SamRefOutput(
             logits=final, global_logits=glob.logits, global_refined=glob.refined_logits,
             global_error=glob.error_logits, sam_logits=sam_logits, prompt=prompt,
-            patch_logits=patch.logits, patch_error=patch.error_logits, patch_base=patch_base,
+            patch_logits=patch.logits, patch_refined=patch.refined_logits, patch_error=patch.error_logits, patch_base=patch_base,
             windows=list(windows), used_previous=use_prev, error_area=areas,
         )
 
