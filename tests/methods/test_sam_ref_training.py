@@ -158,3 +158,66 @@ def test_the_bce_option_swaps_nfl_for_bce_and_keeps_the_rest(model, monkeypatch)
         else:  # no focal term at all; global BCE, weighted patch BCE and the error maps' BCE
             assert not focal and True in bce and bce.count(False) >= 3
         assert ("dice_loss", False) in calls
+
+
+def test_patch_dice_adds_a_weighted_dice_term_on_the_patch(model, monkeypatch):
+    """``patch_dice=w`` adds w · Dice(LFR output, target crop) to each sample's patch loss and
+    leaves everything else as it was (same batch, same clicks)."""
+    from clicksam.train import losses
+
+    patch_dice = []
+    dice = losses.dice_loss
+
+    def spy(logits, target, *args, **kwargs):
+        value = dice(logits, target, *args, **kwargs)
+        if logits.shape[-1] == model.sam_ref.config.patch_size:  # the patch, not the 1024 frame
+            patch_dice.append(value.detach())
+        return value
+
+    monkeypatch.setattr(losses, "dice_loss", spy)
+    plain = SamRefTraining(model, {"max_clicks": 2}).compute_loss(make_batch(model))
+    assert not patch_dice  # SPEC §5's patch loss has no Dice term
+    with_dice = SamRefTraining(model, {"max_clicks": 2, "patch_dice": 2.0}).compute_loss(make_batch(model))
+    assert len(patch_dice) >= 1
+    added = float(with_dice.metrics["patch_mask"] - plain.metrics["patch_mask"])
+    assert added > 0
+    assert added == pytest.approx(2.0 * float(torch.cat(patch_dice).mean()), rel=1e-4)
+    assert float(with_dice.metrics["global_mask"]) == pytest.approx(float(plain.metrics["global_mask"]))
+    with pytest.raises(ValueError, match="patch_dice"):
+        SamRefTraining(model, {"patch_dice": -1.0})
+
+
+def test_patch_refined_puts_the_patch_loss_on_the_ungated_prediction(monkeypatch):
+    """``patch_refined=w`` adds w · (the patch's pixel loss) on the LFR's own prediction M̄, which
+    differs from the gated output M wherever σ(Ê) < 1."""
+    from clicksam.train import losses
+
+    torch.manual_seed(0)
+    model = build_sam("tiny", methods=["sam-ref"])
+    cells = model.sam_ref.lfr.stride ** 2
+    with torch.no_grad():
+        model.sam_ref.lfr.head_out.bias[:cells] = 1.5  # Δ = 1.5 everywhere; the gate stays at σ(-4)
+    weighted = []
+    focal = losses.normalized_focal_loss
+
+    def spy(logits, target, *args, **kwargs):
+        value = focal(logits, target, *args, **kwargs)
+        if kwargs.get("weight") is not None:  # the patch terms (the global term has no weight map)
+            weighted.append((logits.detach(), value.detach()))
+        return value
+
+    monkeypatch.setattr(losses, "normalized_focal_loss", spy)
+    batch = make_batch(model, seeds=(5,))
+    plain = SamRefTraining(model, {"max_clicks": 1}).compute_loss(batch)
+    assert len(weighted) == 1
+    weighted.clear()
+    batch.rng = SampleRandom((5,))
+    both = SamRefTraining(model, {"max_clicks": 1, "patch_refined": 0.5}).compute_loss(batch)
+    assert len(weighted) == 2
+    (gated, _), (ungated, ungated_loss) = weighted
+    assert torch.allclose(ungated - gated, torch.full_like(gated, 1.5 * (1 - torch.sigmoid(torch.tensor(-4.0)).item())),
+                          atol=1e-4)
+    added = float(both.metrics["patch_mask"] - plain.metrics["patch_mask"])
+    assert added == pytest.approx(0.5 * float(ungated_loss.mean()), rel=1e-4)
+    with pytest.raises(ValueError, match="patch_refined"):
+        SamRefTraining(model, {"patch_refined": -0.1})

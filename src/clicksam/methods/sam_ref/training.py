@@ -11,7 +11,9 @@ window need, then refines click n with gradient. Losses:
 - patch: boundary-weighted NFL of the LFR output on the detail window against the target
   crop, BCE of the LFR error map against "the patch's base is wrong".
 
-Option ``mask_loss="bce"`` puts BCE (boundary-weighted on the patch) where these have NFL.
+Option ``mask_loss="bce"`` puts BCE (boundary-weighted on the patch) where these have NFL;
+option ``patch_dice`` adds a Dice term on the patch, as the global mask loss has one;
+option ``patch_refined`` also puts the patch loss on the LFR's own prediction M̄ (before the gate).
 """
 from __future__ import annotations
 
@@ -75,6 +77,14 @@ class SamRefTraining(TrainMethod):
         mask_loss: ``"nfl"`` (SPEC §5: NFL + Dice on the global mask, boundary-weighted NFL on
             the patch) or ``"bce"`` (the same with BCE in place of NFL, for a frozen SAM whose
             logits were trained with BCE: the focal terms then reward shrinking its logits).
+        patch_dice: weight of a Dice loss of the LFR output on the detail window, added to the
+            patch's pixel loss (0: SPEC §5's patch loss, the pixel loss alone). A per-pixel loss
+            alone can fall while the patch's IoU falls (confident errors get less confident while
+            pixels near the threshold flip); the global mask loss pairs its pixel loss with Dice.
+        patch_refined: weight of the same patch loss on the LFR's un-gated prediction M̄ (0: only
+            the gated output M, SPEC §5). Through the gate, M̄'s gradient is scaled by σ(Ê), which
+            starts near 0 while the error-map loss opens the gate where the base is wrong; this
+            term trains M̄ at full strength from the first step.
     """
 
     name = "sam-ref"
@@ -91,12 +101,17 @@ class SamRefTraining(TrainMethod):
         "boundary_width": 5,
         "boundary_boost": 4.0,
         "mask_loss": "nfl",
+        "patch_dice": 0.0,
+        "patch_refined": 0.0,
     }
 
     def __init__(self, model: torch.nn.Module, options: dict[str, Any] | None = None) -> None:
         super().__init__(model, options)
         if self.options["mask_loss"] not in ("nfl", "bce"):
             raise ValueError(f"sam-ref option 'mask_loss' must be 'nfl' or 'bce', got {self.options['mask_loss']!r}")
+        for name in ("patch_dice", "patch_refined"):
+            if not float(self.options[name]) >= 0:
+                raise ValueError(f"sam-ref option {name!r} must be a weight >= 0, got {self.options[name]!r}")
         if not isinstance(model._modules.get("sam_ref"), SamRef):
             raise ValueError("method 'sam-ref' needs model.sam_ref to be a SamRef; attach the 'sam-ref' stage")
 
@@ -167,7 +182,15 @@ class SamRefTraining(TrainMethod):
         size = self.refiner.config.patch_size
         patch_target = crop_target(target, out.windows, size)
         weight = losses.boundary_weight(patch_target, int(opts["boundary_width"]), float(opts["boundary_boost"]))
-        patch_loss = pixel_loss(out.patch_logits, patch_target, weight=weight)
+        dice_w, refined_w = float(opts["patch_dice"]), float(opts["patch_refined"])
+
+        def patch_mask_loss(logits: torch.Tensor) -> torch.Tensor:
+            value = pixel_loss(logits, patch_target, weight=weight)
+            return value + dice_w * losses.dice_loss(logits, patch_target) if dice_w > 0 else value
+
+        patch_loss = patch_mask_loss(out.patch_logits)
+        if refined_w > 0:
+            patch_loss = patch_loss + refined_w * patch_mask_loss(out.patch_refined)
         patch_error = losses.bce_loss(out.patch_error, error_target(out.patch_base, patch_target))
         err_w, patch_w = float(opts["error_weight"]), float(opts["patch_weight"])
         total = mask_loss + err_w * global_error + patch_w * (patch_loss + err_w * patch_error)
