@@ -130,6 +130,11 @@ What the LFR adds, paired over scenes, IoU over clicks 1-5: {by_lfr}.
     loss_text = ("NFL + Dice on the global mask, boundary-weighted NFL on the patch (SPEC §5)" if mask_loss == "nfl"
                  else "`--mask-loss bce`: BCE + Dice on the global mask, boundary-weighted BCE on the patch "
                       "(SPEC §5 has NFL in both places)")
+    if args.get("patch_dice"):
+        loss_text += f", plus `--patch-dice {args['patch_dice']:g}` · Dice on the patch (SPEC §5 has none)"
+    if args.get("patch_refined"):
+        loss_text += (f", and `--patch-refined {args['patch_refined']:g}` · the same patch loss on the LFR's "
+                      "un-gated prediction M̄")
     text = f"""# SAM-REF small-scale experiment
 
 **Verdict: {verdict}.** Boundary IoU (clicks 1-5) {gains['biou']:+.4f}, 5-mIoU {gains['5-miou']:+.4f},
@@ -154,7 +159,7 @@ embedding), IoU and boundary IoU (dilation 0.02) at the original image size.
 Refiners: {info['ref_steps']} steps in {info['ref_s'] / 60:.1f} min (batch {args['batch']}, AdamW lr
 {args['ref_lr']}), loss {r_start:.3f} → {r_end:.3f} (mean of the first/last 50 steps); mask loss:
 {loss_text}; error maps: BCE.{train_ious}
-{args['threads']} CPU thread(s); evaluation took {info['eval_s']:.0f} s. Command: `{info['command']}`{common.other_runs(out, {"replicate": "the same command run once before (time-budgeted, so a slightly different number of steps; no LFR-off row)", "nfl_25min": "session 3: SPEC §5's NFL mask loss, LFR crop 64×64, 25-minute refiners", "before_click1_fix": "the same base, 40-minute refiners trained on single-mask SAM logits at click 1 while sessions give them SAM's best of three masks", "base_recipe3": "session 2: the recipe-3 base (15 min, no single-mask loss on lone clicks), 30 test scenes, 10-minute refiners; its `run_7min/` had 7 minutes"})}"""
+{args['threads']} CPU thread(s); evaluation took {info['eval_s']:.0f} s. Command: `{info['command']}`{common.other_runs(out, {"lfr_reads_sam": "session 4, on session 3's base: the same command before the LFR read the mask it corrects (its prompt map's mask channel held SAM's logits, not its base)", "replicate": "session 4: the command of `lfr_reads_sam/` run once before it (time-budgeted, so a slightly different number of steps; no LFR-off row)", "nfl_25min": "session 3: SPEC §5's NFL mask loss, LFR crop 64×64, 25-minute refiners", "before_click1_fix": "session 3, on its base: 40-minute refiners trained on single-mask SAM logits at click 1 while sessions give them SAM's best of three masks", "base_recipe3": "session 2: the recipe-3 base (15 min, no single-mask loss on lone clicks), 30 test scenes, 10-minute refiners; its `run_7min/` had 7 minutes"})}"""
     (out / "report.md").write_text(text)
 
 
@@ -172,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-clicks", type=int, default=10)
     parser.add_argument("--mask-loss", choices=("nfl", "bce"), default="nfl",
                         help="SamRefTraining's mask_loss: nfl (SPEC §5) or bce (BCE in place of NFL)")
+    parser.add_argument("--patch-dice", type=float, default=0.0,
+                        help="SamRefTraining's patch_dice: weight of a Dice term on the LFR's patch (0: SPEC §5)")
+    parser.add_argument("--patch-refined", type=float, default=0.0,
+                        help="SamRefTraining's patch_refined: weight of the patch loss on the LFR's un-gated "
+                             "prediction (0: SPEC §5)")
     parser.add_argument("--lfr-patch", type=int, default=None,
                         help="side the LFR's crop is resized to (default: the paper's 256 scaled, frame // 4)")
     args = parser.parse_args(argv)
@@ -182,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     attach(model, frame_config(args.frame, args.lfr_patch))
     emb = common.precompute_embeddings(model, data)
-    trained = common.train_method(SamRefTraining(model, {"max_clicks": args.max_clicks, "mask_loss": args.mask_loss}), data, emb,
+    trained = common.train_method(SamRefTraining(model, {"max_clicks": args.max_clicks, "mask_loss": args.mask_loss,
+                                                   "patch_dice": args.patch_dice, "patch_refined": args.patch_refined}), data, emb,
                                   args.method_minutes, args.batch, args.ref_lr, args.seed, with_image=True)
     model.sam_ref.clicksam_trained = True
     return common.conclude(

@@ -22,7 +22,8 @@ SCRIPTS = {
     "stable_sam_small.py": (["--num-prompts", "2"], "stable_sam_small.png", ("sam", "stable-sam")),
     "focsam_small.py": (["--refiner-depth", "2", "--decoder-minutes", "0.05"], "focsam_small.png",
                         ("sam", "decoder", "focsam")),
-    "sam_ref_small.py": (["--mask-loss", "bce", "--lfr-patch", "32"], "sam_ref_small.png",
+    "sam_ref_small.py": (["--mask-loss", "bce", "--lfr-patch", "32", "--patch-dice", "1", "--patch-refined", "0.5"],
+                         "sam_ref_small.png",
                          ("sam", "sam-ref", "sam-ref, LFR off")),
 }
 
@@ -41,6 +42,8 @@ def test_script_runs_end_to_end(script, tmp_path):
     assert (out / png).stat().st_size > 10_000
     report = (out / "report.md").read_text()
     assert "Verdict" in report and saved["info"]["command"] in report
+    if script == "sam_ref_small.py":  # the patch-loss options reach the report's loss line
+        assert "`--patch-dice 1` · Dice on the patch" in report and "`--patch-refined 0.5`" in report
     assert list((tmp_path / "cache").glob("base_*.pt")), "the base should be cached"
     assert (tmp_path / "cache" / f"trained_{script[:-3]}.pt").is_file()
 
