@@ -112,12 +112,14 @@ def write_report(out: Path, saved: dict) -> None:
                                                                           per_scene[NO_LFR].mean(1)))
         by_lfr = common.describe_difference(common.paired_difference(per_scene[NO_LFR][:, :5].mean(1),
                                                                      per_scene["sam-ref"][:, :5].mean(1)))
+        by_lfr_all = common.describe_difference(common.paired_difference(per_scene[NO_LFR].mean(1),
+                                                                         per_scene["sam-ref"].mean(1)))
         no_lfr = f"""
 **Diagnostic row `{NO_LFR}`**: the same trained refiners with the LFR's output layer zeroed, so the
 patch equals its base (the GFR's mask, or the previous final mask where the selector picks it):
 5-mIoU {g['5-miou']:.4f}, mIoU@1 {g['miou'][0]:.4f}, boundary IoU (clicks 1-5) {g['boundary_iou_1to5']:.4f},
 NoC@90 {g['noc']['90']:.2f}. Against the base, paired over scenes: click 1 {vs_base_1}; clicks 1-20 {vs_base_all}.
-What the LFR adds, paired over scenes, IoU over clicks 1-5: {by_lfr}.
+What the LFR adds, paired over scenes, IoU over clicks 1-5: {by_lfr}; over clicks 1-20: {by_lfr_all}.
 """
     r_start, r_end = common.loss_span(saved["method_loss"])
     tail = info.get("train_iou_tail")
@@ -159,7 +161,7 @@ embedding), IoU and boundary IoU (dilation 0.02) at the original image size.
 Refiners: {info['ref_steps']} steps in {info['ref_s'] / 60:.1f} min (batch {args['batch']}, AdamW lr
 {args['ref_lr']}), loss {r_start:.3f} → {r_end:.3f} (mean of the first/last 50 steps); mask loss:
 {loss_text}; error maps: BCE.{train_ious}
-{args['threads']} CPU thread(s); evaluation took {info['eval_s']:.0f} s. Command: `{info['command']}`{common.other_runs(out, {"lfr_reads_sam": "session 4, on session 3's base: the same command before the LFR read the mask it corrects (its prompt map's mask channel held SAM's logits, not its base)", "replicate": "session 4: the command of `lfr_reads_sam/` run once before it (time-budgeted, so a slightly different number of steps; no LFR-off row)", "nfl_25min": "session 3: SPEC §5's NFL mask loss, LFR crop 64×64, 25-minute refiners", "before_click1_fix": "session 3, on its base: 40-minute refiners trained on single-mask SAM logits at click 1 while sessions give them SAM's best of three masks", "base_recipe3": "session 2: the recipe-3 base (15 min, no single-mask loss on lone clicks), 30 test scenes, 10-minute refiners; its `run_7min/` had 7 minutes"})}"""
+{args['threads']} CPU thread(s); evaluation took {info['eval_s']:.0f} s. Command: `{info['command']}`{common.other_runs(out, {"lfr_reads_sam": "session 4, on session 3's base, `--mask-loss bce --lfr-patch 128`, 100 test scenes: the LFR read SAM's logits instead of the mask it corrects, and its patch loss had neither Dice nor the un-gated term", "replicate": "session 4: the command of `lfr_reads_sam/` run once before it (time-budgeted, so a slightly different number of steps; no LFR-off row)", "nfl_25min": "session 3: SPEC §5's NFL mask loss, LFR crop 64×64, 25-minute refiners", "before_click1_fix": "session 3, on its base: 40-minute refiners trained on single-mask SAM logits at click 1 while sessions give them SAM's best of three masks", "base_recipe3": "session 2: the recipe-3 base (15 min, no single-mask loss on lone clicks), 30 test scenes, 10-minute refiners; its `run_7min/` had 7 minutes"})}"""
     (out / "report.md").write_text(text)
 
 
