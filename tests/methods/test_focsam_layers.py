@@ -79,3 +79,28 @@ def test_pdyrelu_matches_the_formula_and_its_cache_follows_the_weights():
         relu.load_state_dict({k: v * 0.9 for k, v in relu.state_dict().items()})
         torch.testing.assert_close(relu(x, cls), formula(), atol=1e-5, rtol=1e-5)
     assert "_pixel_tables" not in "".join(relu.state_dict())
+
+
+def test_pdyrelu_runs_with_inference_tensor_weights():
+    """A module deep-copied under ``torch.inference_mode`` holds inference tensors, which have no
+    version counter: P-DyReLU must still run (without its table cache) and give the same values."""
+    import copy
+
+    torch.manual_seed(3)
+    relu = PDyReLU(16).eval()
+    x, cls = torch.randn(2, 10, 16), torch.randn(2, 1, 16)
+    with torch.no_grad():
+        expected = relu(x, cls)
+    with torch.inference_mode():
+        copied = copy.deepcopy(relu)
+        copied._pixel_tables.clear()  # the copy starts without the original's cached tables
+        assert copied.pixel_mlp[0].weight.is_inference()
+        torch.testing.assert_close(copied(x, cls), expected, atol=1e-6, rtol=0)
+        copied.pixel_mlp[0].bias.add_(0.5)  # changed in place: the tables must follow
+    with torch.no_grad():
+        relu.pixel_mlp[0].bias.add_(0.5)
+        changed = relu(x, cls)
+    assert not torch.allclose(changed, expected)
+    with torch.inference_mode():
+        torch.testing.assert_close(copied(x, cls), changed, atol=1e-6, rtol=0)
+    assert not copied._pixel_tables  # nothing cached for inference tensors

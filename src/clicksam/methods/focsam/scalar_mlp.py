@@ -41,10 +41,13 @@ def _tables(first: nn.Linear, second: nn.Linear) -> tuple[Tensor, Tensor, Tensor
 def _cached_tables(first: nn.Linear, second: nn.Linear, scale: float, dtype: torch.dtype,
                    cache: dict | None) -> tuple[Tensor, Tensor, int]:
     """(breakpoints, stacked [slopes; offsets]·scale, number of segments), reused from ``cache``
-    while the parameters are unchanged and no gradient is needed."""
+    while the parameters are unchanged and no gradient is needed. Parameters that are inference
+    tensors (a module copied or loaded under ``torch.inference_mode``) have no version counter to
+    notice an in-place change by, so their tables are computed afresh on every call."""
     params = (first.weight, first.bias, second.weight, second.bias)
-    reusable = cache is not None and not (torch.is_grad_enabled() and any(p.requires_grad for p in params))
-    key = (scale, dtype, *((p.data_ptr(), p._version) for p in params))
+    reusable = (cache is not None and not any(p.is_inference() for p in params)
+                and not (torch.is_grad_enabled() and any(p.requires_grad for p in params)))
+    key = (scale, dtype, *((p.data_ptr(), p._version) for p in params)) if reusable else None
     if reusable and cache.get("key") == key:
         return cache["value"]
     breaks, slopes, offsets = _tables(first, second)
