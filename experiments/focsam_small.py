@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 from pathlib import Path
 
@@ -37,12 +38,18 @@ from clicksam.methods.focsam.training import FocSamTraining  # noqa: E402
 from clicksam.train.decoder import DecoderTraining  # noqa: E402
 
 METHODS = ("sam", "decoder", "focsam")  # rows: the base, the stage-1 decoder, stage 1 + refiner
-LABELS = {"sam": "SAM (base)", "decoder": "stage-1 decoder (FocSAM without the refiner)", "focsam": "FocSAM"}
+# A diagnostic row: FocSAM's own flow (the single-mask token from click 1, the coarse decode at click 2)
+# with the trained refiner made the identity (F_r = F), so it differs from `focsam` in the refiner alone;
+# the `decoder` row decodes as plain SAM does (best of three masks at click 1).
+REFINER_OFF = "focsam, refiner off"
+LABELS = {"sam": "SAM (base)", "decoder": "stage-1 decoder (FocSAM without the refiner)", "focsam": "FocSAM",
+          REFINER_OFF: "FocSAM, refiner off (F_r = F)"}
 
 
 def rows_of(results: dict) -> list[str]:
-    """The rows a results.json holds (runs without stage 1 have no ``decoder`` row)."""
-    return [m for m in METHODS if m in results]
+    """The rows a results.json holds (runs without stage 1 have no ``decoder`` row; earlier runs
+    no refiner-off row)."""
+    return [m for m in (*METHODS, REFINER_OFF) if m in results]
 KS = (1, 2, 3, 5, 10, 20)
 
 
@@ -80,7 +87,7 @@ def write_report(out: Path, saved: dict) -> None:
     curve_gain = float(np.mean(b["miou"]) - np.mean(a["miou"]))
     # FocSAM must beat the base and, with stage 1, the stage-1 decoder alone (the issue's "base
     # tiny SAM with the decoder stage"): lower NoC@90 and a higher mean mIoU@k against both.
-    rivals = [results[m] for m in ("sam", "decoder") if m in results]
+    rivals = [results[m] for m in ("sam", "decoder", REFINER_OFF) if m in results]
     wins = all(b["noc"]["90"] < r["noc"]["90"] and np.mean(b["miou"]) > np.mean(r["miou"]) for r in rivals)
     verdict = "consistent with the paper" if wins else "not reproduced at this scale"
     per_scene = {m: np.asarray(results[m]["per_scene_iou"]) for m in rows_of(results)}
@@ -95,17 +102,41 @@ def write_report(out: Path, saved: dict) -> None:
 **The two stages apart.** Stage 1 alone (the fine-tuned decoder, no refiner): NoC@90 {d['noc']['90']:.2f},
 mIoU over clicks 1-20 {np.mean(d['miou']):.4f}. The refiner on top of it, paired over scenes, IoU over
 clicks 2-20: {by_refiner}.
-Stage 1: {info['dec_steps']} steps in {info['dec_s'] / 60:.1f} min (`DecoderTraining`, batch {args['batch']},
+"""
+        if "dec_steps" in info:
+            stage1 += f"""Stage 1: {info['dec_steps']} steps in {info['dec_s'] / 60:.1f} min (`DecoderTraining`, batch {args['batch']},
 AdamW lr {args['decoder_lr']}, weight decay 0.05), loss {info['dec_loss_span'][0]:.3f} → {info['dec_loss_span'][1]:.3f},
 training-batch IoU {info['dec_iou_span'][0]:.3f} → {info['dec_iou_span'][1]:.3f} (first/last 50 steps).
 """
     else:
         stage1 = "\nThis run had no stage 1 (`--decoder-minutes 0`): the refiner trained against the base's decoder.\n"
+    if REFINER_OFF in per_scene:
+        off = results[REFINER_OFF]
+        by_refiner_only = common.describe_difference(common.paired_difference(per_scene[REFINER_OFF][:, 1:].mean(1),
+                                                                              per_scene["focsam"][:, 1:].mean(1)))
+        stage1 += f"""
+**Refiner off** (row `{REFINER_OFF}`: FocSAM's flow with the trained refiner made the identity, F_r = F, so
+the two rows differ in the refiner alone): NoC@90 {off['noc']['90']:.2f}, mIoU over clicks 1-20
+{np.mean(off['miou']):.4f}. What the refiner adds, paired over scenes, IoU over clicks 2-20: {by_refiner_only}.
+"""
+    if info.get("reused_trained"):
+        log = info.get("training_log")
+        stage1 += (
+            f"\n**Re-evaluated** (`--reuse-trained`): the stage-1 decoder and the refiner kept by the training run "
+            f"(`{info['reused_trained']}`), evaluated again without training."
+            + (f" The training run's own output, with its metrics every 100 steps and the report it wrote, is "
+               f"[{log}]({log})." if log else "") + "\n")
     iou_span = info.get("ref_iou_span")
     ref_iou = (f" Training-batch IoU, refined vs the same decoder on F (`iou` vs `iou_base`, last 50 steps): "
                f"{iou_span[0]:.3f} vs {iou_span[1]:.3f}." if iou_span else "")
-    r_start, r_end = common.loss_span(saved["method_loss"])
-    earlier = common.other_runs(out, {"no_stage1": "session 3: no stage 1 (the refiner trained against the base's BCE-trained decoder), depth 2, 40 min", "base_recipe3": "session 2: the recipe-3 base (15 min, no single-mask loss on lone clicks), 30 test scenes, refiner depth 6; its own `paper_init/` run used `--refiner-init focsam`"})
+    if saved["method_loss"]:
+        r_start, r_end = common.loss_span(saved["method_loss"])
+        training = f"""Refiner: {info['ref_steps']} steps in {info['ref_s'] / 60:.1f} min (batch {args['batch']}, AdamW lr
+{args['ref_lr']}, weight decay 0.05), loss {r_start:.3f} → {r_end:.3f} (mean of the first/last 50 steps).{{ref_iou}}
+"""
+    else:
+        training = ""
+    earlier = common.other_runs(out, {"refiner_40min": "session 4, on session 3's base: stage 1 10 min, refiner depth 2 for 40 min, 100 test scenes", "no_stage1": "session 3: no stage 1 (the refiner trained against the base's BCE-trained decoder), depth 2, 40 min", "base_recipe3": "session 2: the recipe-3 base (15 min, no single-mask loss on lone clicks), 30 test scenes, refiner depth 6; its own `paper_init/` run used `--refiner-init focsam`"})
     text = f"""# FocSAM small-scale experiment
 
 **Verdict: {verdict}.** NoC@90 {a['noc']['90']:.2f} → {b['noc']['90']:.2f}; mIoU averaged over clicks 1-20
@@ -130,10 +161,47 @@ encoder, so the same embedding), IoU at the original image size.
 
 {common.base_summary(saved['base_info'])}
 {stage1}
-Refiner: {info['ref_steps']} steps in {info['ref_s'] / 60:.1f} min (batch {args['batch']}, AdamW lr
-{args['ref_lr']}, weight decay 0.05), loss {r_start:.3f} → {r_end:.3f} (mean of the first/last 50 steps).{ref_iou}
-{args['threads']} CPU thread(s); evaluation took {info['eval_s']:.0f} s. Command: `{info['command']}`{earlier}"""
+{training.replace("{ref_iou}", ref_iou)}{args['threads']} CPU thread(s); evaluation took {info['eval_s']:.0f} s. Command: `{info['command']}`{earlier}"""
     (out / "report.md").write_text(text)
+
+
+def refiner_off_row(model: torch.nn.Module, seed: int, count: int) -> dict:
+    """The click protocol for ``focsam`` on a copy of ``model`` whose refiner is the identity."""
+    off = copy.deepcopy(model)
+    identity_start(off.focus_refiner)
+    return common.click_protocol(off, ("focsam",), seed, count)["focsam"]
+
+
+def reuse_trained(args, argv, base_model, base_info) -> int:
+    """``--reuse-trained``: evaluate again the stage-1 decoder and refiner that the last run kept
+    in the cache (``trained_focsam_small.pt``), without training; the report then points to the
+    run's own log for the training figures (``--training-log``)."""
+    path = common.CACHE / "trained_focsam_small.pt"
+    if not path.is_file():
+        raise SystemExit(f"no kept model at {path}: run the experiment first (it keeps the trained model there)")
+    model = copy.deepcopy(base_model)
+    grid = model.prompt_encoder.image_embedding_size[0]
+    model.add_module("focus_refiner", FocusRefiner(depth=args.refiner_depth, window_size=max(grid // 4, 2),
+                                                   frame_size=model.image_size))
+    model.load_state_dict(torch.load(path, map_location="cpu"))  # strict: the same depth and frame
+    model.eval()
+    model.focus_refiner.clicksam_trained = True
+    test_seed = common.TEST_SEED + args.seed
+    trained = {"steps": 0, "seconds": 0.0, "loss": [], "metrics": []}
+
+    def evaluate() -> dict:
+        results = common.click_protocol(base_model, ("sam",), test_seed, args.test_scenes)
+        tuned = common.click_protocol(model, ("sam", "focsam"), test_seed, args.test_scenes)
+        results.update(decoder=tuned["sam"], focsam=tuned["focsam"])
+        results[REFINER_OFF] = refiner_off_row(model, test_seed, args.test_scenes)
+        return results
+
+    def details() -> dict:
+        return {"window": max(grid // 4, 2), "refiner_params": sum(p.numel() for p in model.focus_refiner.parameters()),
+                "reused_trained": f"experiments/cache/{path.name}", "training_log": args.training_log}
+
+    return common.conclude(args, argv, "focsam_small.py", "refiner (kept)", "ref", trained, base_info, evaluate,
+                           details, plot, write_report)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,11 +215,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-clicks", type=int, default=10)
     parser.add_argument("--refiner-init", choices=("identity", "focsam"), default="identity",
                         help="identity: start at F_r = F (see identity_start); focsam: the paper's init")
+    parser.add_argument("--reuse-trained", action="store_true",
+                        help="no training: evaluate the stage-1 decoder and refiner kept in the cache by the last run "
+                             "(same base flags and --refiner-depth)")
+    parser.add_argument("--training-log", default=None,
+                        help="with --reuse-trained: the path (relative to --out) of the training run's output, "
+                             "named in the report")
     args = parser.parse_args(argv)
     if args.report_only:
         common.finish(args.out, None, plot, write_report)
         return 0
     model, base_info, data = common.prepare(args)
+    if args.reuse_trained:
+        return reuse_trained(args, argv, model, base_info)
     grid = model.prompt_encoder.image_embedding_size[0]
     emb = common.precompute_embeddings(model, data)
     base_model = copy.deepcopy(model)
@@ -179,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         results["focsam"] = tuned["focsam"]
         if stage1 is not None:
             results["decoder"] = tuned["sam"]
+        results[REFINER_OFF] = refiner_off_row(model, test_seed, args.test_scenes)
         return results
 
     def details() -> dict:
