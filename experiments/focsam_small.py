@@ -165,11 +165,20 @@ encoder, so the same embedding), IoU at the original image size.
     (out / "report.md").write_text(text)
 
 
-def refiner_off_row(model: torch.nn.Module, seed: int, count: int) -> dict:
-    """The click protocol for ``focsam`` on a copy of ``model`` whose refiner is the identity."""
+def evaluate_rows(base_model: torch.nn.Module, model: torch.nn.Module, seed: int, count: int,
+                  with_decoder: bool) -> dict:
+    """The click protocol for every row: ``sam`` on the base; on the trained model ``focsam``,
+    ``decoder`` (plain ``sam`` on the stage-1 decoder, when there is one) and the refiner-off row
+    (``focsam`` on a copy whose refiner is the identity)."""
+    results = common.click_protocol(base_model, ("sam",), seed, count)
+    tuned = common.click_protocol(model, ("sam", "focsam"), seed, count)
+    results["focsam"] = tuned["focsam"]
+    if with_decoder:
+        results["decoder"] = tuned["sam"]
     off = copy.deepcopy(model)
     identity_start(off.focus_refiner)
-    return common.click_protocol(off, ("focsam",), seed, count)["focsam"]
+    results[REFINER_OFF] = common.click_protocol(off, ("focsam",), seed, count)["focsam"]
+    return results
 
 
 def reuse_trained(args, argv, base_model, base_info) -> int:
@@ -190,11 +199,7 @@ def reuse_trained(args, argv, base_model, base_info) -> int:
     trained = {"steps": 0, "seconds": 0.0, "loss": [], "metrics": []}
 
     def evaluate() -> dict:
-        results = common.click_protocol(base_model, ("sam",), test_seed, args.test_scenes)
-        tuned = common.click_protocol(model, ("sam", "focsam"), test_seed, args.test_scenes)
-        results.update(decoder=tuned["sam"], focsam=tuned["focsam"])
-        results[REFINER_OFF] = refiner_off_row(model, test_seed, args.test_scenes)
-        return results
+        return evaluate_rows(base_model, model, test_seed, args.test_scenes, with_decoder=True)
 
     def details() -> dict:
         return {"window": max(grid // 4, 2), "refiner_params": sum(p.numel() for p in model.focus_refiner.parameters()),
@@ -250,13 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     test_seed = common.TEST_SEED + args.seed
 
     def evaluate() -> dict:
-        results = common.click_protocol(base_model, ("sam",), test_seed, args.test_scenes)
-        tuned = common.click_protocol(model, ("sam", "focsam"), test_seed, args.test_scenes)
-        results["focsam"] = tuned["focsam"]
-        if stage1 is not None:
-            results["decoder"] = tuned["sam"]
-        results[REFINER_OFF] = refiner_off_row(model, test_seed, args.test_scenes)
-        return results
+        return evaluate_rows(base_model, model, test_seed, args.test_scenes, with_decoder=stage1 is not None)
 
     def details() -> dict:
         info = {"window": window, "refiner_params": sum(p.numel() for p in model.focus_refiner.parameters()),

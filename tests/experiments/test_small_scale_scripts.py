@@ -21,7 +21,7 @@ TINY = ["--base-minutes", "0.05", "--method-minutes", "0.05", "--train-scenes", 
 SCRIPTS = {
     "stable_sam_small.py": (["--num-prompts", "2"], "stable_sam_small.png", ("sam", "stable-sam")),
     "focsam_small.py": (["--refiner-depth", "2", "--decoder-minutes", "0.05"], "focsam_small.png",
-                        ("sam", "decoder", "focsam")),
+                        ("sam", "decoder", "focsam", "focsam, refiner off")),
     "sam_ref_small.py": (["--mask-loss", "bce", "--lfr-patch", "32", "--patch-dice", "1", "--patch-refined", "0.5"],
                          "sam_ref_small.png",
                          ("sam", "sam-ref", "sam-ref, LFR off")),
@@ -51,6 +51,16 @@ def test_script_runs_end_to_end(script, tmp_path):
     again = subprocess.run(cmd + ["--report-only"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr[-3000:]
     assert (out / "report.md").read_text() == report
+
+    if script == "focsam_small.py":  # the kept model, evaluated again, gives the run's numbers
+        reused = tmp_path / "reused"
+        again = subprocess.run(cmd + ["--reuse-trained", "--training-log", "log.txt", "--out", str(reused)], cwd=ROOT,
+                               env=env, capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stderr[-3000:]
+        redone = json.loads((reused / "results.json").read_text())
+        for row in methods:
+            assert redone["results"][row]["per_scene_iou"] == saved["results"][row]["per_scene_iou"], row
+        assert "[log.txt](log.txt)" in (reused / "report.md").read_text()
 
 
 @pytest.mark.slow

@@ -212,7 +212,8 @@ class SamRef(nn.Module):
         return SamRefOutput(
             logits=final, global_logits=glob.logits, global_refined=glob.refined_logits,
             global_error=glob.error_logits, sam_logits=sam_logits, prompt=prompt,
-            patch_logits=patch.logits, patch_refined=patch.refined_logits, patch_error=patch.error_logits, patch_base=patch_base,
+            patch_logits=patch.logits, patch_refined=patch.refined_logits, patch_error=patch.error_logits,
+            patch_base=patch_base,
             windows=list(windows), used_previous=use_prev, error_area=areas,
         )
 
