@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 from pathlib import Path
 
@@ -132,7 +131,7 @@ the two rows differ in the refiner alone): NoC@90 {off['noc']['90']:.2f}, mIoU o
     if saved["method_loss"]:
         r_start, r_end = common.loss_span(saved["method_loss"])
         training = f"""Refiner: {info['ref_steps']} steps in {info['ref_s'] / 60:.1f} min (batch {args['batch']}, AdamW lr
-{args['ref_lr']}, weight decay 0.05), loss {r_start:.3f} → {r_end:.3f} (mean of the first/last 50 steps).{{ref_iou}}
+{args['ref_lr']}, weight decay 0.05), loss {r_start:.3f} → {r_end:.3f} (mean of the first/last 50 steps).{ref_iou}
 """
     else:
         training = ""
@@ -161,8 +160,16 @@ encoder, so the same embedding), IoU at the original image size.
 
 {common.base_summary(saved['base_info'])}
 {stage1}
-{training.replace("{ref_iou}", ref_iou)}{args['threads']} CPU thread(s); evaluation took {info['eval_s']:.0f} s. Command: `{info['command']}`{earlier}"""
+{training}{args['threads']} CPU thread(s); evaluation took {info['eval_s']:.0f} s. Command: `{info['command']}`{earlier}"""
     (out / "report.md").write_text(text)
+
+
+def add_refiner(model: torch.nn.Module, depth: int) -> int:
+    """Attach a FocusRefiner scaled to the model's frame (4×4 windows over the embedding, as
+    16×16-cell windows are on SAM's 64×64) at ``model.focus_refiner``; returns its window side."""
+    window = max(model.prompt_encoder.image_embedding_size[0] // 4, 2)
+    model.add_module("focus_refiner", FocusRefiner(depth=depth, window_size=window, frame_size=model.image_size))
+    return window
 
 
 def evaluate_rows(base_model: torch.nn.Module, model: torch.nn.Module, seed: int, count: int,
@@ -189,9 +196,7 @@ def reuse_trained(args, argv, base_model, base_info) -> int:
     if not path.is_file():
         raise SystemExit(f"no kept model at {path}: run the experiment first (it keeps the trained model there)")
     model = copy.deepcopy(base_model)
-    grid = model.prompt_encoder.image_embedding_size[0]
-    model.add_module("focus_refiner", FocusRefiner(depth=args.refiner_depth, window_size=max(grid // 4, 2),
-                                                   frame_size=model.image_size))
+    window = add_refiner(model, args.refiner_depth)
     model.load_state_dict(torch.load(path, map_location="cpu"))  # strict: the same depth and frame
     model.eval()
     model.focus_refiner.clicksam_trained = True
@@ -202,7 +207,7 @@ def reuse_trained(args, argv, base_model, base_info) -> int:
         return evaluate_rows(base_model, model, test_seed, args.test_scenes, with_decoder=True)
 
     def details() -> dict:
-        return {"window": max(grid // 4, 2), "refiner_params": sum(p.numel() for p in model.focus_refiner.parameters()),
+        return {"window": window, "refiner_params": sum(p.numel() for p in model.focus_refiner.parameters()),
                 "reused_trained": f"experiments/cache/{path.name}", "training_log": args.training_log}
 
     return common.conclude(args, argv, "focsam_small.py", "refiner (kept)", "ref", trained, base_info, evaluate,
@@ -243,9 +248,7 @@ def main(argv: list[str] | None = None) -> int:
                                      args.seed, weight_decay=0.05)
         print(f"decoder (stage 1): {stage1['steps']} steps, loss {common.loss_span(stage1['loss'])}", flush=True)
     torch.manual_seed(args.seed)
-    window = max(grid // 4, 2)
-    model.add_module("focus_refiner", FocusRefiner(depth=args.refiner_depth, window_size=window,
-                                                   frame_size=model.image_size))
+    window = add_refiner(model, args.refiner_depth)
     if args.refiner_init == "identity":
         identity_start(model.focus_refiner)
     method = FocSamTraining(model, {"max_clicks": args.max_clicks, "click_map_size": 4 * grid})
