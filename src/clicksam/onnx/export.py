@@ -8,7 +8,6 @@ minutes on a small CPU and specialises data-dependent sizes, so it is not used.
 from __future__ import annotations
 
 import io
-import logging
 import os
 import tempfile
 import warnings
@@ -45,7 +44,7 @@ def import_onnxruntime() -> Any:
     try:
         import onnxruntime
     except ImportError as exc:
-        raise RuntimeError(f"running or quantizing an ONNX decoder needs 'onnxruntime' ({exc}); {EXTRA_HINT}") from exc
+        raise RuntimeError(f"running or quantizing an ONNX graph needs 'onnxruntime' ({exc}); {EXTRA_HINT}") from exc
     return onnxruntime
 
 
@@ -117,16 +116,22 @@ def trace_decoder(model: Sam, return_single_mask: bool = False, opset: int = DEF
     return buffer.getvalue()
 
 
-def add_metadata(model_bytes: bytes, metadata: dict[str, str]) -> bytes:
-    """Return ``model_bytes`` with ``metadata`` (keys prefixed ``clicksam.``) stored in the model's
-    ``metadata_props``, after checking the model with ``onnx.checker``."""
-    onnx = import_onnx()
-    proto = onnx.load_from_string(model_bytes)
+def set_metadata(proto: Any, metadata: dict[str, str]) -> Any:
+    """Store ``metadata`` (keys prefixed ``clicksam.``) in an ``onnx.ModelProto``'s
+    ``metadata_props``, replacing earlier values of the same keys; returns ``proto``."""
     existing = {prop.key: prop for prop in proto.metadata_props}
     for key, value in metadata.items():
         full_key = METADATA_PREFIX + key
         prop = existing[full_key] if full_key in existing else proto.metadata_props.add()
         prop.key, prop.value = full_key, str(value)
+    return proto
+
+
+def add_metadata(model_bytes: bytes, metadata: dict[str, str]) -> bytes:
+    """Return ``model_bytes`` with ``metadata`` (keys prefixed ``clicksam.``) stored in the model's
+    ``metadata_props``, after checking the model with ``onnx.checker``."""
+    onnx = import_onnx()
+    proto = set_metadata(onnx.load_from_string(model_bytes), metadata)
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
@@ -137,31 +142,18 @@ def add_metadata(model_bytes: bytes, metadata: dict[str, str]) -> bytes:
 def quantize_bytes(model_bytes: bytes, workdir: Path) -> bytes:
     """Dynamic (weight-only uint8) quantization of an ONNX model with onnxruntime, as SAM's own
     export script does. Temporary files go to ``workdir`` and are removed."""
+    from clicksam.onnx.quantize import quantize_dynamic_file
+
     import_onnxruntime()
-    try:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError as exc:
-        raise RuntimeError(f"onnxruntime.quantization is unavailable ({exc}); {EXTRA_HINT}") from exc
     fd_in, float_path = tempfile.mkstemp(prefix=".decoder-float.", suffix=".onnx", dir=workdir)
     fd_out, quant_path = tempfile.mkstemp(prefix=".decoder-quant.", suffix=".onnx", dir=workdir)
     os.close(fd_out)
-    root_logger = logging.getLogger()
-    level = root_logger.level
     try:
         with os.fdopen(fd_in, "wb") as handle:
             handle.write(model_bytes)
-        # onnxruntime advises its pre-processing step on the root logger; it changes nothing here.
-        root_logger.setLevel(max(level, logging.ERROR))
-        quantize_dynamic(
-            model_input=float_path,
-            model_output=quant_path,
-            per_channel=False,
-            reduce_range=False,
-            weight_type=QuantType.QUInt8,
-        )
+        quantize_dynamic_file(float_path, quant_path, weight_type="uint8", per_channel=False, op_types=None)
         return Path(quant_path).read_bytes()
     finally:
-        root_logger.setLevel(level)
         for name in (float_path, quant_path):
             try:
                 os.unlink(name)

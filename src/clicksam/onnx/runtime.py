@@ -18,8 +18,8 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from clicksam.onnx.export import import_onnxruntime
 from clicksam.onnx.model import INPUT_NAMES, LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_PADDING, OUTPUT_NAMES
+from clicksam.onnx.sessions import graph_metadata, make_session
 
 PathLike = Union[str, "os.PathLike[str]"]
 MASK_THRESHOLD = 0.0
@@ -31,7 +31,8 @@ class OnnxDecoder:
     Args:
         path: an ONNX file written by :func:`clicksam.onnx.export_decoder` (``clicksam export-onnx``).
         providers: onnxruntime execution providers (default ``["CPUExecutionProvider"]``).
-        num_threads: intra-op threads for onnxruntime (default: onnxruntime's choice).
+        num_threads: intra-op threads for onnxruntime (default: PyTorch's setting, see
+            :mod:`clicksam.onnx.sessions`).
 
     Attributes:
         single_mask: True when the file returns one mask per call (exported with
@@ -40,19 +41,10 @@ class OnnxDecoder:
     """
 
     def __init__(self, path: PathLike, providers: Optional[list[str]] = None, num_threads: Optional[int] = None) -> None:
-        ort = import_onnxruntime()
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"ONNX decoder {self.path} not found; write one with: clicksam export-onnx --model vit_b -o {self.path}")
-        options = ort.SessionOptions()
-        if num_threads is not None:
-            if num_threads < 1:
-                raise ValueError(f"num_threads must be at least 1, got {num_threads}")
-            options.intra_op_num_threads = int(num_threads)
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=providers or ["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise RuntimeError(f"onnxruntime cannot load {self.path}: {exc}") from exc
+        self.session = make_session(self.path, num_threads, providers)
         inputs = {i.name: i for i in self.session.get_inputs()}
         outputs = [o.name for o in self.session.get_outputs()]
         if set(inputs) != set(INPUT_NAMES) or set(OUTPUT_NAMES) - set(outputs):
@@ -60,8 +52,7 @@ class OnnxDecoder:
                 f"{self.path} is not a SAM decoder export: inputs {sorted(inputs)}, outputs {outputs}; "
                 f"expected inputs {list(INPUT_NAMES)} and outputs {list(OUTPUT_NAMES)}"
             )
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.metadata = {k[len("clicksam."):]: v for k, v in meta.items() if k.startswith("clicksam.")}
+        self.metadata = graph_metadata(self.session)
         iou_shape = next(o.shape for o in self.session.get_outputs() if o.name == "iou_predictions")
         if "return_single_mask" in self.metadata:
             self.single_mask = self.metadata["return_single_mask"] == "1"
