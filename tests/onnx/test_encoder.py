@@ -16,38 +16,48 @@ def graph_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def fp32_encoder(tiny_model, graph_dir) -> OnnxEncoder:
-    return OnnxEncoder.from_model(tiny_model, "fp32", num_threads=1, cache_dir=graph_dir, log=None)
+def model(tiny_model):
+    """The tiny model with non-zero relative and absolute positions (untrained, both are zero)."""
+    import copy
+
+    from tests.onnx.test_encoder_model import randomize
+
+    return randomize(copy.deepcopy(tiny_model)).eval()
 
 
 @pytest.fixture(scope="module")
-def int8_encoder(tiny_model, graph_dir) -> OnnxEncoder:
-    return OnnxEncoder.from_model(tiny_model, "int8", num_threads=1, cache_dir=graph_dir, log=None)
+def fp32_encoder(model, graph_dir) -> OnnxEncoder:
+    return OnnxEncoder.from_model(model, "fp32", num_threads=1, cache_dir=graph_dir, log=None)
 
 
 @pytest.fixture(scope="module")
-def photo_input(tiny_model) -> torch.Tensor:
+def int8_encoder(model, graph_dir) -> OnnxEncoder:
+    return OnnxEncoder.from_model(model, "int8", num_threads=1, cache_dir=graph_dir, log=None)
+
+
+@pytest.fixture(scope="module")
+def photo_input(model) -> torch.Tensor:
     """examples/coffee.jpg as the predictor prepares it: resized, normalised, padded, 1x3x1024x1024."""
     from pathlib import Path
 
     import clicksam
 
-    predictor = clicksam.SamPredictor(tiny_model)
+    predictor = clicksam.SamPredictor(model)
     predictor.set_image(clicksam.read_image(Path(__file__).resolve().parents[2] / "examples" / "coffee.jpg"))
     return predictor.input_image
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_model, photo_input) -> torch.Tensor:
+def reference(model, photo_input) -> torch.Tensor:
     with torch.inference_mode():
-        return tiny_model.encode(photo_input)
+        return model.encode(photo_input)
 
 
 def sqnr_db(ours: torch.Tensor, ref: torch.Tensor) -> float:
     return float(10 * torch.log10(ref.pow(2).sum() / (ours - ref).pow(2).sum()))
 
 
-def test_fp32_matches_sam_encode(fp32_encoder, tiny_model, photo_input, reference):
+def test_fp32_matches_sam_encode(fp32_encoder, model, photo_input, reference):
     from clicksam.cache import weights_digest
 
     ours = fp32_encoder.encode(photo_input)
@@ -57,13 +67,13 @@ def test_fp32_matches_sam_encode(fp32_encoder, tiny_model, photo_input, referenc
     assert fp32_encoder.precision == "fp32" and fp32_encoder.image_size == 1024
     meta = fp32_encoder.metadata
     assert meta["format"] == "sam-encoder" and meta["model"] == "tiny" and meta["quantization"] == "none"
-    assert meta["weights_digest"] == weights_digest(tiny_model)
+    assert meta["weights_digest"] == weights_digest(model)
 
 
-def test_batch_of_two_and_numpy_run(fp32_encoder, tiny_model):
+def test_batch_of_two_and_numpy_run(fp32_encoder, model):
     x = torch.randn(2, 3, 1024, 1024, generator=torch.Generator().manual_seed(3))
     with torch.inference_mode():
-        ref = tiny_model.encode(x)
+        ref = model.encode(x)
     out = fp32_encoder.run(x.numpy())
     assert isinstance(out, np.ndarray) and out.shape == (2, 256, 64, 64)
     assert np.abs(out - ref.numpy()).max() / ref.abs().max().item() < 1e-5
@@ -79,18 +89,18 @@ def test_int8_is_close_and_smaller(int8_encoder, fp32_encoder, photo_input, refe
     assert int8_encoder.path.parent != fp32_encoder.path.parent
 
 
-def test_cached_graph_is_reused_and_damage_reexports(tiny_model, fp32_encoder, graph_dir, tmp_path, photo_input, reference):
+def test_cached_graph_is_reused_and_damage_reexports(model, fp32_encoder, graph_dir, tmp_path, photo_input, reference):
     import shutil
 
     shutil.copytree(graph_dir / "onnx", tmp_path / "onnx")  # the module's cache, exported once already
     lines: list[str] = []
-    path = export_encoder(tiny_model, cache_dir=tmp_path, log=lines.append)
+    path = export_encoder(model, cache_dir=tmp_path, log=lines.append)
     assert path.parent.name == fp32_encoder.path.parent.name and lines == []  # reused, not exported
     data = bytearray(path.read_bytes())
     middle = len(data) // 2
     data[middle : middle + 64] = bytes(64)  # zero a run of weights: same size, wrong content
     path.write_bytes(bytes(data))
-    again = export_encoder(tiny_model, cache_dir=tmp_path, log=lines.append)
+    again = export_encoder(model, cache_dir=tmp_path, log=lines.append)
     assert again == path and len(lines) == 1 and "sha256" in lines[0]
     ours = OnnxEncoder(again, num_threads=1).encode(photo_input)
     assert float((ours - reference).abs().max() / reference.abs().max()) < 1e-5

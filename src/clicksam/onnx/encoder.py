@@ -3,7 +3,8 @@
     encoder = OnnxEncoder.from_model(model, precision="int8")   # exported once per weights, then cached
     embedding = encoder.encode(model.preprocess(resized))        # what model.encode(...) returns
 
-The graph is ``model.image_encoder`` traced with PyTorch's TorchScript-based exporter: input
+The graph is ``model.image_encoder`` traced with PyTorch's TorchScript-based exporter (global
+attention in blocks of query rows, see :mod:`clicksam.onnx.encoder_model`): input
 ``image`` B×3×S×S float32 (normalised and padded, as :meth:`clicksam.models.sam.Sam.preprocess`
 returns it; B is dynamic, S = ``model.image_size``), output ``image_embeddings`` B×256×(S/16)×(S/16).
 ``precision="int8"`` derives a dynamically quantised copy of the fp32 graph (signed int8 MatMul
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from clicksam.models.sam import Sam
+from clicksam.onnx.encoder_model import EncoderExportModule
 from clicksam.onnx.export import DEFAULT_OPSET, check_opset, import_onnx, import_onnxruntime, set_metadata
 from clicksam.onnx.graph_cache import GRAPH_FILE, GraphKey, PathLike, cached_graph, save_graph
 from clicksam.onnx.sessions import graph_metadata, make_session
@@ -66,7 +68,7 @@ def trace_encoder(model: Sam, path: Path, opset: int = DEFAULT_OPSET) -> Path:
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(
-                model.image_encoder, (example,), str(path), dynamo=False, opset_version=opset,
+                EncoderExportModule(model.image_encoder), (example,), str(path), dynamo=False, opset_version=opset,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                 dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, do_constant_folding=True,
             )

@@ -7,6 +7,11 @@ one setting governs both runtimes: ``OMP_NUM_THREADS=1`` or ``torch.set_num_thre
 machine, nothing on a desktop. onnxruntime's own default would count the machine's physical cores and
 ignore both. Each session runs its graph with one inter-op thread (sequential execution); SAM's graphs
 are chains where parallel branches gain nothing.
+
+Memory. onnxruntime's "memory pattern" (one block planned per input shape) is off: with the encoder's
+dynamic batch axis the first run fills the arena and the second adds the planned block beside it,
+so a ViT-B int8 encoding held 1.07 GB after one run and 1.79 GB after two; without it the arena
+stays at 1.02 GB run after run, and the run is no slower (6.0 vs 6.1-6.4 s of CPU, one thread).
 """
 from __future__ import annotations
 
@@ -28,7 +33,8 @@ def default_num_threads() -> int:
 
 def session_options(num_threads: Optional[int] = None) -> Any:
     """``onnxruntime.SessionOptions`` with ``num_threads`` intra-op threads (default
-    :func:`default_num_threads`), sequential execution and every graph optimisation enabled."""
+    :func:`default_num_threads`), sequential execution, every graph optimisation enabled and the
+    memory pattern off (see the module docstring)."""
     ort = import_onnxruntime()
     if num_threads is None:
         num_threads = default_num_threads()
@@ -39,6 +45,7 @@ def session_options(num_threads: Optional[int] = None) -> Any:
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.enable_mem_pattern = False
     return options
 
 
