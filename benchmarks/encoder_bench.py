@@ -190,6 +190,8 @@ def make_runner(spec: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
         from clicksam.onnx.encoder import OnnxEncoder
 
         encoder = OnnxEncoder(spec["graph"], num_threads=threads)
+        if spec.get("profile"):
+            encoder.session = onnx_profiling_session(spec["graph"], threads, spec["profile"])
         return encoder.run
     model, cfg = load_model(Path(spec["model"]))
     if variant.name == "reference":
@@ -218,6 +220,49 @@ def make_runner(spec: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
     return run
 
 
+def onnx_profiling_session(graph: str, threads: int, prefix: str):
+    """A session like ``OnnxEncoder``'s, with onnxruntime's per-node profiler on."""
+    import onnxruntime as ort
+
+    from clicksam.onnx.sessions import session_options
+
+    options = session_options(threads)
+    options.enable_profiling = True
+    options.profile_file_prefix = prefix
+    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+
+def summarize_onnx_profile(trace: Path, runs: int, top: int = 15) -> dict[str, Any]:
+    """Per-run seconds by operator type, by encoder block and for the slowest nodes, from an
+    onnxruntime profile of ``runs`` runs (the warm-up included, so divided by ``runs``)."""
+    by_op: dict[str, float] = {}
+    by_block: dict[str, float] = {}
+    nodes: dict[str, float] = {}
+    for event in json.loads(Path(trace).read_text()):
+        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+            continue
+        seconds = event["dur"] / 1e6 / runs
+        op = event["args"]["op_name"]
+        name = event["name"][: -len("_kernel_time")]
+        by_op[op] = by_op.get(op, 0.0) + seconds
+        block = name.split("/")[1] if name.count("/") >= 2 and "blocks." in name else "patch embed, neck, other"
+        by_block[block] = by_block.get(block, 0.0) + seconds
+        nodes[f"{name} ({op})"] = nodes.get(f"{name} ({op})", 0.0) + seconds
+
+    def ordered(table: dict[str, float], limit: int | None = None) -> dict[str, float]:
+        return dict(sorted(table.items(), key=lambda item: -item[1])[:limit])
+
+    return {"total_s": sum(by_op.values()), "by_op_type_s": ordered(by_op), "by_block_s": ordered(by_block),
+            "slowest_nodes_s": ordered(nodes, top)}
+
+
+def summarize_torch_profile(profiler, top: int = 15) -> dict[str, Any]:
+    """Self CPU seconds by operator from a ``torch.profiler`` run."""
+    rows = sorted(profiler.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    by_op = {e.key: e.self_cpu_time_total / 1e6 for e in rows[:top]}
+    return {"total_s": sum(e.self_cpu_time_total for e in rows) / 1e6, "by_op_type_s": by_op}
+
+
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(spec["threads"])
     start = time.perf_counter()
@@ -243,8 +288,25 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("embed_out"):  # embeddings of every input, for the quality figures
         embeddings = np.concatenate([run(np.ascontiguousarray(inputs[i][None])) for i in range(len(inputs))])
         np.save(spec["embed_out"], embeddings)
+    if spec.get("profile"):
+        result["profile"] = profile_runs(spec, run, image)
     del output
     return result
+
+
+def profile_runs(spec: dict[str, Any], run: Callable[[np.ndarray], np.ndarray], image: np.ndarray) -> dict[str, Any]:
+    """Where one encoding's time goes: onnxruntime's node profiler (its session already records
+    every run) or ``torch.profiler`` around one more encoding."""
+    if VARIANTS[spec["variant"]].runtime == "onnx":
+        session = run.__self__.session
+        trace = session.end_profiling()
+        runs = spec.get("warmup", 1) + max(1, int(spec.get("repeats", 1)))
+        summary = summarize_onnx_profile(Path(trace), runs)
+        Path(trace).unlink()
+        return summary
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        run(image)
+    return summarize_torch_profile(profiler)
 
 
 def run_worker(spec: dict[str, Any], timeout_s: float = 3600) -> dict[str, Any]:

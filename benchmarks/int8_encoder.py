@@ -203,25 +203,34 @@ def plot(result: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    speed, quality = result.get("speed", {}), result["quality"].get("photos", {})
+    speed, quality, masks = result.get("speed", {}), result["quality"].get("photos", {}), result.get("masks", {})
     names = list(result["variants"])
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    y = np.arange(len(names))
+    fig, axes = plt.subplots(1, 4 if masks else 3, figsize=(21 if masks else 16, 4.8))
     if speed:
         base = "reference" if "reference" in speed else "torch-fp32"
-        y = np.arange(len(names))
         axes[0].barh(y + 0.2, [speed[n]["wall_s"] / speed[base]["wall_s"] for n in names], height=0.4, color="tab:blue", label="wall time")
         axes[0].barh(y - 0.2, [speed[n]["cpu_s"] / speed[base]["cpu_s"] for n in names], height=0.4, color="tab:cyan", label="CPU time")
-        axes[0].set_yticks(y, names)
-        axes[0].axvline(0.5, color="red", ls="--", lw=1, label="goal 0.5x (int8 vs reference)")
+        if base == "reference":
+            axes[0].axvline(0.5, color="red", ls="--", lw=1, label="goal 0.5x (int8 vs reference)")
         axes[0].set_xlabel(f"encoder time / {base} (medians, {result['threads']} threads)")
         axes[0].legend(fontsize=8)
-        axes[1].barh(names, [(speed[n]["peak_rss_mb"] or 0) / 1024 for n in names], color="tab:orange")
+        axes[1].barh(y, [(speed[n]["peak_rss_mb"] or 0) / 1024 for n in names], color="tab:orange")
         axes[1].set_xlabel("peak RSS of one encoding (GB)")
     sqnr = [min(quality[n]["sqnr_db_mean"] or 120, 120) if n in quality else 0 for n in names]
-    axes[2].barh(names, sqnr, color="tab:green")
+    axes[2].barh(y, sqnr, color="tab:green")
     axes[2].set_xlabel("embedding SQNR vs torch fp32 on photos (dB, capped at 120)")
-    for ax in axes[1:]:
-        ax.set_yticklabels([])
+    if masks:
+        axes[3].barh(y + 0.2, [masks[n]["agreement_miou_all_clicks"] if n in masks else 0 for n in names], height=0.4,
+                     color="tab:purple", label="mean over clicks")
+        axes[3].barh(y - 0.2, [masks[n]["agreement_miou_final_click"] if n in masks else 0 for n in names], height=0.4,
+                     color="tab:pink", label="final click")
+        axes[3].axvline(0.98, color="red", ls="--", lw=1, label="target 0.98")
+        axes[3].set_xlim(0.9, 1.0)
+        axes[3].set_xlabel("mask IoU vs fp32 on fp32's clicks")
+        axes[3].legend(fontsize=8, loc="lower left")
+    for i, ax in enumerate(axes):
+        ax.set_yticks(y, names if i == 0 else [""] * len(names))
     fig.suptitle(f"{result['model']} image encoder, {result['weights']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -244,7 +253,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, help="where the ONNX graphs are cached (default: clicksam's cache)")
     parser.add_argument("--tag", default=None, help="run tag in the file names (default: date-time)")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--replot", type=Path, metavar="JSON", help="only redraw the PNG of an earlier run")
     args = parser.parse_args(argv)
+    if args.replot is not None:
+        plot(json.loads(args.replot.read_text()), args.replot.with_suffix(".png"))
+        return 0
     if min(args.rounds, args.repeats, args.threads, args.photos) < 1:
         parser.error("--rounds, --repeats, --threads and --photos must be positive")
     torch.set_num_threads(args.threads)
