@@ -131,3 +131,18 @@ def test_missing_onnxruntime_gives_the_install_hint(monkeypatch, tiny_model, tmp
     assert "\n" not in str(info.value)
     with pytest.raises(RuntimeError, match=r"pip install 'clicksam\[onnx\]'"):
         export_encoder(tiny_model, "int8", cache_dir=tmp_path, log=None)
+
+
+def test_large_graph_layout_round_trip(model, tmp_path, monkeypatch, photo_input, reference):
+    """ViT-H's graph is over protobuf's 2 GiB: its tensors go to one file beside the graph, and the
+    int8 graph is quantised from that layout. Forced here on the tiny model with a 0-byte threshold."""
+    import clicksam.onnx.graph_cache as graph_cache
+
+    monkeypatch.setattr(graph_cache, "EXTERNAL_DATA_BYTES", 0)
+    fp32 = export_encoder(model, cache_dir=tmp_path, log=None)
+    assert (fp32.parent / "graph.onnx.data").stat().st_size > fp32.stat().st_size
+    ours = OnnxEncoder(fp32, num_threads=1).encode(photo_input)
+    assert float((ours - reference).abs().max() / reference.abs().max()) < 1e-5
+    int8 = OnnxEncoder(export_encoder(model, "int8", cache_dir=tmp_path, log=None), num_threads=1)
+    assert (int8.path.parent / "graph.onnx.data").is_file()
+    assert sqnr_db(int8.encode(photo_input), reference) > 25

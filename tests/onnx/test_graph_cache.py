@@ -124,6 +124,17 @@ def test_failed_build_leaves_no_entry(key, tmp_path):
     assert build.calls == 1
 
 
+def test_a_killed_build_leaves_nothing_behind_after_the_next(key, tmp_path):
+    root = graph_cache_dir(tmp_path)
+    stale = root / f".{key.folder_name}.abc123"  # the staging folder of a process killed mid-build
+    stale.mkdir(parents=True)
+    (stale / GRAPH_FILE).write_bytes(b"half")
+    other = root / ".other-graph-0123456789abcdef.xyz"  # another key's build may be running: untouched
+    other.mkdir()
+    cached_graph(key, CountingBuild(), tmp_path)
+    assert not stale.exists() and other.exists()
+
+
 def test_large_graph_keeps_tensors_beside_it(key, tmp_path, monkeypatch):
     """Graphs over the protobuf limit (ViT-H) store their tensors in one external file; forced here
     with a threshold of 0 bytes. Damage to that file is caught like damage to the graph."""

@@ -181,6 +181,8 @@ def cached_graph(
         problem = entry_problem(entry, key)  # another process may have built it meanwhile
         if problem is None:
             return entry / GRAPH_FILE
+        for stale in root.glob(f".{key.folder_name}.*"):  # a build killed mid-way (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
         if log is not None:
             reason = "" if problem.startswith("no manifest") and not entry.exists() else f" (cached copy unusable: {problem})"
             log(f"exporting the {key.kind} ONNX graph to {entry}{reason}")
