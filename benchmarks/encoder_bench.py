@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import statistics
@@ -50,9 +51,9 @@ VARIANTS = {v.name: v for v in [
     Variant("torch-fp32", "torch", "fp32", "clicksam Sam.encode"),
     Variant("torch-int8-dynamic", "torch", "int8", "torch.ao dynamic quantisation of every nn.Linear (qint8 weights)"),
     Variant("onnx-fp32", "onnx", "fp32", "clicksam ONNX encoder, fp32"),
-    Variant("onnx-int8", "onnx", "int8", "clicksam's int8 recipe (onnxruntime dynamic, s8 weights, MatMul, per tensor)"),
-    Variant("onnx-int8-perchannel", "onnx", "int8", "onnxruntime dynamic, s8 weights, MatMul, per channel",
-            {"weight_type": "int8", "per_channel": True, "op_types": ("MatMul",)}),
+    Variant("onnx-int8", "onnx", "int8", "clicksam's int8 recipe (onnxruntime dynamic, s8 weights, MatMul, per channel)"),
+    Variant("onnx-int8-pertensor", "onnx", "int8", "onnxruntime dynamic, s8 weights, MatMul, per tensor",
+            {"weight_type": "int8", "per_channel": False, "op_types": ("MatMul",)}),
     Variant("onnx-int8-u8", "onnx", "int8", "onnxruntime dynamic, u8 weights, MatMul, per tensor",
             {"weight_type": "uint8", "per_channel": False, "op_types": ("MatMul",)}),
     Variant("onnx-int8-conv", "onnx", "int8", "onnxruntime dynamic, s8 weights, MatMul + Conv, per tensor",
@@ -124,9 +125,10 @@ def onnx_graphs(model, names: Sequence[str], calibration: Optional[np.ndarray], 
             continue
         if variant.static and calibration is None:
             raise ValueError(f"{name} needs calibration images")
-        key = GraphKey.make(weights_digest(model), f"encoder-candidate-{name}", DEFAULT_OPSET, revision=EXPORT_REVISION,
-                            recipe=json.dumps(variant.recipe, sort_keys=True),
-                            calibration=0 if calibration is None else len(calibration))
+        options = {"revision": EXPORT_REVISION, "recipe": json.dumps(variant.recipe, sort_keys=True)}
+        if variant.static:
+            options["calibration"] = hashlib.sha256(np.ascontiguousarray(calibration).tobytes()).hexdigest()[:16]
+        key = GraphKey.make(weights_digest(model), f"encoder-candidate-{name}", DEFAULT_OPSET, **options)
 
         def build(folder: Path, variant: Variant = variant) -> None:
             if variant.static:

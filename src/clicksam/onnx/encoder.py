@@ -33,7 +33,7 @@ PRECISIONS = ("fp32", "int8")
 # Bump when the traced graph or the int8 recipe changes: cached graphs of other revisions are not reused.
 EXPORT_REVISION = 1
 # The int8 recipe, chosen by measurement (benchmarks/int8_encoder.py, docs/ONNX.md).
-INT8_RECIPE = {"weight_type": "int8", "per_channel": False, "op_types": ("MatMul",)}
+INT8_RECIPE = {"weight_type": "int8", "per_channel": True, "op_types": ("MatMul",)}
 
 
 def check_precision(precision: object) -> str:

@@ -2,8 +2,8 @@
 
 Dynamic quantisation stores the weights of the chosen operators as 8-bit integers with a scale and
 zero point; activations are quantised on the fly, per call, from their own range, so no calibration
-images are needed. The encoder's recipe (signed int8 weights, MatMul only, per-tensor scales) was
-chosen by measurement: see ``benchmarks/int8_encoder.py`` and ``docs/ONNX.md``.
+images are needed. The encoder's recipe was chosen by measurement: signed int8 weights, MatMul
+only, per-channel scales; see ``benchmarks/int8_encoder.py`` and ``docs/ONNX.md``.
 """
 from __future__ import annotations
 
