@@ -234,6 +234,22 @@ def onnx_profiling_session(graph: str, threads: int, prefix: str):
     return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
 
+def onnx_node_group(name: str) -> str:
+    """The part of the encoder an onnxruntime node belongs to, from its scoped name: a block's own
+    modules ("blocks.N": norms, qkv, projection, MLP, and windowed attention), the patch embedding,
+    the neck, or the chunked global attention (QK, relative-position bias, softmax, AV), which the
+    export module computes itself and so carries no block scope."""
+    parts = name.split("/")
+    for part in parts:
+        if part.startswith("blocks."):
+            return part
+    if "patch_embed" in name:
+        return "patch embed"
+    if "neck" in name:
+        return "neck"
+    return "global attention core (chunked QK, bias, softmax, AV)"
+
+
 def summarize_onnx_profile(trace: Path, runs: int, top: int = 15) -> dict[str, Any]:
     """Per-run seconds by operator type, by encoder block and for the slowest nodes, from an
     onnxruntime profile of ``runs`` runs (the warm-up included, so divided by ``runs``)."""
@@ -247,7 +263,7 @@ def summarize_onnx_profile(trace: Path, runs: int, top: int = 15) -> dict[str, A
         op = event["args"]["op_name"]
         name = event["name"][: -len("_kernel_time")]
         by_op[op] = by_op.get(op, 0.0) + seconds
-        block = name.split("/")[1] if name.count("/") >= 2 and "blocks." in name else "patch embed, neck, other"
+        block = onnx_node_group(name)
         by_block[block] = by_block.get(block, 0.0) + seconds
         nodes[f"{name} ({op})"] = nodes.get(f"{name} ({op})", 0.0) + seconds
 
