@@ -54,6 +54,22 @@ def chunked_global_attention(attn: Attention, x: torch.Tensor, rows_per_chunk: i
     return attn.proj(out)
 
 
+class ChunkedGlobalBlock(nn.Module):
+    """A global-attention :class:`~clicksam.models.image_encoder.Block` with chunked attention
+    (``Block.forward`` otherwise). A module of its own, so that the exported nodes are named after
+    the block (``/blocks.N/...``) and a profile can tell them apart."""
+
+    def __init__(self, block: Block, rows_per_chunk: int) -> None:
+        super().__init__()
+        self.block = block
+        self.rows_per_chunk = rows_per_chunk
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        block = self.block
+        x = x + chunked_global_attention(block.attn, block.norm1(x), self.rows_per_chunk)
+        return x + block.mlp(block.norm2(x))
+
+
 class EncoderExportModule(nn.Module):
     """``ImageEncoderViT`` with chunked global attention (see the module docstring).
 
@@ -68,19 +84,17 @@ class EncoderExportModule(nn.Module):
         super().__init__()
         if rows_per_chunk < 1:
             raise ValueError(f"rows_per_chunk must be at least 1, got {rows_per_chunk}")
-        self.encoder = encoder
-        self.rows_per_chunk = int(rows_per_chunk)
-
-    def global_block(self, block: Block, x: torch.Tensor) -> torch.Tensor:
-        """``block(x)`` for a global-attention block (``Block.forward`` with chunked attention)."""
-        x = x + chunked_global_attention(block.attn, block.norm1(x), self.rows_per_chunk)
-        return x + block.mlp(block.norm2(x))
+        self.patch_embed = encoder.patch_embed
+        self.pos_embed = encoder.pos_embed
+        self.blocks = nn.ModuleList(
+            ChunkedGlobalBlock(block, int(rows_per_chunk)) if block.window_size == 0 else block for block in encoder.blocks
+        )
+        self.neck = encoder.neck
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        encoder = self.encoder
-        x = encoder.patch_embed(x)
-        if encoder.pos_embed is not None:
-            x = x + encoder.pos_embed
-        for block in encoder.blocks:
-            x = self.global_block(block, x) if block.window_size == 0 else block(x)
-        return encoder.neck(x.permute(0, 3, 1, 2)).contiguous()
+        x = self.patch_embed(x)
+        if self.pos_embed is not None:
+            x = x + self.pos_embed
+        for block in self.blocks:
+            x = block(x)
+        return self.neck(x.permute(0, 3, 1, 2)).contiguous()
