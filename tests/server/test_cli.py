@@ -32,7 +32,7 @@ def test_export_cli_all_formats(image_dir, tmp_path, capsys):
     _annotate(image_dir)
     assert main(["export", str(image_dir), "--format", "coco", "--out", str(tmp_path / "coco.json")]) == 0
     coco = json.loads((tmp_path / "coco.json").read_text())
-    assert [c["name"] for c in coco["categories"]] == ["ball", "dot"]
+    assert [c["name"] for c in coco["categories"]] == ["ball", "dot", "empty"]  # the class list, used or not
     assert len(coco["annotations"]) == 3 and {i["file_name"] for i in coco["images"]} >= {"img0.png", "img1.png"}
     first = coco["annotations"][0]
     mask = rle_to_mask(first["segmentation"])
@@ -44,7 +44,7 @@ def test_export_cli_all_formats(image_dir, tmp_path, capsys):
     assert instances.shape == (60, 80) and set(np.unique(instances)) == {0, 1, 2}
     assert classes[30, 50] == 1 and classes[10, 10] == 2 and instances[30, 40] == 0
     labels = json.loads((tmp_path / "png/labels.json").read_text())
-    assert labels["categories"] == {"ball": 1, "dot": 2} and labels["images"]["img0.png"] == {"1": "ball", "2": "dot"}
+    assert labels["categories"] == {"ball": 1, "dot": 2, "empty": 3} and labels["images"]["img0.png"] == {"1": "ball", "2": "dot"}
 
     assert main(["export", str(image_dir), "--format", "polygons", "--out", str(tmp_path / "poly.json")]) == 0
     polygons = json.loads((tmp_path / "poly.json").read_text())

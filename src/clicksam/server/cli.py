@@ -12,6 +12,7 @@ from typing import Any, Optional
 __all__ = ["add_arguments", "run", "is_loopback", "build_app"]
 
 TOKEN_ENV = "CLICKSAM_TOKEN"
+CLASS_FILE = "classes.txt"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", required=True, type=Path, help="folder of images to annotate")
     parser.add_argument("--annotations", type=Path, default=None,
                         help="where annotations are saved (default IMAGES/.clicksam/annotations)")
+    parser.add_argument("--classes", type=Path, default=None, metavar="FILE",
+                        help="class names, one per line, added to the folder's class list when missing "
+                             f"(default: IMAGES/{CLASS_FILE} when it exists)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--token", default=None,
@@ -50,14 +54,18 @@ def is_loopback(host: str) -> bool:
 def build_app(images: Path, model: str = "vit_b", checkpoint: Optional[list[str]] = None,
               methods: Optional[list[str]] = None, annotations: Optional[Path] = None,
               token: Optional[str] = None, prefetch: int = 2, device: str = "cpu",
-              trust_checkpoint: bool = False, loopback_only: bool = False, decode_slots: int = 4) -> Any:
+              trust_checkpoint: bool = False, loopback_only: bool = False, decode_slots: int = 4,
+              classes: Optional[Path] = None) -> Any:
     """Build the model, the session factory, the service and the FastAPI app.
 
     ``loopback_only`` makes the app refuse requests whose Host header is not a loopback name.
+    ``classes`` (default ``IMAGES/classes.txt`` when present) names classes to add to the folder's
+    class list; ``app.state.classes_added`` is ``(file, names added)`` or ``None``.
     """
     from clicksam.build import build_sam
     from clicksam.server.app import LOOPBACK_HOSTS, create_app
     from clicksam.server.backend import SamSessionFactory, parse_method_list
+    from clicksam.server.classes import read_class_file
     from clicksam.server.images import ImageFolder
     from clicksam.server.service import AnnotatorService
     from clicksam.server.store import AnnotationStore
@@ -66,6 +74,10 @@ def build_app(images: Path, model: str = "vit_b", checkpoint: Optional[list[str]
         raise ValueError(f"--prefetch must be >= 0, got {prefetch}")
     folder = ImageFolder(images)
     store = AnnotationStore(annotations if annotations is not None else folder.root / ".clicksam" / "annotations")
+    class_file = classes if classes is not None else folder.root / CLASS_FILE
+    added = None
+    if classes is not None or class_file.is_file():
+        added = (class_file, [c.name for c in store.classes.extend(read_class_file(class_file))])
     stages, default_method = parse_method_list(methods or [])
     sam = build_sam(model, checkpoint=checkpoint, methods=stages, device=device, trust_checkpoint=trust_checkpoint)
     factory = SamSessionFactory(sam)  # embeddings cached under $CLICKSAM_CACHE/embeddings
@@ -75,7 +87,9 @@ def build_app(images: Path, model: str = "vit_b", checkpoint: Optional[list[str]
         service.default_method = default_method
     elif methods:
         raise ValueError(f"method {default_method!r} is unavailable: {options.get(default_method, {}).get('reason')}")
-    return create_app(service, token=token, allowed_hosts=LOOPBACK_HOSTS if loopback_only else None)
+    app = create_app(service, token=token, allowed_hosts=LOOPBACK_HOSTS if loopback_only else None)
+    app.state.classes_added = added
+    return app
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,13 +105,18 @@ def run(args: argparse.Namespace) -> int:
         token = secrets.token_urlsafe(16)
     app = build_app(args.images, args.model, args.checkpoint, args.method, args.annotations, token,
                     args.prefetch, args.device, args.trust_checkpoint, loopback_only=is_loopback(args.host),
-                    decode_slots=args.decode_slots)
+                    decode_slots=args.decode_slots, classes=args.classes)
     service = app.state.service
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{shown_host}:{args.port}/" + (f"?token={token}" if token else "")
     print(f"clicksam annotator: {len(service.folder.names)} image(s) in {service.folder.root}, "
           f"model {args.model}, default method {service.default_method}", flush=True)
     print(f"annotations saved in {service.store.root}", flush=True)
+    names = [c.name for c in service.store.classes.classes]
+    print(f"classes: {', '.join(names) if names else '(none yet; add them in the page)'}", flush=True)
+    if app.state.classes_added is not None:
+        file, added = app.state.classes_added
+        print(f"{len(added)} class(es) added from {file}" + (f": {', '.join(added)}" if added else ""), flush=True)
     if not is_loopback(args.host):
         print("warning: the server is reachable from other machines; changes need the token", file=sys.stderr)
     print(f"open {url}", flush=True)

@@ -1,8 +1,8 @@
 """Exports of saved annotations: COCO JSON with RLE masks, PNG label maps, polygons with holes.
 
-Every format reads the annotation store and the image folder only (no model needed). Objects
-without a mask (no prompt yet) are left out. Categories are the distinct labels, sorted, with
-ids 1, 2, ... in that order.
+Every format reads the annotation store only (no model needed). Objects without a mask (no
+prompt or stroke yet) are left out; deleted objects too. Categories are the folder's class list,
+in its order, with the class ids as category ids (every class, used or not).
 """
 from __future__ import annotations
 
@@ -34,9 +34,8 @@ def _annotations(store: AnnotationStore, images: list[str] | None = None) -> Ite
             yield annotation
 
 
-def _categories(annotations: list[ImageAnnotation]) -> dict[str, int]:
-    labels = sorted({o.label for a in annotations for o in a.objects if o.mask is not None})
-    return {label: index for index, label in enumerate(labels, start=1)}
+def _categories(store: AnnotationStore) -> dict[int, str]:
+    return {c.id: c.name for c in store.classes.classes}
 
 
 def coco_dataset(store: AnnotationStore, images: list[str] | None = None) -> dict[str, Any]:
@@ -47,11 +46,11 @@ def coco_dataset(store: AnnotationStore, images: list[str] | None = None) -> dic
         images: image names to export in this order (default: every annotated image).
     """
     annotations = list(_annotations(store, images))
-    categories = _categories(annotations)
+    categories = _categories(store)
     dataset: dict[str, Any] = {
         "info": {"description": "exported by clicksam", "date_created": _dt.datetime.now(_dt.timezone.utc).isoformat()},
         "images": [], "annotations": [],
-        "categories": [{"id": i, "name": label, "supercategory": ""} for label, i in categories.items()],
+        "categories": [{"id": i, "name": name, "supercategory": ""} for i, name in categories.items()],
     }
     next_id = 1
     for image_id, annotation in enumerate(annotations, start=1):
@@ -61,10 +60,10 @@ def coco_dataset(store: AnnotationStore, images: list[str] | None = None) -> dic
             if record.mask is None:
                 continue
             dataset["annotations"].append({
-                "id": next_id, "image_id": image_id, "category_id": categories[record.label],
+                "id": next_id, "image_id": image_id, "category_id": record.class_id,
                 "segmentation": record.mask, "area": rle_area(record.mask), "bbox": rle_bbox(record.mask),
-                "iscrowd": 0, "clicksam": {"object_id": record.id, "method": record.method,
-                                            "clicks": record.clicks, "box": record.box, "score": record.score},
+                "iscrowd": 0, "clicksam": {"object_id": record.id, "method": record.method, "clicks": record.clicks,
+                                            "box": record.box, "strokes": record.strokes, "score": record.score},
             })
             next_id += 1
     return dataset
@@ -73,7 +72,8 @@ def coco_dataset(store: AnnotationStore, images: list[str] | None = None) -> dic
 def polygons_dataset(store: AnnotationStore, images: list[str] | None = None,
                      tolerance: float = 0.0) -> dict[str, Any]:
     """Every object as polygons with holes: ``{"images": [{"file_name", "width", "height",
-    "objects": [{"id", "label", "polygons": [{"exterior": [[x, y]...], "holes": [...]}]}]}]}``."""
+    "objects": [{"id", "class", "label", "polygons": [{"exterior": [[x, y]...], "holes": [...]}]}]}]}``."""
+    categories = _categories(store)
     result: dict[str, Any] = {"format": "clicksam-polygons", "version": 1,
                               "coordinates": "pixel centres (x, y)", "images": []}
     for annotation in _annotations(store, images):
@@ -82,7 +82,7 @@ def polygons_dataset(store: AnnotationStore, images: list[str] | None = None,
             if record.mask is None:
                 continue
             polygons = mask_to_polygons(rle_to_mask(record.mask), tolerance=tolerance)
-            objects.append({"id": record.id, "label": record.label,
+            objects.append({"id": record.id, "class": record.class_id, "label": categories[record.class_id],
                             "polygons": [p.to_dict() for p in polygons]})
         result["images"].append({"file_name": annotation.image, "width": annotation.width,
                                  "height": annotation.height, "objects": objects})
@@ -91,13 +91,15 @@ def polygons_dataset(store: AnnotationStore, images: list[str] | None = None,
 
 def label_maps(store: AnnotationStore, images: list[str] | None = None
                ) -> tuple[dict[str, int], Iterator[tuple[str, np.ndarray, np.ndarray, dict[int, str]]]]:
-    """Categories and, per image, ``(name, instance map, class map, {instance value: label})``.
+    """Categories (``{class name: class id}``) and, per image, ``(name, instance map, class map,
+    {instance value: label})``.
 
     The instance map holds 1..N in object order (later objects drawn over earlier ones); the
-    class map holds the category id of the same pixels.
+    class map holds the class id of the same pixels.
     """
     annotations = list(_annotations(store, images))
-    categories = _categories(annotations)
+    names = _categories(store)
+    categories = {name: class_id for class_id, name in names.items()}
 
     def generate() -> Iterator[tuple[str, np.ndarray, np.ndarray, dict[int, str]]]:
         for annotation in annotations:
@@ -108,8 +110,8 @@ def label_maps(store: AnnotationStore, images: list[str] | None = None
                 if mask.shape != shape:
                     raise ValueError(f"{annotation.image}: object {record.id} mask is {mask.shape}, image is {shape}")
             instances = masks_to_label_map(masks, shape=shape)
-            classes = masks_to_label_map(masks, [categories[r.label] for r in records], shape=shape)
-            yield annotation.image, instances, classes, {i: r.label for i, r in enumerate(records, start=1)}
+            classes = masks_to_label_map(masks, [r.class_id for r in records], shape=shape)
+            yield annotation.image, instances, classes, {i: names[r.class_id] for i, r in enumerate(records, start=1)}
 
     return categories, generate()
 
