@@ -8,6 +8,7 @@ click is released. Boxes release nothing. A later stroke wins over an earlier on
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional, Sequence
 
@@ -52,9 +53,30 @@ def stroke_pixels(points: Sequence[tuple[float, float]], radius: float, shape: t
     return covered
 
 
+@functools.lru_cache(maxsize=1024)
+def _covered(points: tuple[tuple[float, float], ...], radius: float,
+             shape: tuple[int, int]) -> tuple[int, int, int, int, np.ndarray]:
+    """A stroke's pixels as (top, left, height, width, bits of that box), kept so that a click does
+    not rasterise every stroke again; a few kilobytes per stroke."""
+    covered = stroke_pixels(points, radius, shape)
+    rows, cols = np.flatnonzero(covered.any(axis=1)), np.flatnonzero(covered.any(axis=0))
+    if not rows.size:
+        return 0, 0, 0, 0, np.zeros(0, np.uint8)
+    box = covered[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    return int(rows[0]), int(cols[0]), box.shape[0], box.shape[1], np.packbits(box)
+
+
+def _stroke_mask(stroke: Stroke, shape: tuple[int, int]) -> np.ndarray:
+    """H×W bool pixels of a stroke, from the cache."""
+    top, left, height, width, bits = _covered(stroke.points, stroke.radius, shape)
+    covered = np.zeros(shape, dtype=bool)
+    covered[top:top + height, left:left + width] = np.unpackbits(bits, count=height * width).reshape(height, width)
+    return covered
+
+
 def paint(mask: np.ndarray, stroke: Stroke) -> np.ndarray:
     """``mask`` (H×W bool) with ``stroke`` painted in or erased (a new array)."""
-    covered = stroke_pixels(stroke.points, stroke.radius, mask.shape)
+    covered = _stroke_mask(stroke, mask.shape)
     return mask | covered if stroke.mode == "paint" else mask & ~covered
 
 
@@ -82,7 +104,7 @@ def override_layer(steps: Sequence[Step], shape: tuple[int, int]) -> Optional[np
         if isinstance(step, Stroke):
             if layer is None:
                 layer = np.zeros(shape, dtype=np.int8)
-            layer[stroke_pixels(step.points, step.radius, shape)] = PAINT if step.mode == "paint" else ERASE
+            layer[_stroke_mask(step, shape)] = PAINT if step.mode == "paint" else ERASE
         elif isinstance(step, Action) and step.kind == "click" and layer is not None:
             _release(layer, step.x, step.y)
     if layer is not None and not layer.any():
