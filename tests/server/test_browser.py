@@ -1,6 +1,6 @@
 """End to end in headless Chromium: the real server (tiny model) and the page.
 
-Zoomed clicks and brush strokes land on the pixels under the mouse and the masks are drawn pixel
+Zoomed clicks, boxes and brush strokes land on the pixels under the mouse and the masks are drawn pixel
 for pixel; hide, lock and solo; undo of a delete and of a reset; the review status and its filter;
 a list of 110 objects that scrolls by itself; and a kill -9 of the server that loses nothing.
 Each test works on its own image of one shared server.
@@ -107,7 +107,7 @@ def _check_stroke(server: Server, image: str, before: np.ndarray, start: tuple[f
     return after
 
 
-def test_zoomed_clicks_and_strokes_land_on_their_pixels(page: Any, server: Server) -> None:
+def test_zoomed_clicks_boxes_and_strokes_land_on_their_pixels(page: Any, server: Server) -> None:
     _open(page, server, "img0.png")
     page.locator("#opacity").fill("0")  # the raw image: the markers show where each pixel is drawn
     page.keyboard.press("o")
@@ -138,6 +138,9 @@ def test_zoomed_clicks_and_strokes_land_on_their_pixels(page: Any, server: Serve
     page.mouse.click(*on_screen(page, view, BLUE[0] + 1.5, BLUE[1] + 0.5), button="right")
     wait_meta(page, "3 click(s), 1 negative")
     assert server.objects("img0.png")[0]["clicks"] == [[37, 23, True], [37, 23, True], [58, 43, False]]
+    _drag(page, view, (RED[0] + 0.5, RED[1] + 0.5), (BLUE[0] + 0.5, BLUE[1] + 0.5))  # a box, corner pixels included
+    wait_meta(page, "1 negative, box")
+    assert server.objects("img0.png")[0]["box"] == [37.0, 23.0, 57.0, 43.0]
 
     page.keyboard.press("b")
     page.locator("#radius").fill("2.5")

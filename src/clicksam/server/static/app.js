@@ -159,6 +159,7 @@ async function change(send, image = state.current) {
     const answer = await send();
     if (image !== state.current) return answer;
     take(answer);
+    if (answer.class !== undefined && !state.classes.some((c) => c.id === answer.class)) await loadClasses(renderAll);
     if (answer.latency_ms !== undefined) {
       const total = performance.now() - started;
       state.latencies = [...state.latencies.slice(-19), answer.latency_ms];
@@ -191,6 +192,7 @@ async function newObject() {
 function deleteObject(id) {
   const obj = state.objects.find((o) => o.id === id);
   if (!obj) return;
+  if (obj.locked) { message(`object #${id} is locked; unlock it (L) to delete it`, true); return; }
   const image = state.current;
   change(() => api.deleteObject(image, id), image).then((answer) => {
     if (answer) message(`deleted object #${id}; Ctrl+Z brings it back`);

@@ -29,6 +29,7 @@ export function wirePointer(view, { tool, radius, maxPoints, click, box, stroke,
   window.addEventListener("keyup", (e) => {
     if (e.code === "Space") { space = false; updateCursor(); }
   });
+  window.addEventListener("blur", () => { space = false; updateCursor(); });
   canvas.addEventListener("contextmenu", (e) => e.preventDefault());
 
   canvas.addEventListener("wheel", (e) => {
@@ -72,7 +73,7 @@ export function wirePointer(view, { tool, radius, maxPoints, click, box, stroke,
       press.sx = s.x;
       press.sy = s.y;
     } else if (press.kind === "stroke") {
-      extendStroke(view.imagePoint(e, true));
+      extendStroke(view.viewport.toImage(s.x, s.y)); // may leave the image: the server keeps what is inside
     } else if (press.button === 0) {
       if (!press.dragging && Math.hypot(s.x - press.sx, s.y - press.sy) < DRAG_PIXELS) return;
       press.dragging = true;
