@@ -66,9 +66,37 @@ def test_other_weights_or_format_give_other_keys(tiny_model, photo):
     other = clicksam.build_sam("tiny", seed=5)
     a = clicksam.SamPredictor(tiny_model).signature(photo)
     b = clicksam.SamPredictor(other).signature(photo)
-    assert a.key != b.key and a.weights_digest != b.weights_digest
+    assert a.key != b.key and a.features["weights"] != b.features["weights"]
     other.image_format = "BGR"
     assert clicksam.SamPredictor(other).signature(photo).key != b.key
+
+
+def test_one_feature_signature_for_the_cache_and_the_training_store(tiny_model, photo):
+    from clicksam.cache import feature_signature
+    from clicksam.methods import attach_stage
+    from clicksam.train.store import store_signature
+
+    signature = clicksam.SamPredictor(tiny_model).signature(photo)
+    assert signature.features == feature_signature(tiny_model)
+    assert store_signature(tiny_model) == {**feature_signature(tiny_model), "dtype": "float16"}
+    # what the features depend on: model, encoder weights and preprocessing, not the method stages
+    with_stage = clicksam.build_sam("tiny", methods=["stable-sam"])
+    assert feature_signature(with_stage) == feature_signature(tiny_model)
+    assert set(signature.features) == {"model_name", "weights", "image_format", "preprocess", "image_size",
+                                       "pixel_mean", "pixel_std"}
+
+
+def test_a_bundle_of_several_tensors_round_trips_on_disk(tmp_path):
+    """A family whose encoder hands over several tensors (e.g. SAM 2's levels) is one entry."""
+    from clicksam.cache import CachedFeatures, EmbeddingSignature
+
+    bundle = {"embedding": torch.randn(1, 8, 4, 4), "high_res": torch.randn(1, 4, 16, 16)}
+    sig = EmbeddingSignature("abc", {"model_name": "x", "weights": "w"})
+    EmbeddingCache(tmp_path).put(sig, CachedFeatures(bundle, (30, 40), (24, 32)))
+    hit = EmbeddingCache(tmp_path).get(sig)
+    assert hit is not None and set(hit.features) == set(bundle)
+    assert all(torch.equal(hit.features[k], bundle[k]) for k in bundle)
+    assert hit.original_size == (30, 40) and hit.input_size == (24, 32)
 
 
 def test_lru_evicts_oldest(tiny_model, photo):

@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("clicksam.commands.demo", "segment the example photos and write a gallery"),
     "eval": ("clicksam.eval.cli", "run the click-based or prompt-robustness evaluation"),
     "eval-report": ("clicksam.eval.report_cli", "combine several evaluation runs into one table and plot"),
-    "train": ("clicksam.train.cli", "train a method (decoder, stable-sam, focsam, sam-ref)"),
+    "train": ("clicksam.train.cli", "train a method stage or SAM's decoder"),
     "export-onnx": ("clicksam.onnx.cli", "export the prompt encoder + decoder to ONNX"),
     "serve": ("clicksam.server.cli", "run the web annotator"),
     "export": ("clicksam.server.export_cli", "export saved annotations (coco, png, polygons)"),
@@ -28,9 +28,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from clicksam.methods import list_methods
+
     parser = argparse.ArgumentParser(
         prog="clicksam",
-        description="Interactive segmentation with SAM, Stable-SAM, FocSAM and SAM-REF.",
+        description=f"Interactive segmentation with SAM and its methods: {', '.join(list_methods())}.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():

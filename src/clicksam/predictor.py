@@ -1,4 +1,12 @@
-"""``SamPredictor``: segment-anything's predictor API on clicksam's model."""
+"""``SamPredictor``: segment-anything's predictor API on clicksam's model.
+
+One road from prompts to masks (segment-anything's ``predict`` -> ``predict_torch``): prompts in
+original-image pixels go to the model frame in :meth:`SamPredictor.model_prompts`, the decoder runs
+in :meth:`SamPredictor.decode`, and logits go back to the image size in
+:meth:`SamPredictor.postprocess`. ``predict``/``predict_torch`` keep segment-anything's signatures;
+the interaction engine (:mod:`clicksam.interaction`) uses the same three steps with its extras
+(an embedding override, decoder hooks, the mask tokens).
+"""
 from __future__ import annotations
 
 from typing import Optional
@@ -6,10 +14,13 @@ from typing import Optional
 import numpy as np
 import torch
 
-from clicksam.cache import CachedEmbedding, EmbeddingCache, EmbeddingSignature, weights_digest
+from clicksam.cache import CachedFeatures, EmbeddingCache, EmbeddingSignature, feature_signature
 from clicksam.images import as_rgb_uint8, image_digest
-from clicksam.models.sam import Sam
-from clicksam.transforms import ResizeLongestSide
+from clicksam.models.hooks import NO_HOOKS, DecoderHooks
+from clicksam.models.sam import DecoderOutput, Sam
+from clicksam.transforms import ResizeLongestSide, SamTransforms
+
+Points = Optional[tuple[torch.Tensor, torch.Tensor]]
 
 
 class SamPredictor:
@@ -19,11 +30,17 @@ class SamPredictor:
         sam_model: the model (see :func:`clicksam.build_sam`).
         cache: optional :class:`~clicksam.cache.EmbeddingCache`; ``set_image`` then never re-runs the
             encoder for an image it has seen with the same model, weights and preprocessing.
+
+    Attributes:
+        image_features: the current image's feature bundle (name -> tensor; SAM:
+            ``{"embedding": 1×256×64×64}``), or None.
+        features: the bundle's image embedding (segment-anything's attribute).
+        input_image: 1×3×S×S model input of the current image (None after ``set_image_embedding``).
+        original_size: (H, W) of the image; input_size: (h, w) of the resized image in the frame.
     """
 
     def __init__(self, sam_model: Sam, cache: Optional[EmbeddingCache] = None) -> None:
         self.model = sam_model
-        self.transform = ResizeLongestSide(sam_model.image_size)
         self.cache = cache
         self.reset_image()
 
@@ -31,18 +48,38 @@ class SamPredictor:
     def device(self) -> torch.device:
         return self.model.device
 
+    @property
+    def transforms(self) -> SamTransforms:
+        """The model family's transforms (image, prompts, masks) for this model."""
+        return self.model.transforms()
+
+    @property
+    def transform(self) -> ResizeLongestSide:
+        """segment-anything's resize helper (``apply_image``, ``apply_coords``, ``apply_boxes``)."""
+        return self.transforms.resize
+
+    @property
+    def features(self) -> Optional[torch.Tensor]:
+        """The image embedding of the current image (1×256×64×64 for SAM), or None."""
+        return None if self.image_features is None else self.image_features[self.model.embedding_key]
+
+    @features.setter
+    def features(self, embedding: torch.Tensor) -> None:
+        self.image_features = {**(self.image_features or {}), self.model.embedding_key: embedding}
+
     def reset_image(self) -> None:
-        """Forget the current image and its embedding."""
+        """Forget the current image and its features."""
         self.is_image_set = False
-        self.features: Optional[torch.Tensor] = None
+        self.image_features: Optional[dict[str, torch.Tensor]] = None
         self.original_size: Optional[tuple[int, int]] = None
         self.input_size: Optional[tuple[int, int]] = None
-        self.input_image: Optional[torch.Tensor] = None  # 1×3×1024×1024 normalised, padded
+        self.input_image: Optional[torch.Tensor] = None  # 1×3×S×S normalised, padded
         self.image_rgb: Optional[np.ndarray] = None
         self.last_encode_cached = False
 
+    # -- images ------------------------------------------------------------------------------
     def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
-        """Compute (or fetch from the cache) the embedding of an H×W×3 uint8 image.
+        """Compute (or fetch from the cache) the features of an H×W×3 uint8 image.
 
         Args:
             image: H×W×3 uint8 in ``image_format`` channel order (grayscale and RGBA are
@@ -53,9 +90,7 @@ class SamPredictor:
             raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
         image = as_rgb_uint8(image)
         rgb = image if image_format == "RGB" else image[..., ::-1]
-        model_input = rgb if self.model.image_format == "RGB" else rgb[..., ::-1]
-        model_input = np.ascontiguousarray(model_input)
-        resized = self.transform.apply_image(model_input)
+        resized = self.transforms.resize_image(rgb)
         tensor = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
         signature = None
         if self.cache is not None:
@@ -63,18 +98,19 @@ class SamPredictor:
             hit = self.cache.get(signature)
             if hit is not None:
                 self._set_prepared(tensor, image.shape[:2])
-                self.features = hit.embedding.to(self.device)
+                self.image_features = {name: t.to(self.device) for name, t in hit.features.items()}
                 self.image_rgb = rgb
                 self.last_encode_cached = True
                 return
         self.set_torch_image(tensor, image.shape[:2])
         self.image_rgb = rgb
         if signature is not None:
-            self.cache.put(signature, CachedEmbedding(self.features.cpu(), self.original_size, self.input_size))
+            features = {name: t.cpu() for name, t in self.image_features.items()}
+            self.cache.put(signature, CachedFeatures(features, self.original_size, self.input_size))
 
     def signature(self, rgb: np.ndarray) -> EmbeddingSignature:
         """The cache signature of an RGB image for this predictor's model."""
-        return EmbeddingSignature(image_digest(rgb), self.model.model_name, weights_digest(self.model), self.model.image_format)
+        return EmbeddingSignature(image_digest(rgb), feature_signature(self.model))
 
     def _set_prepared(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
         if transformed_image.ndim != 4 or transformed_image.shape[1] != 3 or max(transformed_image.shape[2:]) != self.model.image_size:
@@ -85,14 +121,15 @@ class SamPredictor:
         self.reset_image()
         self.original_size = (int(original_image_size[0]), int(original_image_size[1]))
         self.input_size = (int(transformed_image.shape[-2]), int(transformed_image.shape[-1]))
-        self.input_image = self.model.preprocess(transformed_image.float())
+        self.input_image = self.transforms.normalize_pad(transformed_image.float())
         self.is_image_set = True
 
     @torch.no_grad()
     def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
-        """Encode a 1×3×h×w image already resized to longest side 1024 (0-255 values)."""
+        """Encode a 1×3×h×w image already resized to longest side 1024 (0-255 values, the model's
+        channel order)."""
         self._set_prepared(transformed_image, original_image_size)
-        self.features = self.model.encode(self.input_image)
+        self.image_features = self.model.encode_features(self.input_image)
 
     def get_image_embedding(self) -> torch.Tensor:
         """The current image's 1×256×64×64 embedding."""
@@ -113,18 +150,73 @@ class SamPredictor:
             raise ValueError(f"embedding must have shape 1x{self.model.prompt_encoder.embed_dim}x{grid[0]}x{grid[1]}, got {tuple(embedding.shape)}")
         self.reset_image()
         self.original_size = (int(original_size[0]), int(original_size[1]))
-        self.input_size = tuple(input_size) if input_size is not None else self.transform_size(self.original_size)
+        self.input_size = tuple(input_size) if input_size is not None else self.transforms.input_size(self.original_size)
         self.features = embedding.to(self.device)
         self.is_image_set = True
 
     def transform_size(self, original_size: tuple[int, int]) -> tuple[int, int]:
-        from clicksam.transforms import preprocess_shape
-
-        return preprocess_shape(original_size[0], original_size[1], self.model.image_size)
+        """(h, w) of an (H, W) image in the model frame."""
+        return self.transforms.input_size(original_size)
 
     def _require_image(self) -> None:
         if not self.is_image_set:
             raise RuntimeError("no image is set; call set_image(image) (or set_image_embedding) before predicting")
+
+    # -- the one road: prompts -> model frame -> decoder -> image size ---------------------------
+    def model_prompts(
+        self,
+        point_coords: Optional[np.ndarray] = None,
+        point_labels: Optional[np.ndarray] = None,
+        box: Optional[np.ndarray] = None,
+    ) -> tuple[Points, Optional[torch.Tensor]]:
+        """Validated prompts in original-image pixels -> model-frame tensors on the device.
+
+        Args:
+            point_coords: N×2 float32 (x, y); point_labels: N (1 positive, 0 negative, -1 padding).
+            box: 4 or 1×4 float32 XYXY.
+        Returns:
+            ``(points, boxes)``: ``(coords 1×N×2, labels 1×N int)`` or None, and boxes 1×4 or None.
+        """
+        points = boxes = None
+        if point_coords is not None:
+            coords = self.transforms.apply_coords(point_coords, self.original_size)
+            points = (torch.as_tensor(coords, dtype=torch.float, device=self.device)[None],
+                      torch.as_tensor(point_labels, dtype=torch.int, device=self.device)[None])
+        if box is not None:
+            boxes = torch.as_tensor(self.transforms.apply_boxes(box, self.original_size), dtype=torch.float,
+                                    device=self.device)
+        return points, boxes
+
+    @torch.no_grad()
+    def decode(
+        self,
+        points: Points = None,
+        boxes: Optional[torch.Tensor] = None,
+        mask_input: Optional[torch.Tensor] = None,
+        multimask_output: bool = True,
+        embedding: Optional[torch.Tensor] = None,
+        hooks: DecoderHooks = NO_HOOKS,
+    ) -> DecoderOutput:
+        """Prompt encoder + mask decoder on the current image, prompts already in the model frame.
+
+        Args:
+            points: (coords B×N×2, labels B×N) or None; boxes: B×4 or None; mask_input: B×1×256×256.
+            multimask_output: the three multimask outputs instead of the single-mask token.
+            embedding: decode on this embedding instead of the image's (e.g. a refocused one).
+            hooks: decoder hooks of this call (e.g. a method stage's key/value plugin).
+        Returns:
+            the model's :class:`~clicksam.models.sam.DecoderOutput` (low-res logits, IoU, mask tokens).
+        """
+        self._require_image()
+        source = self.features if embedding is None else embedding
+        return self.model.decode(source, points, boxes, mask_input, multimask_output, hooks)
+
+    @torch.no_grad()
+    def postprocess(self, logits: torch.Tensor) -> torch.Tensor:
+        """B×C×g×g logits over the padded model frame (g = 256 low-res, or the frame itself) ->
+        B×C×H×W logits at the image size: the one place logits go back to the image."""
+        self._require_image()
+        return self.transforms.postprocess_masks(logits, self.input_size, self.original_size)
 
     def predict(
         self,
@@ -148,16 +240,10 @@ class SamPredictor:
 
         self._require_image()
         coords, labels, box_arr, mask_arr = check_prompts(point_coords, point_labels, box, mask_input, self.original_size)
-        coords_t = labels_t = box_t = mask_t = None
-        if coords is not None:
-            coords = self.transform.apply_coords(coords, self.original_size)
-            coords_t = torch.as_tensor(coords, dtype=torch.float, device=self.device)[None]
-            labels_t = torch.as_tensor(labels, dtype=torch.int, device=self.device)[None]
-        if box_arr is not None:
-            box_t = torch.as_tensor(self.transform.apply_boxes(box_arr, self.original_size), dtype=torch.float, device=self.device)
-        if mask_arr is not None:
-            mask_t = torch.as_tensor(mask_arr, dtype=torch.float, device=self.device)[None]
-        masks, scores, low_res = self.predict_torch(coords_t, labels_t, box_t, mask_t, multimask_output, return_logits)
+        points, boxes = self.model_prompts(coords, labels, box_arr)
+        coords_t, labels_t = points if points is not None else (None, None)
+        mask_t = None if mask_arr is None else torch.as_tensor(mask_arr, dtype=torch.float, device=self.device)[None]
+        masks, scores, low_res = self.predict_torch(coords_t, labels_t, boxes, mask_t, multimask_output, return_logits)
         return masks[0].cpu().numpy(), scores[0].float().cpu().numpy(), low_res[0].float().cpu().numpy()
 
     @torch.no_grad()
@@ -181,8 +267,9 @@ class SamPredictor:
         if (point_coords is None) != (point_labels is None):
             raise ValueError("point_coords and point_labels must be given together")
         points = (point_coords, point_labels) if point_coords is not None else None
-        out = self.model.decode(self.features, points, boxes, mask_input, multimask_output)
-        masks = self.model.postprocess_masks(out.low_res_logits, self.input_size, self.original_size)
+        out = self.decode(points, boxes, mask_input, multimask_output)
+        masks = self.postprocess(out.low_res_logits)
         if not return_logits:
             masks = masks > self.model.mask_threshold
         return masks, out.iou_predictions, out.low_res_logits
+

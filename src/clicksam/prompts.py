@@ -1,9 +1,41 @@
-"""Validation of user prompts (points, labels, boxes, mask inputs) with actionable errors."""
+"""Prompts: the package's one :class:`Click` type, and validation of user prompts (points, labels,
+boxes, mask inputs) with actionable errors."""
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
 
 import numpy as np
+
+
+def _number(value: Any) -> int | float:
+    """An integral value as int (pixels stay pixels in JSON), any other as float."""
+    value = float(value)
+    return int(value) if value.is_integer() else value
+
+
+@dataclass(frozen=True)
+class Click:
+    """A click at (x, y) in original-image pixels: x is the column, y the row (arrays are indexed
+    ``[y, x]``); sub-pixel values are allowed. ``positive`` is False for a background click.
+
+    The evaluation's click simulator places clicks on pixels, so its clicks hold integral values.
+    """
+
+    x: float
+    y: float
+    positive: bool = True
+
+    def to_list(self) -> list[Any]:
+        """``[x, y, positive]``, the JSON form used in result files (integral coordinates as ints)."""
+        return [_number(self.x), _number(self.y), bool(self.positive)]
+
+    @classmethod
+    def from_list(cls, values: Sequence[Any]) -> "Click":
+        """Inverse of :meth:`to_list`."""
+        if len(values) != 3:
+            raise ValueError(f"a click is [x, y, positive], got {values!r}")
+        return cls(_number(values[0]), _number(values[1]), bool(values[2]))
 
 
 def check_point(x: float, y: float, size: tuple[int, int]) -> None:

@@ -7,8 +7,9 @@ from typing import Optional
 
 import numpy as np
 
-from clicksam.methods.pipeline import Click, Pipeline, StepResult
-from clicksam.prompts import check_box, check_point
+from clicksam.interaction import StepResult
+from clicksam.pipeline import Pipeline
+from clicksam.prompts import Click, check_box, check_point
 
 
 @dataclass
@@ -41,6 +42,13 @@ class InteractiveSession:
     ``mask_input``; the first lone click uses SAM's multimask output and keeps the mask with the
     best predicted IoU.
 
+    Args:
+        predictor: a :class:`clicksam.SamPredictor` with the image set.
+        method: ``"sam"`` or a ``+``-joined combination of registered methods
+            (:func:`clicksam.methods.list_methods`).
+        allow_untrained: run a stage that is refused without trained weights anyway (tests and
+            benchmarks; its masks are meaningless).
+
     Example:
         >>> session = InteractiveSession(predictor, method="sam")
         >>> session.add_click(120, 80)
@@ -48,9 +56,9 @@ class InteractiveSession:
         >>> session.undo(); mask = session.mask   # H×W bool
     """
 
-    def __init__(self, predictor, method: str = "sam") -> None:
+    def __init__(self, predictor, method: str = "sam", allow_untrained: bool = False) -> None:
         self.predictor = predictor
-        self.pipeline = Pipeline(predictor, method)
+        self.pipeline = Pipeline(predictor, method, allow_untrained=allow_untrained)
         self.method = self.pipeline.method
         self.objects: list[AnnotatedObject] = [AnnotatedObject()]
         self.active = 0

@@ -37,7 +37,7 @@ def predictor(image) -> SamPredictor:
 def session(predictor, method: str) -> InteractiveSession:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # untrained stages warn once
-        return InteractiveSession(predictor, method=method)
+        return InteractiveSession(predictor, method=method, allow_untrained=True)
 
 
 def randomize(module: torch.nn.Module, seed: int = 0, scale: float = 0.05) -> None:

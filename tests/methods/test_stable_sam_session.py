@@ -10,7 +10,7 @@ import torch
 from clicksam import InteractiveSession, SamPredictor, build_sam
 from clicksam.checkpoint import save_method_file
 from clicksam.methods import attach_stage
-from clicksam.methods.stable_sam import StableSamPlugin, StableSamStage
+from clicksam.methods.stable_sam import StableSamPlugin, StableSamStage, decoder_hooks
 from tests.methods.test_stable_sam import randomize
 
 H, W = 240, 320
@@ -35,7 +35,7 @@ def predictor(image) -> SamPredictor:
 def session(predictor, method: str) -> InteractiveSession:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # untrained stages warn once
-        return InteractiveSession(predictor, method=method)
+        return InteractiveSession(predictor, method=method, allow_untrained=True)
 
 
 CLICKS = [(150, 120, True), (20, 20, False), (200, 160, True)]
@@ -83,7 +83,7 @@ def test_trained_plugin_changes_the_session_and_undo_restores(image):
 
 def test_stage_needs_the_plugin(tiny_model):
     with pytest.raises(RuntimeError, match="stable-sam"):
-        StableSamStage(tiny_model)
+        StableSamStage(tiny_model, None)
     p = SamPredictor(tiny_model)
     p.set_image(np.zeros((32, 32, 3), np.uint8))
     with pytest.raises(ValueError, match="stable-sam"):
@@ -118,8 +118,8 @@ def test_method_file_round_trip(tmp_path):
     emb = torch.randn(1, 256, 64, 64)
     box = torch.tensor([[100.0, 200.0, 500.0, 800.0]])
     with torch.no_grad():
-        a = model.decode(emb, boxes=box, multimask_output=False, use_stable_sam=True).low_res_logits
-        b = loaded.decode(emb, boxes=box, multimask_output=False, use_stable_sam=True).low_res_logits
+        a = model.decode(emb, boxes=box, multimask_output=False, hooks=decoder_hooks(model.stable_sam)).low_res_logits
+        b = loaded.decode(emb, boxes=box, multimask_output=False, hooks=decoder_hooks(loaded.stable_sam)).low_res_logits
     assert torch.equal(a, b)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a trained stage does not warn

@@ -51,7 +51,7 @@ def test_first_click_is_positive_and_deep_inside():
     target = _target()
     clicks = prompts.Clicks.empty(3, 64)
     empty = torch.zeros(3, 1, 64, 64, dtype=torch.bool)
-    clicks = prompts.next_click(target, empty, clicks, prompts.SampleRandom([1, 2, 3]))
+    clicks = prompts.sample_next_click(target, empty, clicks, prompts.SampleRandom([1, 2, 3]))
     assert clicks.labels[:, 0].tolist() == [1, 1, 1]
     cells = ((clicks.coords[:, 0] + 0.5) / 16 - 0.5).round().long()  # back to (col, row)
     dist = distance_transform(target[:, 0] == 1)
@@ -62,15 +62,15 @@ def test_first_click_is_positive_and_deep_inside():
         assert clicks.clicked[b, row, col]
 
 
-def test_next_click_negative_on_false_positive_and_padding_when_perfect():
+def test_sample_next_click_negative_on_false_positive_and_padding_when_perfect():
     target = _target(2)
     pred = target == 1
     pred[0, 0, 45:64, 40:64] = True  # a large false positive in sample 0
-    clicks = prompts.next_click(target, pred, prompts.Clicks.empty(2, 64), prompts.SampleRandom([0, 1]))
+    clicks = prompts.sample_next_click(target, pred, prompts.Clicks.empty(2, 64), prompts.SampleRandom([0, 1]))
     assert clicks.labels[:, 0].tolist() == [0, -1]
     col, row = ((clicks.coords[0, 0] + 0.5) / 16 - 0.5).round().long().tolist()
     assert 45 <= row < 64 and 40 <= col < 64
-    inactive = prompts.next_click(target, pred, prompts.Clicks.empty(2, 64), prompts.SampleRandom([0, 1]),
+    inactive = prompts.sample_next_click(target, pred, prompts.Clicks.empty(2, 64), prompts.SampleRandom([0, 1]),
                                   active=torch.tensor([False, True]))
     assert inactive.labels[:, 0].tolist() == [-1, -1]
 

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 from typing import Optional
 
+from clicksam.methods import method_help
 from clicksam.registry import get_config, list_models
 
 
@@ -15,7 +16,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, default_model: str = "v
         help="checkpoint file; repeat to add method files after the base (default: the cached official file)",
     )
     if method:
-        parser.add_argument("--method", default="sam", help="sam, stable-sam, focsam, sam-ref or a '+' combination (default sam)")
+        parser.add_argument("--method", default="sam", help=f"{method_help()} (default sam)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--trust-checkpoint", action="store_true", help="allow checkpoints holding pickled objects (trusted files only)")
 

@@ -17,6 +17,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from clicksam.methods import method_help
+
 from .datasets import EvalDataset, FolderDataset, ForegroundRule, load_dataset
 from .prompts import PROMPT_TYPES
 from .report import markdown_table, summarize_run, write_run_report
@@ -43,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--model", default="vit_b", help="vit_b, vit_l, vit_h or tiny (default vit_b)")
     model.add_argument("--checkpoint", action="append", default=[], metavar="PATH",
                        help="checkpoint file; repeat for base + method files (none: random weights)")
-    model.add_argument("--method", default="sam", help="sam, stable-sam, focsam, sam-ref or a '+' combination")
+    model.add_argument("--method", default="sam", help=method_help())
     model.add_argument("--device", default="cpu", help="torch device (default cpu)")
     model.add_argument("--embedding-cache", type=Path, default=None, metavar="DIR",
                        help="keep image embeddings on disk here (reused by later runs and resumes)")
@@ -55,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     proto.add_argument("--max-clicks", type=int, default=20)
     proto.add_argument("--boundary", action="store_true", help="clicks: also record boundary IoU per click")
     proto.add_argument("--random-ties", action="store_true",
-                       help="clicks: break ties among farthest pixels at random (FocSAM) instead of row-major first")
+                       help="clicks: break ties among farthest pixels at random instead of row-major first")
     proto.add_argument("--seed", type=int, default=0)
     proto.add_argument("--box-noise", type=float, default=0.4, help="prompts: noisy-box level s (default 0.4)")
     proto.add_argument("--num-prompts", type=int, default=20, help="prompts: prompts per object and type")

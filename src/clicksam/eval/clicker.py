@@ -6,44 +6,20 @@ boundary). It is positive when the largest false-negative distance is strictly l
 largest false-positive distance (a tie is negative). The pixel is the first maximum in row-major
 order, or, with a random generator, one of the tied maxima drawn uniformly (FocSAM's variant).
 
-Coordinates: every :class:`Click` is ``(x, y)`` in original-image pixels, i.e. column then row;
-arrays are indexed ``[y, x]``.
+Coordinates: every :class:`~clicksam.prompts.Click` (the package's one click type) is ``(x, y)`` in
+original-image pixels, i.e. column then row; arrays are indexed ``[y, x]``. The simulator's clicks
+lie on pixels: their coordinates are integral.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
 
+from clicksam.prompts import Click
+
 __all__ = ["Click", "NoErrorLeftError", "error_distance_maps", "find_next_click", "next_click", "validate_gt"]
-
-
-@dataclass(frozen=True)
-class Click:
-    """One simulated or user click.
-
-    Attributes:
-        x: column in original-image pixels (0 <= x < W).
-        y: row in original-image pixels (0 <= y < H).
-        positive: True for a foreground click, False for a background click.
-    """
-
-    x: int
-    y: int
-    positive: bool
-
-    def to_list(self) -> list[Any]:
-        """``[x, y, positive]``, the JSON form used in result files."""
-        return [int(self.x), int(self.y), bool(self.positive)]
-
-    @classmethod
-    def from_list(cls, values: Sequence[Any]) -> "Click":
-        """Inverse of :meth:`to_list`."""
-        if len(values) != 3:
-            raise ValueError(f"a click is [x, y, positive], got {values!r}")
-        return cls(int(values[0]), int(values[1]), bool(values[2]))
 
 
 class NoErrorLeftError(ValueError):

@@ -1,6 +1,6 @@
-"""SAM and its methods (Stable-SAM, FocSAM, SAM-REF and their combinations) as a :class:`Segmenter`.
+"""SAM and its methods (any registered method and combinations) as a :class:`Segmenter`.
 
-Each step goes through :class:`clicksam.methods.pipeline.Pipeline` with every click so far and the
+Each step goes through :class:`clicksam.pipeline.Pipeline` with every click so far and the
 previous step's result, exactly as :class:`clicksam.InteractiveSession` does: SAM's three-mask
 output with the best predicted IoU on a lone first click, the single-mask token afterwards, and the
 previous 256x256 low-res logits fed back as ``mask_input``. Scores are logits (threshold 0).
@@ -23,16 +23,17 @@ class SamSegmenter(Segmenter):
 
     Args:
         predictor: a ``SamPredictor`` (give it an ``EmbeddingCache`` to reuse embeddings across runs).
-        method: ``sam``, ``stable-sam``, ``focsam``, ``sam-ref`` or a ``+``-joined combination.
+        method: ``sam`` or a ``+``-joined combination of registered methods.
+        allow_untrained: run a stage that is refused without trained weights anyway (tests).
     """
 
     threshold = 0.0
 
-    def __init__(self, predictor: Any, method: str = "sam") -> None:
-        from clicksam.methods.pipeline import Pipeline
+    def __init__(self, predictor: Any, method: str = "sam", allow_untrained: bool = False) -> None:
+        from clicksam.pipeline import Pipeline
 
         self.predictor = predictor
-        self.pipeline = Pipeline(predictor, method)
+        self.pipeline = Pipeline(predictor, method, allow_untrained=allow_untrained)
         self.method = self.pipeline.method
         self.name = self.method
         self.last_encode_seconds = 0.0

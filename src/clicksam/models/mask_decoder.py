@@ -2,14 +2,13 @@
 hypernetworks and an IoU head."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from clicksam.models.common import MLP, LayerNorm2d, upsample_conv_transpose
-from clicksam.models.transformer import KVPlugin, TwoWayTransformer
+from clicksam.models.hooks import NO_HOOKS, DecoderHooks
+from clicksam.models.transformer import TwoWayTransformer
 
 
 class MaskDecoder(nn.Module):
@@ -68,7 +67,7 @@ class MaskDecoder(nn.Module):
         image_pe: torch.Tensor,
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
-        kv_plugin: Optional[KVPlugin] = None,
+        hooks: DecoderHooks = NO_HOOKS,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """All four outputs.
 
@@ -76,6 +75,7 @@ class MaskDecoder(nn.Module):
             image_embeddings: 1×C×64×64 (shared by every prompt) or B×C×64×64 (one per prompt).
             image_pe: 1×C×64×64.
             sparse_prompt_embeddings: B×T×C; dense_prompt_embeddings: B×C×64×64.
+            hooks: what the two-way transformer uses besides its weights (none by default).
         Returns:
             masks B×4×256×256, iou_pred B×4, mask_tokens_out B×4×C.
         """
@@ -93,7 +93,7 @@ class MaskDecoder(nn.Module):
             )
         src = src + dense_prompt_embeddings
         b, c, h, w = src.shape
-        hs, src = self.transformer(src, image_pe, tokens, kv_plugin=kv_plugin)
+        hs, src = self.transformer(src, image_pe, tokens, hooks)
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
         hyper_in = torch.stack(

@@ -28,7 +28,6 @@ DEFAULT_OPSET = 17
 MIN_OPSET, MAX_OPSET = 14, 20
 METADATA_PREFIX = "clicksam."
 EXTRA_HINT = "install the ONNX extra: pip install 'clicksam[onnx]'"
-METHOD_ATTRIBUTES = ("stable_sam", "focus_refiner", "sam_ref")
 
 
 def import_onnx() -> Any:
@@ -62,8 +61,21 @@ def check_opset(opset: object) -> int:
 
 
 def attached_methods(model: Sam) -> list[str]:
-    """Attributes of method stages attached to ``model`` (they are not part of the exported graph)."""
-    return [name for name in METHOD_ATTRIBUTES if model.stage(name) is not None]
+    """Method stages attached to ``model`` that have no ONNX export (their spec's ``onnx`` is None):
+    they are not part of the exported graphs."""
+    from clicksam.methods import attached_methods as attached
+
+    return [spec.name for spec in attached(model) if spec.onnx is None]
+
+
+def export_methods(model: Sam, decoder_path: PathLike, opset: int = DEFAULT_OPSET) -> dict[str, list[Path]]:
+    """Run the ONNX export hook of every attached method stage that has one (``MethodSpec.onnx``);
+    returns method name -> the files it wrote beside ``decoder_path``."""
+    from clicksam.methods import attached_methods as attached
+    from clicksam.methods import resolve
+
+    return {spec.name: [Path(p) for p in resolve(spec.onnx.export)(model, Path(decoder_path), opset)]
+            for spec in attached(model) if spec.onnx is not None}
 
 
 def trace_decoder(model: Sam, return_single_mask: bool = False, opset: int = DEFAULT_OPSET) -> bytes:

@@ -80,34 +80,35 @@ class SessionFactory(Protocol):
 
 
 def all_method_names() -> list[str]:
-    """``sam`` and every combination of the registered stages, in a stable order."""
-    from clicksam.methods import STAGE_ORDER
+    """``sam`` and every combination of the registered methods, in a stable order."""
+    from clicksam.methods import list_methods
 
+    order = list_methods()
     names = ["sam"]
-    for size in range(1, len(STAGE_ORDER) + 1):
-        names.extend("+".join(combo) for combo in itertools.combinations(STAGE_ORDER, size))
+    for size in range(1, len(order) + 1):
+        names.extend("+".join(combo) for combo in itertools.combinations(order, size))
     return names
 
 
 def method_options_for(model: Any) -> list[MethodOption]:
-    """The menu for ``model``: a method is available when its stages import and are attached."""
-    from clicksam.methods import STAGE_ATTRIBUTES, STAGE_ORDER, parse_method, stage_class
+    """The menu for ``model``: a method is available when its stages import, are attached and,
+    where their spec refuses an untrained stage, have trained weights."""
+    from clicksam.methods import available_stages, get_spec, parse_method
+    from clicksam.pipeline import untrained_problem
 
-    importable: dict[str, bool] = {}
-    for stage in STAGE_ORDER:
-        try:  # a stage still being written may fail in any way on import: show it as unavailable
-            stage_class(stage)
-            importable[stage] = True
-        except Exception:  # noqa: BLE001
-            importable[stage] = False
+    importable = available_stages()
     options = []
     for name in all_method_names():
-        missing_code = [s for s in parse_method(name) if not importable.get(s, False)]
-        not_loaded = [s for s in parse_method(name) if model.stage(STAGE_ATTRIBUTES[s]) is None]
+        stages = parse_method(name)
+        missing_code = [s for s in stages if not importable.get(s, False)]
+        not_loaded = [s for s in stages if get_spec(s).attribute and model.stage(get_spec(s).attribute) is None]
+        untrained = [problem for s in stages if (problem := untrained_problem(model, get_spec(s))) is not None]
         if missing_code:
             reason = f"{', '.join(missing_code)} not implemented in this build"
         elif not_loaded:
             reason = f"{', '.join(not_loaded)} not loaded (start the server with --method {name})"
+        elif untrained:
+            reason = untrained[0]
         else:
             reason = ""
         options.append(MethodOption(name, not reason, reason))

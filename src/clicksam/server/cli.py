@@ -17,11 +17,13 @@ CLASS_FILE = "classes.txt"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``clicksam serve``."""
+    from clicksam.methods import method_help
+
     parser.add_argument("--model", default="vit_b", help="registry name: vit_b, vit_l, vit_h or tiny (default vit_b)")
     parser.add_argument("--checkpoint", action="append", default=None, metavar="PATH",
                         help="weights to load (repeat: base SAM file first, then method files)")
     parser.add_argument("--method", action="append", default=None, metavar="METHOD",
-                        help="method(s) to offer, e.g. focsam+sam-ref (repeatable; the first is the default)")
+                        help=f"method(s) to offer: {method_help()} (repeatable; the first is the default)")
     parser.add_argument("--images", required=True, type=Path, help="folder of images to annotate")
     parser.add_argument("--annotations", type=Path, default=None,
                         help="where annotations are saved (default IMAGES/.clicksam/annotations)")
@@ -38,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prompts computed at the same time, the rest queue (default 4)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--trust-checkpoint", action="store_true",
-                        help="allow pickled objects in a checkpoint (official FocSAM files); trusted files only")
+                        help="allow pickled objects in a checkpoint (e.g. a method's official training checkpoint); trusted files only")
 
 
 def is_loopback(host: str) -> bool:

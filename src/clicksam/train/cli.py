@@ -1,4 +1,4 @@
-"""``clicksam train --method decoder|stable-sam|focsam|sam-ref --config FILE``.
+"""``clicksam train --method NAME --config FILE`` (NAME: ``decoder`` or a registered method with training).
 
 One process by default; ``torchrun --nproc_per_node N -m clicksam train ...`` runs
 DistributedDataParallel (NCCL on GPUs, gloo on CPUs), with ``batch_size`` the global batch.
@@ -14,11 +14,10 @@ from pathlib import Path
 
 from clicksam.train.config import TrainConfig, config_from_dict, load_config
 
-METHOD_CHOICES = ("decoder", "stable-sam", "focsam", "sam-ref")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--method", choices=METHOD_CHOICES, help="what to train (default: the config's 'method')")
+    from clicksam.train import training_method_names
+
+    parser.add_argument("--method", choices=training_method_names(), help="what to train (default: the config's 'method')")
     parser.add_argument("--config", type=Path, help="training config, .json or .toml (see --print-config)")
     parser.add_argument("--resume", action="store_true", help="continue the run in the config's out_dir from its checkpoint")
     parser.add_argument("--out", type=Path, help="override the config's out_dir")

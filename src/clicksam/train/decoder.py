@@ -96,7 +96,7 @@ class DecoderTraining(TrainMethod):
             prev[idx] = logits
             has_prev[idx] = True
             pred = F.interpolate(prev, size=click_target.shape[-2:], mode="bilinear", align_corners=False) > 0
-            clicks = prompts.next_click(click_target, pred, clicks, rng, float(opts["click_ratio"]), active=active)
+            clicks = prompts.sample_next_click(click_target, pred, clicks, rng, float(opts["click_ratio"]), active=active)
         return clicks, prev, has_prev, labels.shape[1] + extra
 
     def compute_loss(self, batch: Batch) -> LossOutput:

@@ -9,7 +9,7 @@ logging, the method file). To add one::
     @register_method
     class StableSamTraining(TrainMethod):
         name = "stable-sam"                       # the --method value
-        stages = ("stable-sam",)                  # stages build_sam attaches (METHOD_STAGES names)
+        stages = ("stable-sam",)                  # methods build_sam attaches (registry names)
         trainable_prefixes = ("stable_sam",)      # model attributes that train and are saved
         default_options = {"box_noise": 0.5}      # config "options" (unknown keys are refused)
 
@@ -17,12 +17,13 @@ logging, the method file). To add one::
             emb = batch.embedding                 # B×256×64×64 float32, from the store or the encoder
             target = batch.target_grid()          # B×1×256×256: 1 object, 0 background, -1 ignore
             boxes = prompts.noisy_boxes(prompts.object_boxes(target), batch.input_size, batch.rng)
-            out = self.model.decode(emb, boxes=boxes, multimask_output=False, use_stable_sam=True)
+            out = self.model.decode(emb, boxes=boxes, multimask_output=False, hooks=decoder_hooks(self.model.stable_sam))
             loss = (losses.bce_loss(out.low_res_logits, target) + losses.dice_loss(out.low_res_logits, target)).mean()
             return LossOutput(loss, {"bce_dice": loss.detach()})
 
-Then make the trainer find the class by adding ``"stable-sam": "clicksam.methods.stable_sam:StableSamTraining"``
-(module:class) to ``METHOD_MODULES`` below, or by importing the module before ``train()``.
+Then make the trainer find the class: name it in the method's spec
+(``MethodSpec(..., training="my_method.training:MyTraining")``, see :mod:`clicksam.methods`), or
+import the module before ``train()``.
 
 Rules a method must follow so that resumption is exact and DDP equals one process:
     * draw every random number from ``batch.rng`` (one stream per sample), never from the
@@ -41,6 +42,7 @@ from typing import Any, ClassVar, Optional
 import torch
 from torch import nn
 
+from clicksam.train import METHOD_MODULES, training_method_names
 from clicksam.train.data import downsample_target
 from clicksam.train.prompts import SampleRandom
 
@@ -93,7 +95,7 @@ class TrainMethod(abc.ABC):
 
     Class attributes:
         name: the ``--method`` value.
-        stages: method stages to attach to the model (names of ``clicksam.methods.METHOD_STAGES``).
+        stages: method stages to attach to the model (names in ``clicksam.methods.list_methods()``).
         trainable_prefixes: model attributes (``"mask_decoder"``, ``"stable_sam"``, ...) whose
             parameters train; everything else is frozen. They are what the method file holds,
             unless ``saved_prefixes`` says otherwise.
@@ -167,14 +169,6 @@ class LossModule(nn.Module):
 
 METHODS: dict[str, type[TrainMethod]] = {}
 
-# Methods that live outside this package: name -> "module:Class", imported on demand.
-METHOD_MODULES: dict[str, str] = {
-    "decoder": "clicksam.train.decoder:DecoderTraining",
-    "stable-sam": "clicksam.methods.stable_sam:StableSamTraining",
-    "focsam": "clicksam.methods.focsam.training:FocSamTraining",
-    "sam-ref": "clicksam.methods.sam_ref.training:SamRefTraining",
-}
-
 
 def register_method(cls: type[TrainMethod]) -> type[TrainMethod]:
     """Class decorator: make ``cls`` available to the trainer under ``cls.name``."""
@@ -185,9 +179,15 @@ def register_method(cls: type[TrainMethod]) -> type[TrainMethod]:
 
 
 def get_method(name: str) -> type[TrainMethod]:
-    """The registered method class called ``name`` (importing its module if needed)."""
-    if name not in METHODS and name in METHOD_MODULES:
-        module_name, _, class_name = METHOD_MODULES[name].partition(":")
+    """The training method class called ``name`` (importing its module if needed)."""
+    from clicksam.methods import training_methods
+
+    reference = METHOD_MODULES.get(name) or training_methods().get(name)
+    if name not in METHODS and reference is not None:
+        if not isinstance(reference, str):
+            METHODS.setdefault(name, reference)
+            return METHODS[name]
+        module_name, _, class_name = reference.partition(":")
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -199,5 +199,5 @@ def get_method(name: str) -> type[TrainMethod]:
             raise ValueError(f"training method '{name}': {module_name} defines no {class_name}")
         METHODS.setdefault(name, cls)
     if name not in METHODS:
-        raise ValueError(f"unknown training method {name!r}; known: {sorted(set(METHODS) | set(METHOD_MODULES))}")
+        raise ValueError(f"unknown training method {name!r}; known: {sorted({*training_method_names(), *METHODS})}")
     return METHODS[name]

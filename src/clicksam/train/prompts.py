@@ -118,7 +118,7 @@ class Clicks:
         return (self.labels >= 0).sum(1)
 
 
-def next_click(
+def sample_next_click(
     target: torch.Tensor, pred: torch.Tensor, clicks: Clicks, rng: SampleRandom, ratio: float = 1.7,
     active: torch.Tensor | None = None,
 ) -> Clicks:
@@ -331,7 +331,7 @@ def simulate_iterative_clicks(
         target: B×1×h×w map (1/0/-1) the clicks are placed on.
         counts: B long, clicks per sample (≥ 1), e.g. from ``geometric_counts``.
         rng: per-sample streams.
-        ratio: see ``next_click``.
+        ratio: see ``sample_next_click``.
     Returns:
         (clicks with every sample's n clicks, previous low-res logits B×1×256×256 or None when no
         sample had a round 2, has_prev B bool: samples whose previous logits are real).
@@ -341,7 +341,7 @@ def simulate_iterative_clicks(
     device = target.device
     clicks = Clicks.empty(b, h, device)
     empty = torch.zeros(b, 1, h, w, dtype=torch.bool, device=device)
-    clicks = next_click(target, empty, clicks, rng, ratio)
+    clicks = sample_next_click(target, empty, clicks, rng, ratio)
     prev: torch.Tensor | None = None
     has_prev = torch.zeros(b, dtype=torch.bool, device=device)
     for round_index in range(1, int(counts.max().item()) if b else 1):
@@ -357,5 +357,5 @@ def simulate_iterative_clicks(
         prev[idx] = logits
         has_prev[idx] = True
         pred = F.interpolate(prev, size=(h, w), mode="bilinear", align_corners=False) > 0
-        clicks = next_click(target, pred, clicks, rng, ratio, active=active)
+        clicks = sample_next_click(target, pred, clicks, rng, ratio, active=active)
     return clicks, prev, has_prev

@@ -9,7 +9,8 @@ Layout of a store folder::
 
 Image ``i`` of the fixed key order lives in shard ``i // shard_size``. Shards are written
 atomically, so an interrupted build resumes by skipping the shards already complete. The
-*signature* names the model, a digest of the encoder's weights, the channel order and the
+*signature* (:func:`clicksam.cache.feature_signature`, shared with the embedding cache, plus the
+storage dtype) names the model, a digest of the encoder's weights, the channel order and the
 preprocessing; a store whose signature differs from the model's is refused (by the builder and by
 the trainer), because its embeddings would silently be wrong.
 
@@ -19,7 +20,6 @@ Entry points: :func:`build_embedding_store` (used by ``clicksam embed --dataset`
 from __future__ import annotations
 
 import argparse
-import hashlib
 from collections import Counter
 import json
 from dataclasses import dataclass
@@ -29,7 +29,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from clicksam.cache import PREPROCESS_VERSION
+from clicksam.cache import feature_signature
 from clicksam.io.atomic import atomic_write_bytes, atomic_write_json
 from clicksam.train.data import ObjectSource
 
@@ -37,31 +37,11 @@ STORE_FORMAT = "clicksam-embedding-store"
 STORE_VERSION = 1
 
 
-def encoder_digest(model: torch.nn.Module) -> str:
-    """The checkpoint's sha256 when the model was loaded from a file, else a hash of the image
-    encoder's weights (so a fine-tuned decoder does not invalidate a store)."""
-    known = getattr(model, "weights_sha256", None)
-    if known:
-        return f"sha256:{known}"
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.image_encoder.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    return f"encoder-params:{h.hexdigest()}"
-
-
 def store_signature(model: torch.nn.Module) -> dict[str, Any]:
-    """What an embedding depends on: model, encoder weights, channel order and preprocessing."""
-    return {
-        "model_name": model.model_name,
-        "weights": encoder_digest(model),
-        "image_format": model.image_format,
-        "preprocess": PREPROCESS_VERSION,
-        "image_size": int(model.image_size),
-        "pixel_mean": [round(float(v), 6) for v in model.pixel_mean.flatten()],
-        "pixel_std": [round(float(v), 6) for v in model.pixel_std.flatten()],
-        "dtype": "float16",
-    }
+    """What the store's embeddings depend on: the model's feature signature (the one the
+    embedding cache uses: model, encoder weights, channel order, preprocessing) and the storage
+    dtype."""
+    return {**feature_signature(model), "dtype": "float16"}
 
 
 def _mismatch(stored: dict[str, Any], wanted: dict[str, Any], where: Path) -> str:
@@ -102,18 +82,14 @@ def _shard_complete(path: Path, signature: dict[str, Any], keys: Sequence[str]) 
 
 def _encode(model: torch.nn.Module, images: list[np.ndarray]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
     """Encode RGB images (each H×W×3 uint8) -> (n×256×64×64 float16 on the CPU, input sizes)."""
-    from clicksam.transforms import ResizeLongestSide
-
-    transform = ResizeLongestSide(model.image_size)
+    transforms = model.transforms()
     batch, sizes = [], []
     for image in images:
-        pixels = image if model.image_format == "RGB" else image[..., ::-1]
-        resized = transform.apply_image(np.ascontiguousarray(pixels))
-        sizes.append(resized.shape[:2])
-        tensor = torch.as_tensor(resized, device=model.device).permute(2, 0, 1).float()
-        batch.append(model.preprocess(tensor[None])[0])
+        model_input, size = transforms.image_to_input(image, model.device)
+        batch.append(model_input)
+        sizes.append(size)
     with torch.no_grad():
-        emb = model.encode(torch.stack(batch))
+        emb = model.encode(torch.cat(batch))
     return emb.to(torch.float16).cpu(), sizes
 
 
@@ -268,10 +244,10 @@ def run_embed_dataset(args: argparse.Namespace) -> int:
     ``--model/--checkpoint/--device`` arguments; an untrained test model is initialised with
     seed 0, as the trainer does.
     """
+    from clicksam.build import build_sam
     from clicksam.commands.common import resolve_checkpoints
     from clicksam.train.config import load_config
     from clicksam.train.readers import build_source
-    from clicksam.train.trainer import build_base_model
 
     if Path(args.dataset).suffix.lower() in (".json", ".toml"):
         config = load_config(args.dataset)
@@ -284,7 +260,8 @@ def run_embed_dataset(args: argparse.Namespace) -> int:
         specs, min_area = [spec], 100
     sources = [build_source(s, min_area=min_area) for s in specs]
     files = resolve_checkpoints(args.model, args.checkpoint)
-    model = build_base_model(args.model, files, device=args.device, trust_checkpoint=args.trust_checkpoint)
+    # seed 0, as the trainer's build_base_model: an untrained test model gets the trainer's weights
+    model = build_sam(args.model, checkpoint=files, device=args.device, trust_checkpoint=args.trust_checkpoint, seed=0)
     summary = build_embedding_store(sources, args.out, model, dataset_specs=specs)
     skipped: Counter[str] = Counter()
     for source in sources:

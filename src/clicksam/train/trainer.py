@@ -206,14 +206,8 @@ class Trainer:
     def _embeddings(self, data: dict[str, torch.Tensor]) -> torch.Tensor:
         if "embedding" in data:
             return data["embedding"].to(self.device, non_blocking=True).float()
-        image = data["image"].to(self.device, non_blocking=True).float()
-        if self.model.image_format == "BGR":
-            image = image.flip(1)
-        size = image.shape[-1]
-        h, w = data["input_size"][:, 0].to(self.device), data["input_size"][:, 1].to(self.device)
-        ar = torch.arange(size, device=self.device)
-        valid = (ar[None, :, None] < h[:, None, None]) & (ar[None, None, :] < w[:, None, None])
-        x = (image - self.model.pixel_mean) / self.model.pixel_std * valid[:, None]
+        image = data["image"].to(self.device, non_blocking=True)
+        x = self.model.transforms().padded_batch_to_input(image, data["input_size"])
         with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
             return self.model.encode(x).float()
 

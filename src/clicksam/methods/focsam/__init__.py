@@ -1,33 +1,58 @@
 """FocSAM (Huang et al., CVPR 2024): refocus SAM's embedding once, at the second click.
 
 Public names: :class:`FocusRefiner`, :func:`modulated_deform_conv2d`, the focus-window helpers,
-the official-checkpoint conversion and :class:`FocSamStage` (imported lazily, since it needs the
-pipeline and the model code).
+the official-checkpoint conversion, :class:`FocSamStage`, :class:`FocSamTraining` and ``SPEC``
+(the method's registry entry). They load on first use, so that listing the registered methods
+imports no model code.
+
+Untrained, the refiner turns the embedding into noise from click 2 on, so the spec declares the
+untrained stage refused: sessions ask for the official checkpoint or a trained method file.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from clicksam.methods.focsam.dcn import modulated_deform_conv2d
-from clicksam.methods.focsam.focus import box_to_cells, draw_expand_ratio, focus_box, focus_cells
-from clicksam.methods.focsam.refiner import FocusRefiner
+from clicksam.methods.registry import UNTRAINED_REFUSE, CheckpointFormat, MethodSpec
 
+_CHECKPOINT = "clicksam.methods.focsam.checkpoint"
+_FOCUS = "clicksam.methods.focsam.focus"
+_STAGE = "clicksam.methods.focsam.stage"
 _LAZY = {
-    "FocSamStage": "clicksam.methods.focsam.stage",
-    "attach": "clicksam.methods.focsam.stage",
-    "convert_official": "clicksam.methods.focsam.checkpoint",
-    "is_official_focsam": "clicksam.methods.focsam.checkpoint",
+    "FocusRefiner": "clicksam.methods.focsam.refiner",
+    "modulated_deform_conv2d": "clicksam.methods.focsam.dcn",
+    "box_to_cells": _FOCUS,
+    "draw_expand_ratio": _FOCUS,
+    "focus_box": _FOCUS,
+    "focus_cells": _FOCUS,
+    "FocSamStage": _STAGE,
+    "attach": _STAGE,
+    "convert_checkpoint": _CHECKPOINT,
+    "convert_official": _CHECKPOINT,
+    "is_official_focsam": _CHECKPOINT,
+    "FocSamTraining": "clicksam.methods.focsam.training",
 }
 
-__all__ = [
-    "FocusRefiner",
-    "modulated_deform_conv2d",
-    "focus_box",
-    "focus_cells",
-    "box_to_cells",
-    "draw_expand_ratio",
-    *_LAZY,
-]
+SPEC = MethodSpec(
+    name="focsam",
+    stage=f"{_STAGE}:FocSamStage",
+    attribute="focus_refiner",
+    order=20,
+    attach=f"{_STAGE}:attach",
+    training="clicksam.methods.focsam.training:FocSamTraining",
+    checkpoint_formats=(
+        CheckpointFormat("the official FocSAM checkpoint (mmengine iter_*.pth)",
+                         recognise=f"{_CHECKPOINT}:is_official_focsam", convert=f"{_CHECKPOINT}:convert_checkpoint"),
+    ),
+    untrained=UNTRAINED_REFUSE,
+    weights_hint=(
+        "load the official FocSAM checkpoint (iter_160000.pth, a ViT-H file: build_sam('vit_h', checkpoint=PATH, "
+        "trust_checkpoint=True); CLI: --model vit_h --checkpoint PATH --trust-checkpoint) or a clicksam focsam "
+        "method file written by `clicksam train --method focsam` (checkpoint=[base, method_file])"
+    ),
+    description="FocSAM: refocus the embedding on the object at the second click (CVPR 2024)",
+)
+
+__all__ = ["SPEC", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -8,12 +8,13 @@ click 1 drops it and redo restores it. The single-mask token is used throughout.
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 import torch
 from torch import nn
 
+from clicksam.interaction import DecodeContext, Stage
 from clicksam.methods.focsam.refiner import FocusRefiner
-from clicksam.methods.pipeline import DecodeContext, Stage
 
 # Keys of this stage's entries in ``StepResult.state``.
 STATE_EMBEDDING = "focsam.embedding"  # 1×256×64×64 refined embedding F_r
@@ -36,11 +37,8 @@ class FocSamStage(Stage):
     ``"refine"``), empty on steps that reuse F_r or decode on F.
     """
 
-    name = "focsam"
-    attribute = "focus_refiner"
-
-    def __init__(self, model) -> None:
-        super().__init__(model)
+    def __init__(self, model: nn.Module, module: Optional[nn.Module] = None) -> None:
+        super().__init__(model, module)
         if not isinstance(self.module, FocusRefiner):
             raise RuntimeError(
                 "the 'focsam' stage needs model.focus_refiner; build the model with "

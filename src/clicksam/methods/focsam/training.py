@@ -125,7 +125,7 @@ class FocSamTraining(TrainMethod):
             prev[idx] = logits.detach().float()
             has_prev[idx] = True
             pred = F.interpolate(prev, size=(map_size, map_size), mode="bilinear", align_corners=False) > 0
-            clicks = prompts.next_click(target, pred, clicks, rng, ratio, active=active)
+            clicks = prompts.sample_next_click(target, pred, clicks, rng, ratio, active=active)
         return clicks, prev, has_prev
 
     def compute_loss(self, batch: Batch) -> LossOutput:

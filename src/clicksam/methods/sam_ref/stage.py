@@ -5,9 +5,9 @@ import time
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
+from torch import nn
 
-from clicksam.methods.pipeline import DecodeContext, Stage, StepResult
+from clicksam.interaction import DecodeContext, Stage, StepResult
 
 from .model import SamRef
 from .refiner import RefinerContext
@@ -24,7 +24,7 @@ class SamRefStage(Stage):
     """Refines the decoder's mask with ``model.sam_ref`` after every decode.
 
     Works under any other stage (``stable-sam``, ``focsam``): it reads the decoder's chosen
-    low-res logits and always uses the *encoder's* embedding (``predictor.features``), the one
+    low-res logits and always uses the *encoder's* embedding (``ctx.encoder_embedding``), the one
     the refiners are trained with, even when FocSAM decodes on a refocused embedding.
     SAM's own low-res logits stay the next click's ``mask_input`` (SAM runs unchanged); the
     refined mask replaces ``logits``/``mask``. The previous final mask and error map travel in
@@ -32,11 +32,8 @@ class SamRefStage(Stage):
     The GFR's image/embedding features are computed once per image and reused on each click.
     """
 
-    name = "sam-ref"
-    attribute = "sam_ref"
-
-    def __init__(self, model) -> None:
-        super().__init__(model)
+    def __init__(self, model: nn.Module, module: Optional[nn.Module] = None) -> None:
+        super().__init__(model, module)
         if not isinstance(self.module, SamRef):
             raise RuntimeError(
                 "the 'sam-ref' stage needs model.sam_ref; build the model with "
@@ -66,8 +63,7 @@ class SamRefStage(Stage):
     def after_decode(self, ctx: DecodeContext, result: StepResult) -> StepResult:
         start = time.perf_counter()
         self.last_timings = {}
-        predictor = ctx.predictor
-        image = getattr(predictor, "input_image", None)
+        image = ctx.image
         if image is None:
             raise RuntimeError(
                 "SAM-REF refines with the image pixels, but the predictor only has an embedding "
@@ -75,28 +71,24 @@ class SamRefStage(Stage):
                 "EmbeddingCache the encoder still runs only once per image)"
             )
         module: SamRef = self.module  # type: ignore[assignment]
-        embedding = predictor.features
+        embedding = ctx.encoder_embedding
         if module.config.image_size != image.shape[-1]:
             raise RuntimeError(
                 f"model.sam_ref works in a {module.config.image_size} frame but the model's is "
                 f"{image.shape[-1]}; attach SAM-REF with a matching SamRefConfig(image_size=...)"
             )
-        points, _ = ctx.prompts()
-        coords, labels = (None, None) if points is None else points
+        coords, labels = (None, None) if ctx.points is None else ctx.points
         state: dict[str, Any] = dict(ctx.state)
         prev_logits = state.get(STATE_LOGITS) if ctx.prev is not None else None
         prev_area = state.get(STATE_ERROR_AREA) if ctx.prev is not None else None
         device = image.device
         out = module(
-            image, embedding, result.low_res_logits.to(device), coords, labels, predictor.input_size,
+            image, embedding, result.low_res_logits.to(device), coords, labels, ctx.input_size,
             previous_logits=None if prev_logits is None else prev_logits.to(device, torch.float32),
             previous_error_area=None if prev_area is None else torch.tensor([prev_area], device=device),
             context=self._context(image, embedding), timings=self.last_timings,
         )
-        h, w = predictor.input_size
-        logits = F.interpolate(out.logits[..., :h, :w], tuple(predictor.original_size),
-                               mode="bilinear", align_corners=False)[0, 0]
-        logits_np = logits.float().cpu().numpy()
+        logits_np = ctx.to_image_size(out.logits)
         state.update({
             STATE_LOGITS: out.logits.to(torch.float16),
             STATE_ERROR: out.global_error > 0,

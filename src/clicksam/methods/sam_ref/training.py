@@ -46,21 +46,10 @@ def crop_target(target: torch.Tensor, windows: Sequence[Window], size: int) -> t
 
 
 def normalised_images(model: torch.nn.Module, images: torch.Tensor, input_sizes: torch.Tensor) -> torch.Tensor:
-    """B×3×S×S uint8 RGB padded images → SAM's normalised, zero-padded B×3×S×S input.
-
-    The padding must be zero *after* normalisation (as ``Sam.preprocess`` does), so each image
-    is cut to its ``input_size`` (h, w) and preprocessed again; channels follow
-    ``model.image_format`` (FocSAM's official weights take BGR).
-    """
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be B×3×S×S, got {tuple(images.shape)}")
-    if getattr(model, "image_format", "RGB") == "BGR":
-        images = images.flip(1)
-    out = [
-        model.preprocess(images[b:b + 1, :, :int(h), :int(w)].float())
-        for b, (h, w) in enumerate(input_sizes.tolist())
-    ]
-    return torch.cat(out, dim=0)
+    """B×3×S×S uint8 RGB padded images → the model's normalised, zero-padded B×3×S×S input
+    (the model family's ``transforms().padded_batch_to_input``: channel order, statistics, zero
+    padding outside each image's ``input_size``)."""
+    return model.transforms().padded_batch_to_input(images, input_sizes)
 
 
 @register_method

@@ -1,8 +1,8 @@
 """Stable-SAM's plugin (Fan et al., arXiv 2311.15776; SPEC §3): DSP and DRP.
 
 The plugin sits in the token-to-image cross-attention of the mask decoder's *second* two-way
-block (``mask_decoder.transformer.layers.1.cross_attn_token_to_image``) through the
-``kv_plugin`` seam of :class:`clicksam.models.transformer.TwoWayTransformer`. It is called as
+block (``mask_decoder.transformer.layers.1.cross_attn_token_to_image``) as that block's key/value
+plugin (:class:`clicksam.models.hooks.DecoderHooks`, see :func:`decoder_hooks`). It is called as
 ``plugin(queries, keys)`` with
 
 * ``queries`` B×T×C: the prompt tokens after that block's self-attention and ``norm1``
@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clicksam.models.common import LayerNorm2d
+from clicksam.models.hooks import NO_HOOKS, DecoderHooks
 
 SINGLE_MASK_TOKEN = 1  # index of the single-mask output token among the decoder's tokens
 ROUTER_HIDDEN = 32
@@ -281,6 +282,16 @@ class StableSamPlugin(nn.Module):
     def forward(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         """The kv_plugin call: queries B×T×C, keys B×HW×C -> routed keys/values B×HW×C."""
         return self.route(queries, keys).features
+
+
+# the two-way block whose token-to-image cross-attention the plugin feeds (the second one)
+DECODER_BLOCK = 1
+
+
+def decoder_hooks(plugin: StableSamPlugin, hooks: DecoderHooks = NO_HOOKS) -> DecoderHooks:
+    """``hooks`` plus ``plugin`` as the key/value plugin of block :data:`DECODER_BLOCK`; hand the
+    result to ``Sam.decode(..., hooks=...)``."""
+    return hooks.with_kv_plugin(DECODER_BLOCK, plugin)
 
 
 def attach(model: nn.Module, initial_alpha1: float = 0.01) -> StableSamPlugin:
