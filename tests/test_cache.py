@@ -73,7 +73,6 @@ def test_other_weights_or_format_give_other_keys(tiny_model, photo):
 
 def test_one_feature_signature_for_the_cache_and_the_training_store(tiny_model, photo):
     from clicksam.cache import feature_signature
-    from clicksam.methods import attach_stage
     from clicksam.train.store import store_signature
 
     signature = clicksam.SamPredictor(tiny_model).signature(photo)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from clicksam import InteractiveSession, SamPredictor, build_sam
-from clicksam.methods.focsam import FocSamStage, FocusRefiner
+from clicksam.methods.focsam import FocusRefiner
 from clicksam.methods.focsam.stage import STATE_EMBEDDING
 
 
@@ -96,8 +96,3 @@ def test_a_new_embedding_is_never_decoded_with_a_stale_refocus(predictor):
     session.add_click(150.0, 120.0)
     assert session.result.state[STATE_EMBEDDING] is not old
 
-
-def test_the_stage_requires_the_refiner():
-    model = build_sam("tiny")
-    with pytest.raises(RuntimeError, match="methods=\\['focsam'\\]"):
-        FocSamStage(model, None)

@@ -6,7 +6,6 @@ import dataclasses
 import pytest
 import torch
 
-from clicksam import build_sam
 from clicksam.build import count_parameters, sam_from_config
 from clicksam.methods.stable_sam import StableSamPlugin, attach, decoder_hooks, sample_tokens_at_offsets
 from clicksam.models.hooks import DecoderHooks

@@ -20,10 +20,7 @@ import pkgutil
 import threading
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
-
-if TYPE_CHECKING:  # pragma: no cover
-    from clicksam.interaction import Stage
+from typing import Any, Callable, Optional, Union
 
 ENTRY_POINT_GROUP = "clicksam.methods"
 UNTRAINED_IDENTITY = "identity"  # the untrained stage gives exactly SAM's result (a warning says so)

@@ -23,9 +23,13 @@ REFOCUS_CLICK = 2  # FocSAM refocuses once, at the second click
 
 
 def attach(model: nn.Module) -> FocusRefiner:
-    """Attach an untrained FocusRefiner at ``model.focus_refiner`` (on the model's device) and return it."""
+    """Attach an untrained FocusRefiner at ``model.focus_refiner`` (on the model's device) and return it.
+
+    Its windows cover a quarter of the embedding grid per side, as FocSAM's 16×16 cells do on
+    SAM's 64×64 grid, and its focus box reads logits in the model's frame."""
     device = next(model.parameters()).device
-    refiner = FocusRefiner().to(device).eval()
+    grid = int(model.prompt_encoder.image_embedding_size[0])
+    refiner = FocusRefiner(window_size=max(2, grid // 4), frame_size=int(model.image_size)).to(device).eval()
     model.add_module("focus_refiner", refiner)
     return refiner
 
