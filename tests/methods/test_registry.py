@@ -126,6 +126,13 @@ def test_register_and_unregister(fresh_registry, tiny_predictor):
     assert "toy-first" not in list_methods()
 
 
+def test_a_method_for_another_family_is_refused(fresh_registry):
+    register(MethodSpec(name="toy-sam2", stage=Stage, attribute="toy_x", attach=lambda model: None,
+                        families=("sam2",)))
+    with pytest.raises(ValueError, match="'toy-sam2' method applies to sam2 models, not to this sam model"):
+        clicksam.build_sam("tiny", methods=["toy-sam2"])
+
+
 def test_a_broken_entry_point_is_listed_as_unavailable(tmp_path, monkeypatch, fresh_registry):
     install(tmp_path, "[clicksam.methods]\ntoy-broken = clicksam_toy_method_missing:SPEC\n", {})
     monkeypatch.syspath_prepend(str(tmp_path))
