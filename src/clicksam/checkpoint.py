@@ -196,7 +196,7 @@ def save_method_file(
     """
     from safetensors.torch import save_file
 
-    from clicksam.methods import get_spec, list_methods, resolve
+    from clicksam.methods import resolve, specs
 
     prefixes = tuple(prefixes)
     methods = sorted(set(methods))
@@ -204,9 +204,8 @@ def save_method_file(
     if not tensors:
         raise ValueError(f"the model has no weights under {prefixes}; attach the method's stage first")
     described: dict[str, Any] = {}
-    for name in methods:
-        spec = get_spec(name) if name in list_methods() else None
-        if spec is not None and spec.file_metadata is not None and spec.attribute + "." in prefixes:
+    for spec in specs():
+        if spec.name in methods and spec.file_metadata is not None and spec.attribute + "." in prefixes:
             described.update(resolve(spec.file_metadata)(model._modules[spec.attribute]))
     meta = {
         "format": METHOD_FILE_FORMAT,

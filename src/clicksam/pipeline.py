@@ -12,22 +12,22 @@ from typing import Optional, Sequence
 
 from clicksam.interaction import DecodeContext, Stage, StepResult
 from clicksam.methods import (UNTRAINED_REFUSE, MethodSpec, canonical_method, get_spec, is_trained,
-                              missing_weights, parse_method, resolve)
+                              missing_weights, parse_method, resolve, stage_module)
 from clicksam.prompts import Click
 
-__all__ = ["Pipeline", "untrained_problem"]
+__all__ = ["Pipeline", "stage_problem"]
 
 
-def untrained_problem(model, spec: MethodSpec) -> Optional[str]:
-    """Why ``model`` cannot run method ``spec`` without ``allow_untrained`` (None when it can):
-    its module is missing, or untrained while the spec refuses an untrained stage."""
+def stage_problem(model, spec: MethodSpec, allow_untrained: bool = False) -> Optional[str]:
+    """Why ``model`` cannot run method ``spec`` (None when it can): its module is missing, or it
+    is untrained while the spec refuses an untrained stage (unless ``allow_untrained``)."""
     if not spec.attribute:
         return None
-    module = model._modules.get(spec.attribute)
+    module = stage_module(model, spec)
     if module is None:
         return (f"the {spec.name!r} stage is not attached to this model; build it with "
                 f"build_sam(..., methods=[{spec.name!r}]) or load a {spec.name} method file")
-    if spec.untrained == UNTRAINED_REFUSE and not is_trained(module):
+    if spec.untrained == UNTRAINED_REFUSE and not is_trained(module) and not allow_untrained:
         return missing_weights(spec)
     return None
 
@@ -50,15 +50,12 @@ class Pipeline:
         model = predictor.model
         self.specs: list[MethodSpec] = [get_spec(name) for name in self.stage_names]
         for spec in self.specs:
-            problem = untrained_problem(model, spec)
-            if problem is not None and (model._modules.get(spec.attribute) is None or not allow_untrained):
+            problem = stage_problem(model, spec, allow_untrained)
+            if problem is not None:
                 raise ValueError(f"method {self.method!r}: {problem}")
-        self.stages: list[Stage] = [
-            resolve(spec.stage)(model, model._modules.get(spec.attribute) if spec.attribute else None)
-            for spec in self.specs
-        ]
+        self.stages: list[Stage] = [resolve(spec.stage)(model, stage_module(model, spec)) for spec in self.specs]
         for spec in self.specs:
-            module = model._modules.get(spec.attribute) if spec.attribute else None
+            module = stage_module(model, spec)
             if module is not None and not is_trained(module):
                 warnings.warn(
                     f"the {spec.name!r} stage has no trained weights; results equal its untrained initialisation. "

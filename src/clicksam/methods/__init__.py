@@ -54,6 +54,7 @@ __all__ = [
     "spec_for_attribute",
     "specs",
     "stage_class",
+    "stage_module",
     "training_methods",
     "unavailable_methods",
     "unregister",
@@ -107,7 +108,7 @@ def attach_stage(model: Any, name: str, metadata: Optional[dict[str, Any]] = Non
                          f"not to this {family} model ({getattr(model, 'model_name', '?')})")
     if not spec.attribute:
         return None
-    existing = model._modules.get(spec.attribute)
+    existing = stage_module(model, spec)
     if metadata is not None and spec.attach_from_metadata is not None:
         if existing is None or not is_trained(existing):
             return resolve(spec.attach_from_metadata)(model, metadata)
@@ -117,9 +118,14 @@ def attach_stage(model: Any, name: str, metadata: Optional[dict[str, Any]] = Non
     return existing
 
 
+def stage_module(model: Any, spec: MethodSpec) -> Any:
+    """The module of method ``spec`` on ``model``, or None (not attached, or a method without one)."""
+    return model._modules.get(spec.attribute) if spec.attribute else None
+
+
 def attached_methods(model: Any) -> list[MethodSpec]:
     """The specs of the methods whose modules ``model`` carries, in step order."""
-    return [s for s in specs() if s.attribute and model._modules.get(s.attribute) is not None]
+    return [s for s in specs() if stage_module(model, s) is not None]
 
 
 def missing_weights(spec: MethodSpec) -> str:

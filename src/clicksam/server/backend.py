@@ -93,16 +93,16 @@ def all_method_names() -> list[str]:
 def method_options_for(model: Any) -> list[MethodOption]:
     """The menu for ``model``: a method is available when its stages import, are attached and,
     where their spec refuses an untrained stage, have trained weights."""
-    from clicksam.methods import available_stages, get_spec, parse_method
-    from clicksam.pipeline import untrained_problem
+    from clicksam.methods import available_stages, get_spec, parse_method, stage_module
+    from clicksam.pipeline import stage_problem
 
     importable = available_stages()
     options = []
     for name in all_method_names():
         stages = parse_method(name)
         missing_code = [s for s in stages if not importable.get(s, False)]
-        not_loaded = [s for s in stages if get_spec(s).attribute and model.stage(get_spec(s).attribute) is None]
-        untrained = [problem for s in stages if (problem := untrained_problem(model, get_spec(s))) is not None]
+        not_loaded = [s for s in stages if get_spec(s).attribute and stage_module(model, get_spec(s)) is None]
+        untrained = [problem for s in stages if (problem := stage_problem(model, get_spec(s))) is not None]
         if missing_code:
             reason = f"{', '.join(missing_code)} not implemented in this build"
         elif not_loaded:
