@@ -124,6 +124,18 @@ class MethodSpec:
 _resolved: dict[str, Any] = {}
 
 
+def lazy_exports(package: str, table: dict[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for a method package: public name -> the module defining it,
+    imported on first use (so that reading the package's ``SPEC`` imports no model code)."""
+
+    def __getattr__(name: str) -> Any:
+        if name in table:
+            return getattr(importlib.import_module(table[name]), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
 def resolve(value: Lazy) -> Any:
     """A spec entry itself, or the object a ``"module:attribute"`` string names (imported once)."""
     if not isinstance(value, str):

@@ -10,9 +10,7 @@ untrained stage refused: sessions ask for the official checkpoint or a trained m
 """
 from __future__ import annotations
 
-from typing import Any
-
-from clicksam.methods.registry import UNTRAINED_REFUSE, CheckpointFormat, MethodSpec
+from clicksam.methods.registry import UNTRAINED_REFUSE, CheckpointFormat, MethodSpec, lazy_exports
 
 _CHECKPOINT = "clicksam.methods.focsam.checkpoint"
 _FOCUS = "clicksam.methods.focsam.focus"
@@ -54,10 +52,4 @@ SPEC = MethodSpec(
 
 __all__ = ["SPEC", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -8,9 +8,7 @@ model code.
 """
 from __future__ import annotations
 
-from typing import Any
-
-from clicksam.methods.registry import UNTRAINED_IDENTITY, MethodSpec
+from clicksam.methods.registry import UNTRAINED_IDENTITY, MethodSpec, lazy_exports
 
 _MODEL = "clicksam.methods.sam_ref.model"
 _MAP = "clicksam.methods.sam_ref.prompt_maps"
@@ -57,10 +55,4 @@ SPEC = MethodSpec(
 
 __all__ = ["SPEC", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -15,9 +15,7 @@ The names load on first use, so that listing the registered methods imports no m
 """
 from __future__ import annotations
 
-from typing import Any
-
-from clicksam.methods.registry import UNTRAINED_IDENTITY, MethodSpec
+from clicksam.methods.registry import UNTRAINED_IDENTITY, MethodSpec, lazy_exports
 
 _PLUGIN = "clicksam.methods.stable_sam.plugin"
 _LAZY = {
@@ -46,10 +44,4 @@ SPEC = MethodSpec(
 
 __all__ = ["SPEC", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
