@@ -63,7 +63,8 @@ def main() -> int:
     from clicksam.onnx import OnnxDecoder, export_decoder
 
     torch.manual_seed(0)
-    model = clicksam.build_sam(args.model, checkpoint=args.checkpoint).eval()
+    # no checkpoint: random weights on purpose (the decoder speed does not depend on the weights)
+    model = clicksam.build_sam(args.model, checkpoint=args.checkpoint, random_weights=args.checkpoint is None).eval()
     predictor = clicksam.SamPredictor(model)
     height, width = args.image_size
     embedding = torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(1))

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args, download=True)
     except RuntimeError as exc:
         print(f"clicksam demo: {exc}")
-        print(f"(to try the pipeline without weights: clicksam demo --model tiny)")
+        print("(to try the pipeline without weights: clicksam demo --model tiny, or add --random-weights)")
         return 2
     predictor = SamPredictor(model, cache=EmbeddingCache(args.out / "embeddings"))
     tiles, titles, rows = [], [], []

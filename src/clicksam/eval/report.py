@@ -88,6 +88,8 @@ def _method_label(config: dict[str, Any]) -> str:
     seg = config.get("segmenter", {})
     label = seg.get("method") or seg.get("segmenter", "?")
     model = config.get("model")
+    if model and config.get("random_weights"):
+        model = f"{model}, random weights"
     return f"{label} ({model})" if model else str(label)
 
 

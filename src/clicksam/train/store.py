@@ -244,8 +244,7 @@ def run_embed_dataset(args: argparse.Namespace) -> int:
     ``--model/--checkpoint/--device`` arguments; an untrained test model is initialised with
     seed 0, as the trainer does.
     """
-    from clicksam.build import build_sam
-    from clicksam.commands.common import resolve_checkpoints
+    from clicksam.commands.common import build_model
     from clicksam.train.config import load_config
     from clicksam.train.readers import build_source
 
@@ -259,9 +258,9 @@ def run_embed_dataset(args: argparse.Namespace) -> int:
             spec["root"] = str(args.data_root)
         specs, min_area = [spec], 100
     sources = [build_source(s, min_area=min_area) for s in specs]
-    files = resolve_checkpoints(args.model, args.checkpoint)
-    # seed 0, as the trainer's build_base_model: an untrained test model gets the trainer's weights
-    model = build_sam(args.model, checkpoint=files, device=args.device, trust_checkpoint=args.trust_checkpoint, seed=0)
+    # seed 0 (build_sam's default), as the trainer's build_base_model: an untrained test model gets the trainer's weights
+    model = build_model(args.model, args.checkpoint, device=args.device, trust_checkpoint=args.trust_checkpoint,
+                        random_weights=args.random_weights)
     summary = build_embedding_store(sources, args.out, model, dataset_specs=specs)
     skipped: Counter[str] = Counter()
     for source in sources:
