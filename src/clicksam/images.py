@@ -102,11 +102,15 @@ def _open(path: Path, limit: int) -> Iterator[Image.Image]:
         raise _too_many_pixels(path, f"{int(found.group(1)):,} pixels" if found else "too many pixels",
                                min(limit, pillow_limit)) from None
     except OSError as exc:
-        raise ImageReadError(path, f"its header cannot be read ({exc})", "re-export or re-download the file") from None
+        raise _corrupt(path, exc) from None
     with img:
         if img.width * img.height > limit:
             raise _too_many_pixels(path, f"{img.width * img.height:,} pixels ({img.width}x{img.height})", limit)
         yield img
+
+
+def _corrupt(path: Path, exc: Exception) -> ImageReadError:
+    return ImageReadError(path, f"the file is truncated or corrupt ({exc})", "re-export or re-download it")
 
 
 def _too_many_pixels(path: Path, found: str, limit: int) -> ImageReadError:
@@ -166,8 +170,7 @@ def read_image(path: Union[str, Path], *, exif_orientation: bool = True,
         try:
             img.load()
         except (OSError, SyntaxError, ValueError) as exc:
-            raise ImageReadError(path, f"the file is truncated or corrupt ({exc})",
-                                 "re-export or re-download it") from None
+            raise _corrupt(path, exc) from None
         if exif_orientation and _orientation(img) != 1:
             img = ImageOps.exif_transpose(img)
         return _to_rgb(img)

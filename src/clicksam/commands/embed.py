@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from clicksam.commands.common import add_model_arguments, load_model
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from clicksam.cache import EmbeddingCache
-    from clicksam.images import read_image
+    from clicksam.images import ImageReadError, read_image
     from clicksam.predictor import SamPredictor
 
     images = collect_images(args.images)
@@ -46,11 +47,21 @@ def run(args: argparse.Namespace) -> int:
     cache = EmbeddingCache(args.out, max_items=1)
     predictor = SamPredictor(load_model(args), cache=cache)
     computed = reused = 0
+    skipped: list[Path] = []
     for path in tqdm(images, desc="embedding", unit="img"):
-        predictor.set_image(read_image(path))
+        try:
+            image = read_image(path)
+        except (ImageReadError, FileNotFoundError) as exc:  # one bad file does not stop the folder
+            skipped.append(path)
+            tqdm.write(f"skipped {path}: {exc}", file=sys.stderr)
+            continue
+        predictor.set_image(image)
         if predictor.last_encode_cached:
             reused += 1
         else:
             computed += 1
     print(f"{len(images)} images: {computed} encoded, {reused} already in {args.out}")
+    if skipped:
+        print(f"{len(skipped)} images skipped (unreadable, see above); the others are embedded", file=sys.stderr)
+        return 1
     return 0
