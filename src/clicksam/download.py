@@ -59,6 +59,36 @@ def find_checkpoint(name: str, cache_dir: Optional[Path] = None) -> Path:
     return path
 
 
+def cache_state(name: str, verify: bool = False, cache_dir: Optional[Path] = None) -> tuple[str, bool]:
+    """What the cache holds for ``name``'s official file: ``(state, usable)``.
+
+    ``state`` is one of "cached", "cached, sha256 verified" (with ``verify``), "not downloaded",
+    "partial download (N%, resumable)", "incomplete (A of B bytes)", "wrong size (A bytes, expected B)",
+    "corrupt (sha256 mismatch)" or "random weights (test config)" for a model without official weights;
+    ``usable`` is True for the first two only. The size is always checked, the sha256 only with ``verify``.
+    """
+    config = get_config(name)
+    if config.weights is None:
+        return "random weights (test config)", False
+    info = config.weights
+    path = cached_checkpoint(name, cache_dir)
+    if not path.is_file():
+        part = path.with_name(path.name + ".part")
+        if part.is_file():
+            return f"partial download ({100 * part.stat().st_size // info.num_bytes}%, resumable)", False
+        return "not downloaded", False
+    size = path.stat().st_size
+    if size < info.num_bytes:
+        return f"incomplete ({size:,} of {info.num_bytes:,} bytes)", False
+    if size > info.num_bytes:
+        return f"wrong size ({size:,} bytes, expected {info.num_bytes:,})", False
+    if not verify:
+        return "cached", True
+    if _sha256_of(path) != info.sha256:
+        return "corrupt (sha256 mismatch)", False
+    return "cached, sha256 verified", True
+
+
 def _sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
