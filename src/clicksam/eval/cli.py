@@ -19,7 +19,7 @@ from typing import Any
 from clicksam.commands.common import RANDOM_WEIGHTS_HELP
 from clicksam.methods import method_help
 
-from .datasets import EvalDataset, FolderDataset, ForegroundRule, load_dataset
+from .datasets import EvalDataset, EvalObject, FolderDataset, ForegroundRule, load_dataset
 from .prompts import PROMPT_TYPES
 from .report import markdown_table, summarize_run, write_run_report
 from .runner import RunSettings, prepare_run_dir, run_dataset
@@ -131,11 +131,23 @@ def run(args: argparse.Namespace) -> int:
                   "data_roots": {d.name: str(d.root) for d in datasets}})
     first = next(iter(segmenters.values()))
     prepare_run_dir(args.out, settings, first, extra)
+    skipped: list[str] = []
+
+    def skip(obj: EvalObject, reason: str) -> None:
+        from tqdm import tqdm
+
+        skipped.append(obj.object_id)
+        tqdm.write(f"skipped {obj.object_id}: {reason}", file=sys.stderr)
+
     for dataset in datasets:
         run_dataset(dataset, segmenters[dataset.name], args.out, settings, args.limit,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, on_skip=skip)
     outputs = write_run_report(args.out)
     print(markdown_table([summarize_run(args.out)]), end="")
     for kind, path in outputs.items():
         print(f"{kind}: {path}", file=sys.stderr)
+    if skipped:
+        print(f"{len(skipped)} object(s) skipped (unreadable image or mask, see above); the tables cover the "
+              "others and say '(partial)'; fix the files and run the same command again to add them", file=sys.stderr)
+        return 1
     return 0
