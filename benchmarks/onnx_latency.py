@@ -48,7 +48,7 @@ def main() -> int:
     parser.add_argument("--model", default="tiny", help="registry name (default tiny: SAM's full decoder, random weights)")
     parser.add_argument("--checkpoint", type=Path, help="optional weights for --model")
     parser.add_argument("--image-size", type=int, nargs=2, default=(400, 600), metavar=("H", "W"),
-                        help="original image size the masks are upscaled to (default 400 600, examples/coffee.jpg)")
+                        help="original image size the masks are upscaled to (default 400 600, the demo's coffee.jpg)")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch and onnxruntime threads (default: all cores)")
     parser.add_argument("--no-quantized", action="store_true", help="skip the uint8-quantized ONNX variant")

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "clicksam" / "examples"
 
 
 @pytest.fixture

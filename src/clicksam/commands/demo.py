@@ -10,7 +10,7 @@ from pathlib import Path
 
 from clicksam.commands.common import add_model_arguments, load_model
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"  # package data: there in an installed wheel too
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
