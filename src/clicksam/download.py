@@ -42,7 +42,8 @@ def missing_checkpoint_message(name: str, cache_dir: Optional[Path] = None, cli:
     (``--checkpoint``, ``--random-weights``) or for Python (``checkpoint=``, ``random_weights=True``)."""
     info = weights_info(name)
     target = cached_checkpoint(name, cache_dir)
-    checkpoint, random_weights = ("--checkpoint PATH", "--random-weights") if cli else ("checkpoint=PATH", "random_weights=True")
+    checkpoint, random_weights = (("--checkpoint PATH", "--random-weights") if cli
+                                  else ("checkpoint=PATH", "random_weights=True"))
     return (
         f"the {name} checkpoint is not in the cache. Run `clicksam download {name}`, or download "
         f"{info.download_url} ({info.num_bytes:,} bytes) by hand and put it at {target} "

@@ -78,7 +78,8 @@ def max_image_pixels() -> int:
     if not text:
         return DEFAULT_MAX_IMAGE_PIXELS
     if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"{MAX_PIXELS_ENV} must be a positive whole number of pixels, got {os.environ[MAX_PIXELS_ENV]!r}")
+        raise ValueError(f"{MAX_PIXELS_ENV} must be a positive whole number of pixels, "
+                         f"got {os.environ[MAX_PIXELS_ENV]!r}")
     return int(text)
 
 

@@ -50,7 +50,8 @@ def resolve_device(name: str) -> Any:
                              "use --device cpu, or install a CUDA build of PyTorch")
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise ValueError(f"--device {name}: no CUDA GPU is visible (driver, CUDA_VISIBLE_DEVICES?); use --device cpu")
+            raise ValueError(f"--device {name}: no CUDA GPU is visible (driver, CUDA_VISIBLE_DEVICES?); "
+                             "use --device cpu")
         if device.index is not None and device.index >= count:
             raise ValueError(f"--device {name}: only {count} CUDA GPU(s) are visible (cuda:0 to cuda:{count - 1})")
     elif device.type == "mps":

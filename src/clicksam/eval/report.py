@@ -154,8 +154,9 @@ def markdown_table(summaries: Sequence[dict[str, Any]]) -> str:
             else:
                 noc, nof, cap = s["noc"], s["nof"], int(s["max_clicks"])
                 click_rows.append(
-                    f"| {name} | {summary['method']} | {dataset} | {s['num_objects']} | {_noc_cell(noc.get('85'), cap)} | "
-                    f"{_noc_cell(noc.get('90'), cap)} | {_noc_cell(noc.get('95'), cap)} | {_fmt(nof.get('90'))} | "
+                    f"| {name} | {summary['method']} | {dataset} | {s['num_objects']} | "
+                    f"{_noc_cell(noc.get('85'), cap)} | {_noc_cell(noc.get('90'), cap)} | "
+                    f"{_noc_cell(noc.get('95'), cap)} | {_fmt(nof.get('90'))} | "
                     f"{_fmt(nof.get('95'))} | {_fmt(None if s['5-miou'] is None else 100 * s['5-miou'])} | "
                     f"{_fmt(s['spc'], 3)} |")
     parts = []
