@@ -18,6 +18,7 @@ which broke exact ties (two pixels at distance √125) at random.
   value is that column's true distance), so it never falls below the true distance by more than
   its rounding. Every pixel that could reach the maximum by that bound is then measured exactly
   on a window of the mask; a case too large for that falls back to :func:`squared_distance_map`.
+  (``tests/test_distance.py`` checks the bound on large masks.)
 
 The click simulator (``clicksam.eval.clicker``) and the training-time prompt simulation
 (``clicksam.train.distance``) both use this module.
@@ -37,6 +38,7 @@ __all__ = ["farthest_pixels", "squared_distance_map"]
 # d >= sqrt(n) * (1 - _SLACK) (its root is within a few ULP, 2^-23 each), for d < _OPENCV_EXACT_SUMS.
 _SLACK = 2.0 ** -20
 _OPENCV_EXACT_SUMS = 2048.0  # below this, OpenCV's float32 squared sums are exact integers
+_OPENCV_MAX_SIDE = 1 << 16  # OpenCV's precise transform handles rows up to this length
 _WINDOW_BUDGET = 1 << 21  # pixels of the exact windows of farthest_pixels before the fallback
 _NOTHING_NEAR = np.iinfo(np.int64).max  # no outside pixel in a window (never, if the bound holds)
 
@@ -93,6 +95,28 @@ def _exact_at(outside: np.ndarray, ys: np.ndarray, xs: np.ndarray, radius: int) 
     return np.where(windows, squared, _NOTHING_NEAR).min(axis=(1, 2))
 
 
+def _farthest_within_bound(mask: np.ndarray, approx: np.ndarray, first: int,
+                           top: float) -> Optional[tuple[int, np.ndarray, np.ndarray]]:
+    """``farthest_pixels`` from OpenCV's distances ``approx`` (excluded pixels zeroed; ``first``
+    is the flat index of its maximum ``top``), or None when the windows would be too large."""
+    if top >= _OPENCV_EXACT_SUMS or max(mask.shape) >= _OPENCV_MAX_SIDE:
+        return None
+    radius = math.ceil(top * (1 + _SLACK)) + 1  # every pixel's nearest outside pixel is this near
+    outside = cv2.copyMakeBorder((~mask).view(np.uint8), *(radius + 1,) * 4, cv2.BORDER_CONSTANT, value=1).view(bool)
+    y0, x0 = divmod(first, mask.shape[1])
+    lower = int(_exact_at(outside, np.array([y0]), np.array([x0]), radius)[0])  # at most the maximum
+    # every pixel reaching `lower` or more has approx >= sqrt(lower) * (1 - slack)
+    ys, xs = np.nonzero(approx >= _float32_below(math.sqrt(lower) * (1 - _SLACK)))
+    if lower == _NOTHING_NEAR or not 0 < ys.size * (2 * radius + 1) ** 2 <= _WINDOW_BUDGET:
+        return None
+    exact = _exact_at(outside, ys, xs, radius)
+    maximum = int(exact.max())
+    if maximum == _NOTHING_NEAR:
+        return None
+    keep = exact == maximum
+    return maximum, ys[keep], xs[keep]
+
+
 def farthest_pixels(mask: np.ndarray, excluded: Optional[np.ndarray] = None) -> tuple[int, np.ndarray, np.ndarray]:
     """The largest exact squared distance of :func:`squared_distance_map` over the pixels of
     ``mask`` not in ``excluded``, and every pixel that reaches it.
@@ -111,33 +135,26 @@ def farthest_pixels(mask: np.ndarray, excluded: Optional[np.ndarray] = None) -> 
         ValueError: ``mask`` or ``excluded`` is not a 2-D array, or their shapes differ.
     """
     _check_mask(mask)
-    mask = mask.astype(bool, copy=False)
+    mask = np.ascontiguousarray(mask, dtype=bool)
     if excluded is not None:
         _check_mask(excluded, "excluded")
         if excluded.shape != mask.shape:
             raise ValueError(f"excluded has shape {excluded.shape}, mask {mask.shape}")
+        excluded = excluded.astype(bool, copy=False)
+    nothing = (0, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     if mask.size == 0:
-        return 0, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    padded = cv2.copyMakeBorder(np.ascontiguousarray(mask).view(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+        return nothing
+    padded = cv2.copyMakeBorder(mask.view(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
     approx = cv2.distanceTransform(padded, cv2.DIST_L2, 0)[1:-1, 1:-1]
     if excluded is not None:
         approx[excluded] = 0.0
     first = int(np.argmax(approx))
     top = float(approx.flat[first])
     if top == 0.0:
-        return 0, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    if top < _OPENCV_EXACT_SUMS:
-        radius = math.ceil(top * (1 + _SLACK)) + 1
-        outside = cv2.copyMakeBorder((~mask).view(np.uint8), *(radius + 1,) * 4, cv2.BORDER_CONSTANT, value=1).view(bool)
-        y0, x0 = divmod(first, mask.shape[1])
-        lower = int(_exact_at(outside, np.array([y0]), np.array([x0]), radius)[0])  # <= the maximum
-        ys, xs = np.nonzero(approx >= _float32_below(math.sqrt(lower) * (1 - _SLACK)))
-        if lower < _NOTHING_NEAR and ys.size * (2 * radius + 1) ** 2 <= _WINDOW_BUDGET:
-            exact = _exact_at(outside, ys, xs, radius)
-            maximum = int(exact.max())
-            if maximum < _NOTHING_NEAR:
-                keep = exact == maximum
-                return maximum, ys[keep], xs[keep]
+        return nothing
+    found = _farthest_within_bound(mask, approx, first, top)
+    if found is not None:
+        return found
     squared = squared_distance_map(mask)
     if excluded is not None:
         squared[excluded] = 0
