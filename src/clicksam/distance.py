@@ -12,7 +12,8 @@ which broke exact ties (two pixels at distance √125) at random.
   (Maurer, Qi and Raghavan, PAMI 2003: for each pixel the coordinates of its nearest False pixel,
   found with integer-valued arithmetic); the squares are then computed in int64.
 - :func:`farthest_pixels`: the maximum of that map and every pixel reaching it, which is all the
-  click simulator needs, about as fast as OpenCV's transform. OpenCV's float32 distances only
+  click simulator needs (a click then costs about 1.2 times what it cost with OpenCV's transform
+  alone, the whole map about 4.5 times: ``benchmarks/clicker_speed.py``). OpenCV's distances only
   *prune*: each of its values is the rounded root of the exact squared distance to some real
   False pixel (its row pass picks one column's parabola per pixel; which one may be inexact, the
   value is that column's true distance), so it never falls below the true distance by more than
@@ -84,15 +85,37 @@ def _float32_below(value: float) -> np.float32:
     return np.nextafter(out, np.float32(-np.inf)) if float(out) > value else out
 
 
-def _exact_at(outside: np.ndarray, ys: np.ndarray, xs: np.ndarray, radius: int) -> np.ndarray:
-    """Exact squared distances of the pixels (ys, xs) whose nearest outside pixel lies within
-    ``radius`` rows and columns; ``outside`` is the mask's complement padded by ``radius + 1``
-    pixels of True (the border ring, and beyond it pixels that are never nearer than the ring)."""
-    side = 2 * radius + 1
-    windows = np.lib.stride_tricks.sliding_window_view(outside, (side, side))[ys + 1, xs + 1]
+def _window_squares(radius: int) -> np.ndarray:
+    """(2r+1)×(2r+1) int64: dy² + dx² of each cell of a window from its centre."""
     offsets = np.arange(-radius, radius + 1, dtype=np.int64) ** 2
-    squared = offsets[:, None] + offsets[None, :]
-    return np.where(windows, squared, _NOTHING_NEAR).min(axis=(1, 2))
+    return offsets[:, None] + offsets[None, :]
+
+
+def _outside(mask: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """height×width bool: True where the pixel (top + i, left + j) is outside the region, the
+    pixels beyond the image included (the border ring, and farther ones that are never nearer
+    than the ring, so they change no minimum)."""
+    out = np.ones((height, width), dtype=bool)
+    y0, y1 = max(top, 0), min(top + height, mask.shape[0])
+    x0, x1 = max(left, 0), min(left + width, mask.shape[1])
+    if y0 < y1 and x0 < x1:
+        np.logical_not(mask[y0:y1, x0:x1], out=out[y0 - top:y1 - top, x0 - left:x1 - left])
+    return out
+
+
+def _exact_at(mask: np.ndarray, ys: np.ndarray, xs: np.ndarray, squares: np.ndarray) -> np.ndarray:
+    """Exact squared distances of the pixels (ys, xs) whose nearest outside pixel lies within the
+    radius r of ``squares`` (``_window_squares``) in rows and columns: the minimum of ``squares``
+    over the outside pixels of each one's window. ``_NOTHING_NEAR`` where a window has none."""
+    side = squares.shape[0]
+    radius = side // 2
+    if ys.size == 1:  # one window: no stride tricks
+        window = _outside(mask, int(ys[0]) - radius, int(xs[0]) - radius, side, side)
+        return np.array([squares[window].min() if window.any() else _NOTHING_NEAR])
+    top, left = int(ys.min()) - radius, int(xs.min()) - radius
+    outside = _outside(mask, top, left, int(ys.max()) - top + radius + 1, int(xs.max()) - left + radius + 1)
+    windows = np.lib.stride_tricks.sliding_window_view(outside, (side, side))[ys - ys.min(), xs - xs.min()]
+    return np.where(windows, squares, _NOTHING_NEAR).min(axis=(1, 2))
 
 
 def _farthest_within_bound(mask: np.ndarray, approx: np.ndarray, first: int,
@@ -102,14 +125,18 @@ def _farthest_within_bound(mask: np.ndarray, approx: np.ndarray, first: int,
     if top >= _OPENCV_EXACT_SUMS or max(mask.shape) >= _OPENCV_MAX_SIDE:
         return None
     radius = math.ceil(top * (1 + _SLACK)) + 1  # every pixel's nearest outside pixel is this near
-    outside = cv2.copyMakeBorder((~mask).view(np.uint8), *(radius + 1,) * 4, cv2.BORDER_CONSTANT, value=1).view(bool)
+    squares = _window_squares(radius)
     y0, x0 = divmod(first, mask.shape[1])
-    lower = int(_exact_at(outside, np.array([y0]), np.array([x0]), radius)[0])  # at most the maximum
-    # every pixel reaching `lower` or more has approx >= sqrt(lower) * (1 - slack)
-    ys, xs = np.nonzero(approx >= _float32_below(math.sqrt(lower) * (1 - _SLACK)))
-    if lower == _NOTHING_NEAR or not 0 < ys.size * (2 * radius + 1) ** 2 <= _WINDOW_BUDGET:
+    lower = int(_exact_at(mask, np.array([y0]), np.array([x0]), squares)[0])  # at most the maximum
+    if lower == _NOTHING_NEAR:
         return None
-    exact = _exact_at(outside, ys, xs, radius)
+    # every pixel reaching `lower` or more has approx >= sqrt(lower) * (1 - slack)
+    ys, xs = np.divmod(np.flatnonzero(approx >= _float32_below(math.sqrt(lower) * (1 - _SLACK))), mask.shape[1])
+    if ys.size == 1 and ys[0] == y0 and xs[0] == x0:  # the usual case: one pixel can be the farthest
+        return lower, ys, xs
+    if not 0 < ys.size * squares.size <= _WINDOW_BUDGET:
+        return None
+    exact = _exact_at(mask, ys, xs, squares)
     maximum = int(exact.max())
     if maximum == _NOTHING_NEAR:
         return None

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from clicksam.distance import squared_distance_map
+from clicksam.train import distance as train_distance
 from clicksam.train import prompts
 from clicksam.train.distance import beyond_fraction, squared_distance_maps
 
@@ -20,7 +21,7 @@ def _target(b: int = 3, size: int = 64) -> torch.Tensor:
     return t
 
 
-def test_torch_backend_gives_the_integers_of_the_package_distance():
+def test_torch_backend_gives_the_integers_of_the_package_distance(monkeypatch):
     g = torch.Generator().manual_seed(0)
     masks = torch.rand(3, 37, 29, generator=g) > 0.15
     masks[2] = True  # no False pixel: only the border bounds the distances
@@ -29,6 +30,8 @@ def test_torch_backend_gives_the_integers_of_the_package_distance():
     for i in range(3):
         np.testing.assert_array_equal(got[i].numpy(), squared_distance_map(masks[i].numpy()))
     assert torch.equal(got, squared_distance_maps(masks))  # auto: the numpy function on CPU tensors
+    monkeypatch.setattr(train_distance, "_FLOAT32_EXACT", 0)  # the int64 arithmetic of very large maps
+    assert torch.equal(squared_distance_maps(masks, backend="torch", chunk_elements=5000), got)
     assert squared_distance_maps(torch.zeros(0, 4, 5, dtype=torch.bool), backend="torch").shape == (0, 4, 5)
     with pytest.raises(ValueError, match="B×H×W"):
         squared_distance_maps(masks[0])

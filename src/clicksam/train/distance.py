@@ -4,7 +4,7 @@
 nearest False pixel as an exact integer, the image border counting as False: the package's one
 distance, :func:`clicksam.distance.squared_distance_map`, which the evaluation clicker uses too.
 CPU tensors go through that function map by map. On other devices the same integers come from a
-batched two-pass transform in integer arithmetic: a row pass finds, for each pixel, the nearest
+batched two-pass transform on integers: a row pass finds, for each pixel, the nearest
 False pixel in its row; a column pass takes ``min_k (i-k)² + row[k]²`` over the column, in chunks
 so memory stays bounded (the tests check that it equals the CPU function).
 
@@ -20,6 +20,8 @@ import torch
 
 from clicksam.distance import squared_distance_map
 
+_FLOAT32_EXACT = 1 << 24  # every integer below this is a float32
+
 
 def _left_distance(mask: torch.Tensor) -> torch.Tensor:
     """B×H×W bool -> B×H×W long: distance to the nearest False pixel at or left of each pixel
@@ -30,11 +32,14 @@ def _left_distance(mask: torch.Tensor) -> torch.Tensor:
 
 
 def _torch_squared(mask: torch.Tensor, chunk_elements: int) -> torch.Tensor:
-    """The batched integer two-pass transform (see the module docstring); B×H×W bool -> int64."""
+    """The batched two-pass transform (see the module docstring); B×H×W bool -> int64. Every value
+    is an integer below (H+1)² + (W+1)², so float32 holds them exactly when that is below 2^24
+    (square maps up to 2894 pixels a side, float32 being the faster kind on accelerators); int64 otherwise."""
     b, h, w = mask.shape
-    row = torch.minimum(_left_distance(mask), _left_distance(mask.flip(2)).flip(2))
-    row_sq = row * row  # B×H×W int64
-    rows = torch.arange(h, device=mask.device)
+    dtype = torch.float32 if (h + 1) ** 2 + (w + 1) ** 2 < _FLOAT32_EXACT else torch.int64
+    row = torch.minimum(_left_distance(mask), _left_distance(mask.flip(2)).flip(2)).to(dtype)
+    row_sq = row * row  # B×H×W
+    rows = torch.arange(h, device=mask.device, dtype=dtype)
     offsets_sq = (rows[:, None] - rows[None, :]) ** 2  # i×k
     # squared distance to the top/bottom border rows (k = -1 and k = h)
     border_sq = torch.minimum((rows + 1) ** 2, (h - rows) ** 2)[None, :, None]
@@ -45,10 +50,10 @@ def _torch_squared(mask: torch.Tensor, chunk_elements: int) -> torch.Tensor:
         cand = offsets_sq[None, :, :, None] + part[:, None, :, :]  # B×I×K×w'
         out[:, :, start:start + cols] = cand.min(dim=2).values
     out = torch.minimum(out, border_sq.expand_as(out))
-    return torch.where(mask, out, torch.zeros_like(out))
+    return torch.where(mask, out, torch.zeros_like(out)).to(torch.int64)
 
 
-def squared_distance_maps(mask: torch.Tensor, backend: str = "auto", chunk_elements: int = 1 << 23) -> torch.Tensor:
+def squared_distance_maps(mask: torch.Tensor, backend: str = "auto", chunk_elements: int = 1 << 24) -> torch.Tensor:
     """Exact squared Euclidean distance of each True pixel to the nearest False pixel or the border.
 
     Args:
@@ -56,7 +61,7 @@ def squared_distance_maps(mask: torch.Tensor, backend: str = "auto", chunk_eleme
         backend: "numpy" (CPU tensors: :func:`clicksam.distance.squared_distance_map` map by map),
             "torch" (batched integer two-pass, any device) or "auto" (numpy for CPU tensors, torch
             otherwise). Both give the same integers.
-        chunk_elements: bound on the temporary B·H·H·w' int64 tensor of the torch column pass.
+        chunk_elements: bound on the temporary B·H·H·w' tensor of the torch column pass.
     Returns:
         B×H×W int64 squared distances (0 on False pixels), on the device of ``mask``.
     """
