@@ -5,7 +5,7 @@ the largest error region: the pixel farthest from the region's boundary (image b
 boundary). It is positive when the largest false-negative distance is strictly larger than the
 largest false-positive distance (a tie is negative). The pixel is the first maximum in row-major
 order, or, with a random generator, one of the tied maxima drawn uniformly (FocSAM's variant).
-Distances are exact integer squared distances (:mod:`clicksam.distance`, exact by construction),
+Distances are exact integer squared distances (:mod:`clicksam.distance`), compared as integers,
 so ties are exact and a rerun gives the same clicks (OpenCV's float32 transform, RITM's, broke
 exact ties at random with the buffer's alignment).
 
