@@ -153,24 +153,21 @@ class ImageResolver:
             raise ImageError(f"the task's image value must be a URL or path string, got {reference!r}")
         connection = self._label_studio(project)
         parts = urllib.parse.urlsplit(reference)
-        on_label_studio = not parts.netloc or (connection is not None and parts.netloc == connection.netloc)
         if parts.scheme in ("s3", "gs", "azure-blob"):
             raise ImageError(f"{reference}: cloud storage images are not supported by clicksam's backend; use "
                              "Label Studio's local files storage or uploads")
-        if on_label_studio and parts.path.startswith("/data/local-files"):
-            relative = urllib.parse.parse_qs(parts.query).get("d", [""])[0]
-            if not relative:
-                raise ImageError(f"{reference}: a local-files URL needs ?d=<path under the document root>")
-            if self.document_root is not None and _inside(self.document_root, relative).is_file():
-                return self._read_file(_inside(self.document_root, relative), reference)
-        elif on_label_studio and parts.path.lstrip("/").startswith(("data/upload/", "upload/")):
-            relative = parts.path.lstrip("/").removeprefix("data/")
-            if self.media_root is not None and _inside(self.media_root, relative).is_file():
-                return self._read_file(_inside(self.media_root, relative), reference)
-        elif parts.scheme not in ("http", "https"):
-            raise ImageError(f"{reference!r} is not an http(s) URL, a local-files URL or an upload")
-        if parts.netloc:
+        on_label_studio = not parts.netloc or (connection is not None and parts.netloc == connection.netloc)
+        local = self._local_file(parts, reference) if on_label_studio else None
+        if local is not None:
+            if local.is_file():
+                return self._read_file(local, reference)
+            if connection is None:
+                raise ImageError(f"{reference}: no file {local}, and Label Studio's address is unknown so it cannot "
+                                 "be downloaded; check --document-root / --media-dir")
+        if parts.netloc and parts.scheme in ("http", "https"):
             url = reference
+        elif parts.netloc or not parts.path.startswith(("/data/", "/upload/", "upload/")):
+            raise ImageError(f"{reference!r} is not an http(s) URL, a local-files URL or an upload")
         elif connection is not None:
             url = connection.url + "/" + reference.lstrip("/")
         else:
@@ -178,6 +175,17 @@ class ImageResolver:
                              "--label-studio-url (or --document-root / --media-dir to read the files directly)")
         use_key = connection is not None and urllib.parse.urlsplit(url).netloc == connection.netloc
         return self._download(url, reference, connection if use_key else None)
+
+    def _local_file(self, parts: urllib.parse.SplitResult, reference: str) -> Optional[Path]:
+        """Where a local-files or upload reference lies on this machine (None: unknown, download it)."""
+        if parts.path.startswith("/data/local-files"):
+            relative = urllib.parse.parse_qs(parts.query).get("d", [""])[0]
+            if not relative:
+                raise ImageError(f"{reference}: a local-files URL needs ?d=<path under the document root>")
+            return _inside(self.document_root, relative) if self.document_root is not None else None
+        if parts.path.lstrip("/").startswith(("data/upload/", "upload/")) and self.media_root is not None:
+            return _inside(self.media_root, parts.path.lstrip("/").removeprefix("data/"))
+        return None
 
     def _read_file(self, path: Path, reference: str) -> np.ndarray:
         from clicksam.images import read_image
