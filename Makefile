@@ -6,7 +6,10 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 MODEL  ?= vit_b
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test venv dev browser clean
+LS_VENV ?= .venv-ls
+LS_REQUIREMENTS := tests/labelstudio/requirements-ls.txt
+
+.PHONY: demo test venv dev browser label-studio-venv clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,11 +30,21 @@ browser:
 	  echo "installing Debian's chromium for the browser test"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Label Studio in its own environment (it pins Django 5, pandas, attr) for the backend's end-to-end
+# test; rebuilt only when its frozen requirements change.
+$(LS_VENV)/.done: $(LS_REQUIREMENTS)
+	rm -rf $(LS_VENV)
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip --disable-pip-version-check -q install -r $(LS_REQUIREMENTS)
+	touch $@
+
+label-studio-venv: $(LS_VENV)/.done
+
 demo: $(VENV)/.base
 	$(VENV)/bin/clicksam demo --model $(MODEL)
 
-test: $(VENV)/.dev browser
-	$(PY) -m pytest -q
+test: $(VENV)/.dev browser label-studio-venv
+	CLICKSAM_LS_VENV=$(abspath $(LS_VENV)) $(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(LS_VENV) runs

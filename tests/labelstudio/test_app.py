@@ -136,6 +136,11 @@ def test_webhook_closes_the_task_session(client, backend):
     assert started["sessions_closed"] == 0 and len(backend.sessions) == 1
     saved = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "task": {"id": 5}, "annotation": {}})
     assert saved.status_code == 200 and saved.json()["sessions_closed"] == 1 and len(backend.sessions) == 0
+    only_region(client.post("/predict", json=predict_body([keypoint("a", 300, 200)], task_id=6)))
+    bulk = client.post("/webhook", json={"action": "ANNOTATIONS_CREATED", "task": [{"id": 6}], "annotation": [{}]})
+    assert bulk.json()["sessions_closed"] == 1 and len(backend.sessions) == 0
+    deleted = client.post("/webhook", json={"action": "TASKS_DELETED", "tasks": [{"id": 6}, {"id": 7}]})
+    assert deleted.json() == {"status": "ok", "action": "TASKS_DELETED", "sessions_closed": 0}
 
 
 def test_basic_auth(tiny_model, document_root):

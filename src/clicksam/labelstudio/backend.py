@@ -27,8 +27,7 @@ __all__ = ["LabelStudioBackend", "SUBMIT_EVENTS"]
 log = logging.getLogger("clicksam.labelstudio")
 
 # webhook actions after which a task's prompts are gone (its annotation was saved or deleted)
-SUBMIT_EVENTS = frozenset({"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "ANNOTATION_DELETED",
-                           "TASKS_DELETED"})
+SUBMIT_EVENTS = frozenset({"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "TASKS_DELETED"})
 
 
 class LabelStudioBackend:
@@ -75,10 +74,11 @@ class LabelStudioBackend:
         action = str(body.get("action", ""))
         dropped = 0
         if action in SUBMIT_EVENTS:
-            tasks = [body.get("task")] + (body.get("tasks") if isinstance(body.get("tasks"), list) else [])
+            tasks = [t for key in ("task", "tasks") for t in _as_list(body.get(key))]
             for task in tasks:
                 if isinstance(task, dict) and "id" in task:
                     dropped += self.sessions.forget(task["id"])
+            log.info("%s: closed %d task session(s)", action, dropped)
         return {"status": "ok", "action": action, "sessions_closed": dropped}
 
     def predict(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -122,6 +122,10 @@ class LabelStudioBackend:
         log.info("task %s: %s object %d, %d prompt(s), %.3f s", task.get("id"), obj.label, obj.index,
                  len(obj.applied), time.perf_counter() - start)
         return {"result": result, "score": score, "model_version": self.model_version}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 def _check_label(label: Optional[str], brush_labels: tuple[str, ...], brush_name: str) -> None:

@@ -29,13 +29,11 @@ MAX_CHUNK = 1 << LENGTH_FIELD_BITS[-1]
 
 
 def _pack_fields(values: np.ndarray, widths: np.ndarray) -> np.ndarray:
-    """Bit-pack unsigned ``values`` into fields of ``widths`` bits (MSB first) -> uint8 bytes."""
+    """Bit-pack unsigned ``values`` into fields of ``widths`` (1-32) bits, MSB first -> uint8 bytes."""
     widths = widths.astype(np.int64)
-    starts = np.concatenate(([0], np.cumsum(widths)[:-1]))
-    field = np.repeat(np.arange(len(widths)), widths)
-    shift = widths[field] - 1 - (np.arange(field.size) - starts[field])
-    bits = (values.astype(np.int64)[field] >> shift) & 1
-    return np.packbits(bits.astype(np.uint8))
+    aligned = (values.astype(np.uint64) << (32 - widths).astype(np.uint64)).astype(">u4")  # left-align in 32 bits
+    bits = np.unpackbits(aligned.view(np.uint8).reshape(-1, 4), axis=1)
+    return np.packbits(bits[np.arange(32) < widths[:, None]])
 
 
 def _runs(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -54,7 +52,10 @@ def mask_to_rle(mask: np.ndarray) -> list[int]:
     mask = np.asarray(mask)
     if mask.ndim != 2 or mask.size == 0:
         raise ValueError(f"mask must be a non-empty H×W array, got shape {mask.shape}")
-    lengths, values = _runs(mask.reshape(-1) != 0)
+    if mask.size * 4 >= 1 << 32:
+        raise ValueError(f"a {mask.shape[1]}x{mask.shape[0]} mask is too large for Label Studio's brush RLE "
+                         "(its 32-bit header counts H*W*4 values)")
+    lengths, values = _runs((mask if mask.dtype == bool else mask != 0).reshape(-1))
     lengths = lengths.astype(np.int64) * 4  # RGBA: four equal channel values per pixel
     values = np.where(values, 255, 0)
     pieces = -(-lengths // MAX_CHUNK)  # chunks per run
@@ -64,14 +65,12 @@ def mask_to_rle(mask: np.ndarray) -> list[int]:
     chunk_len[last] = lengths - (pieces - 1) * MAX_CHUNK
     size_index = np.searchsorted(np.array([1 << b for b in LENGTH_FIELD_BITS]), chunk_len)
     length_bits = np.array(LENGTH_FIELD_BITS)[size_index]
-    count = chunk_len.size
-    # per chunk: flag (1 bit, 1 = run), size index (2 bits), length - 1, value (8 bits)
-    chunk_values = np.stack([np.ones(count, np.int64), size_index, chunk_len - 1, chunk_value], axis=1)
-    chunk_widths = np.stack([np.ones(count, np.int64), np.full(count, 2), length_bits, np.full(count, WORD_BITS)], axis=1)
+    # one code per chunk: flag 1 (a run), size index (2 bits), length - 1, value (8 bits)
+    chunk_widths = 3 + length_bits + WORD_BITS
+    chunk_codes = (((4 | size_index) << length_bits | (chunk_len - 1)) << WORD_BITS) | chunk_value
     header_values = np.array([mask.size * 4, WORD_BITS - 1, *[b - 1 for b in LENGTH_FIELD_BITS]], np.int64)
     header_widths = np.array([32, 5, 4, 4, 4, 4], np.int64)
-    packed = _pack_fields(np.concatenate([header_values, chunk_values.reshape(-1)]),
-                          np.concatenate([header_widths, chunk_widths.reshape(-1)]))
+    packed = _pack_fields(np.concatenate([header_values, chunk_codes]), np.concatenate([header_widths, chunk_widths]))
     return packed.tolist()
 
 
