@@ -265,8 +265,16 @@ def test_label_studio_end_to_end(label_studio, tiny_checkpoint, shared_dir, tmp_
     samples = [rng.random((37, 53)) > 0.5, np.ones((300, 301), bool), np.zeros((5, 7), bool)]
     decoded, their_rles = converter(brushes + [{"rle": mask_to_rle(m), "width": m.shape[1], "height": m.shape[0]}
                                                for m in samples], samples, tmp_path / "decoded.npz")
-    for rgba, mask in zip(decoded, expected + samples):
-        assert rgba.shape == mask.shape + (4,) and (rgba == mask[..., None] * 255).all()
+    for rgba, brush in zip(decoded, brushes + [{"rle": mask_to_rle(m)} for m in samples]):
+        mask = rle_to_mask(brush["rle"], rgba.shape[1], rgba.shape[0])  # the format, bit for bit
+        assert (rgba == mask[..., None] * 255).all()
+    for rgba, mask in zip(decoded[len(brushes):], samples):
+        assert np.array_equal(rgba[..., 3] > 0, mask)
+    for rgba, mask in zip(decoded, expected):
+        # another process, the same weights and thread count: equal in practice; SPEC §9's bar allows
+        # a pixel flipped by float round-off at the threshold
+        theirs = rgba[..., 3] > 0
+        assert theirs.shape == mask.shape and (theirs & mask).sum() >= 0.999 * (theirs | mask).sum()
     for rle, mask in zip(their_rles, samples):
         assert np.array_equal(rle_to_mask(rle, mask.shape[1], mask.shape[0]), mask)
     print("label studio e2e timings:", json.dumps(timings))
