@@ -59,13 +59,14 @@ class Server:
         self.thread.join()
 
 
-def backend_run(model: Any, method: str, clicks: list[list[int]], size: tuple[int, int], task: int) -> dict[str, Any]:
+def backend_run(model: Any, method: str, clicks: list[list[int]], size: tuple[int, int], task: int,
+                untrained: bool) -> dict[str, Any]:
     """Seconds of each request of one task, then of a first click on a second task (same image)."""
     import httpx
 
     from clicksam.labelstudio.app import create_app
 
-    backend = make_backend(model, ROOT / "examples", method=method)
+    backend = make_backend(model, ROOT / "examples", method=method, allow_untrained=untrained)
     image = f"/data/local-files/?d={EXAMPLE}"
     times, sizes = [], []
     with Server(create_app(backend)) as url, httpx.Client(timeout=600) as client:
@@ -84,7 +85,7 @@ def backend_run(model: Any, method: str, clicks: list[list[int]], size: tuple[in
             "encoder_passes": backend.sessions.encodes}
 
 
-def session_run(model: Any, method: str, clicks: list[list[int]]) -> dict[str, Any]:
+def session_run(model: Any, method: str, clicks: list[list[int]], untrained: bool) -> dict[str, Any]:
     """Seconds of set_image and of each add_click through InteractiveSession."""
     import clicksam
     from clicksam.images import read_image
@@ -94,7 +95,7 @@ def session_run(model: Any, method: str, clicks: list[list[int]]) -> dict[str, A
     start = time.perf_counter()
     predictor.set_image(image)
     encode = time.perf_counter() - start
-    session = clicksam.InteractiveSession(predictor, method=method)
+    session = clicksam.InteractiveSession(predictor, method=method, allow_untrained=untrained)
     times = []
     for x, y, label in clicks:
         start = time.perf_counter()
@@ -149,12 +150,13 @@ def main() -> int:
 
     torch.manual_seed(0)
     model = clicksam.build_sam(args.model, checkpoint=args.checkpoint, methods=parse_method(args.method))
+    untrained = args.checkpoint is None  # random weights: a speed check, so untrained stages run on purpose
     spec = json.loads((ROOT / "examples" / "clicks.json").read_text())[EXAMPLE]
     clicks, size = spec["clicks"], (600, 400)
     backend_runs, session_runs = [], []
     for repeat in range(args.repeats):  # alternate the order so that both see the same machine load
-        order = [lambda: backend_runs.append(backend_run(model, args.method, clicks, size, 10 * repeat + 1)),
-                 lambda: session_runs.append(in_thread(lambda: session_run(model, args.method, clicks)))]
+        order = [lambda: backend_runs.append(backend_run(model, args.method, clicks, size, 10 * repeat + 1, untrained)),
+                 lambda: session_runs.append(in_thread(lambda: session_run(model, args.method, clicks, untrained)))]
         for run in order if repeat % 2 == 0 else order[::-1]:
             run()
         print(f"repeat {repeat + 1}/{args.repeats}: backend {[round(t, 3) for t in backend_runs[-1]['requests_s']]} s, "

@@ -35,7 +35,8 @@ def make_backend(model: Any, document_root: Optional[Path] = None, method: str =
     from clicksam.labelstudio.sessions import TaskSessions
 
     images = kwargs.pop("images", None) or ImageResolver(document_root=document_root)
-    sessions = TaskSessions(model, method, EmbeddingCache(None), max_tasks=kwargs.pop("max_tasks", 4))
+    sessions = TaskSessions(model, method, EmbeddingCache(None), max_tasks=kwargs.pop("max_tasks", 4),
+                            allow_untrained=kwargs.pop("allow_untrained", False))
     return LabelStudioBackend(sessions, images, "clicksam-test", kwargs.pop("negative_labels", ["Negative"]))
 
 

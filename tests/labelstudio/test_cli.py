@@ -39,7 +39,7 @@ def test_build_backend(tiny_model, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("extra, message", [
     (("--method", "sam+nonsense"), "unknown method stage"),
-    (("--method", "focsam"), "needs the 'focsam' stage"),
+    (("--method", "focsam"), "'focsam' stage is not attached"),
     (("--label-studio-api-key", "k"), "needs --label-studio-url"),
     (("--label-studio-url", "127.0.0.1:8080"), "http:// or https://"),
     (("--max-tasks", "0"), "--max-tasks"),

@@ -90,12 +90,13 @@ class TaskSession:
     Args:
         predictor: a :class:`clicksam.SamPredictor` whose image is set.
         method: the method string (validated by :class:`clicksam.InteractiveSession`).
+        allow_untrained: run a stage refused without trained weights anyway (tests, benchmarks).
     """
 
-    def __init__(self, predictor: Any, method: str) -> None:
+    def __init__(self, predictor: Any, method: str, allow_untrained: bool = False) -> None:
         from clicksam.session import InteractiveSession
 
-        self.session = InteractiveSession(predictor, method=method)
+        self.session = InteractiveSession(predictor, method=method, allow_untrained=allow_untrained)
         self.size: tuple[int, int] = tuple(predictor.original_size)  # type: ignore[assignment]
         self.objects: list[TrackedObject] = []
         self.active: Optional[TrackedObject] = None
@@ -149,12 +150,14 @@ class TaskSessions:
         method: the method string every session runs.
         cache: the :class:`clicksam.EmbeddingCache` the predictors share (keyed as everywhere).
         max_tasks: how many task images to keep encoded in memory.
+        allow_untrained: run a stage refused without trained weights anyway (tests, benchmarks).
     """
 
-    def __init__(self, model: Any, method: str, cache: Any, max_tasks: int = 8) -> None:
+    def __init__(self, model: Any, method: str, cache: Any, max_tasks: int = 8, allow_untrained: bool = False) -> None:
         if max_tasks < 1:
             raise ValueError(f"max_tasks must be >= 1, got {max_tasks}")
         self.model, self.method, self.cache, self.max_tasks = model, method, cache, max_tasks
+        self.allow_untrained = allow_untrained
         self._sessions: "OrderedDict[Hashable, TaskSession]" = OrderedDict()
         self._lock = threading.Lock()
         self._encode_lock = threading.Lock()  # one encoder pass at a time: it already uses every core
@@ -173,7 +176,7 @@ class TaskSessions:
         with self._encode_lock:
             predictor.set_image(image)
             self.encodes += 0 if predictor.last_encode_cached else 1
-        session = TaskSession(predictor, self.method)
+        session = TaskSession(predictor, self.method, self.allow_untrained)
         with self._lock:
             session = self._sessions.setdefault(key, session)
             self._sessions.move_to_end(key)
