@@ -64,3 +64,11 @@ def test_basic_auth_argument(monkeypatch):
     assert _basic_auth(None) == ("a", "b")
     with pytest.raises(ValueError, match="USER:PASSWORD"):
         _basic_auth("nocolon")
+
+
+def test_an_untrained_refusing_stage_is_refused_at_start():
+    import clicksam
+
+    model = clicksam.build_sam("tiny", methods=["focsam"])
+    with pytest.raises(ValueError, match="no trained weights"):
+        build_backend(args_for("--method", "focsam"), model)
