@@ -29,6 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from clicksam.commands.demo import EXAMPLES  # noqa: E402
 from tests.labelstudio.conftest import keypoint, make_backend, predict_body  # noqa: E402
 
 EXAMPLE = "coffee.jpg"
@@ -66,7 +67,7 @@ def backend_run(model: Any, method: str, clicks: list[list[int]], size: tuple[in
 
     from clicksam.labelstudio.app import create_app
 
-    backend = make_backend(model, ROOT / "examples", method=method, allow_untrained=untrained)
+    backend = make_backend(model, EXAMPLES, method=method, allow_untrained=untrained)
     image = f"/data/local-files/?d={EXAMPLE}"
     times, sizes = [], []
     with Server(create_app(backend)) as url, httpx.Client(timeout=600) as client:
@@ -90,7 +91,7 @@ def session_run(model: Any, method: str, clicks: list[list[int]], untrained: boo
     import clicksam
     from clicksam.images import read_image
 
-    image = read_image(ROOT / "examples" / EXAMPLE)
+    image = read_image(EXAMPLES / EXAMPLE)
     predictor = clicksam.SamPredictor(model)
     start = time.perf_counter()
     predictor.set_image(image)
@@ -149,9 +150,10 @@ def main() -> int:
     from clicksam.methods import parse_method
 
     torch.manual_seed(0)
-    model = clicksam.build_sam(args.model, checkpoint=args.checkpoint, methods=parse_method(args.method))
     untrained = args.checkpoint is None  # random weights: a speed check, so untrained stages run on purpose
-    spec = json.loads((ROOT / "examples" / "clicks.json").read_text())[EXAMPLE]
+    model = clicksam.build_sam(args.model, checkpoint=args.checkpoint, methods=parse_method(args.method),
+                               random_weights=untrained)
+    spec = json.loads((EXAMPLES / "clicks.json").read_text())[EXAMPLE]
     clicks, size = spec["clicks"], (600, 400)
     backend_runs, session_runs = [], []
     for repeat in range(args.repeats):  # alternate the order so that both see the same machine load
@@ -165,7 +167,7 @@ def main() -> int:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     result = {"model": args.model, "weights": args.checkpoint or "random", "method": args.method,
               "threads": torch.get_num_threads(), "torch": torch.__version__, "cpu": platform.machine(),
-              "load_average": os.getloadavg(), "image": f"examples/{EXAMPLE}", "clicks": clicks, "time": stamp,
+              "load_average": os.getloadavg(), "image": f"clicksam/examples/{EXAMPLE}", "clicks": clicks, "time": stamp,
               "summary": summarise(backend_runs, session_runs), "backend_runs": backend_runs,
               "session_runs": session_runs}
     out = args.out or ROOT / "benchmarks/results" / (

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from clicksam.commands.demo import EXAMPLES  # the package's example photos
 from clicksam.labelstudio.cli import config_text
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture

@@ -104,6 +104,7 @@ def test_empty_mask_is_an_empty_result(tiny_model, document_root, monkeypatch):
     (predict_body([keypoint("a", 1, 1, label="Dog")]), 422, "not a label of the BrushLabels"),
     (predict_body([keypoint("n", 1, 1, label="Negative")]), 422, "positive keypoint or a rectangle first"),
     (predict_body([keypoint("a", 1, 1, size=(400, 600))]), 422, "shows the image as 400x600"),
+    (predict_body([rectangle("r", (10, 10, 10.5, 40))]), 422, "region 'r': box"),
     ({**predict_body([keypoint("a", 1, 1)]), "tasks": [{"id": 1, "data": {}}]}, 422, "no data.image"),
     ({**predict_body([keypoint("a", 1, 1)]), "tasks": "x"}, 422, "list of task objects"),
     ({**predict_body([keypoint("a", 1, 1)]), "tasks": [{"id": 1}, {"id": 2}]}, 422, "one task"),

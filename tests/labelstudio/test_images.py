@@ -98,8 +98,9 @@ def test_uploads_downloaded_with_the_setup_token(fake_ls):
     images.connect("3", fake_ls, "legacy")
     assert images.read("/data/upload/3/square.png", "3").shape == (50, 70, 3)
     assert FakeLabelStudio.seen[-1] == ("/data/upload/3/square.png", "Token legacy")
-    with pytest.raises(ImageError, match="not a readable image file"):  # bytes that are no image at all
-        images.read("/data/upload/3/broken.jpg", "3")
+    with pytest.raises(ImageError, match="broken.jpg: .*http://127.0.0.1:\\d+/data/upload/3/broken.jpg") as error:
+        images.read("/data/upload/3/broken.jpg", "3")  # bytes that are no image at all
+    assert "clicksam-ls-" not in str(error.value)  # the URL, not the temporary file, is named
     with pytest.raises(ImageError, match="HTTP 404"):
         images.read("/data/upload/3/missing.png", "3")
 

@@ -187,13 +187,15 @@ class ImageResolver:
             return _inside(self.media_root, parts.path.lstrip("/").removeprefix("data/"))
         return None
 
-    def _read_file(self, path: Path, reference: str) -> np.ndarray:
+    def _read_file(self, path: Path, reference: str, shown: Optional[str] = None) -> np.ndarray:
+        """``read_image(path)``; its error names ``shown`` (the URL of a download) instead of ``path``."""
         from clicksam.images import read_image
 
         try:
             return read_image(path)
         except (ValueError, OSError) as exc:
-            raise ImageError(f"{reference}: {exc}") from None
+            message = str(exc).replace(str(path), shown) if shown else str(exc)
+            raise ImageError(f"{reference}: {message}") from None
 
     def _download(self, url: str, reference: str, connection: Optional[LabelStudioConnection]) -> np.ndarray:
         for attempt in range(2):
@@ -219,7 +221,7 @@ class ImageResolver:
         with tempfile.TemporaryDirectory(prefix="clicksam-ls-") as folder:
             path = Path(folder, name[-100:])
             path.write_bytes(data)
-            return self._read_file(path, reference)
+            return self._read_file(path, reference, shown=url)
 
 
 def default_document_root() -> Optional[Path]:

@@ -132,10 +132,13 @@ class TaskSession:
             self.session.undo()
         obj.applied = obj.applied[:common]
         for slot, prompt in desired[common:]:
-            if prompt.kind == "box":
-                self.session.add_box(*prompt.coords)
-            else:
-                self.session.add_click(prompt.coords[0], prompt.coords[1], positive=prompt.positive)
+            try:
+                if prompt.kind == "box":
+                    self.session.add_box(*prompt.coords)
+                else:
+                    self.session.add_click(prompt.coords[0], prompt.coords[1], positive=prompt.positive)
+            except ValueError as exc:  # the prompt checks of clicksam.prompts, e.g. a box under one pixel
+                raise ProtocolError(f"region {prompt.region_id!r}: {exc}") from None
             obj.applied.append((slot, prompt))
         self.active = obj
         score = self.session.score
