@@ -30,7 +30,7 @@ def test_help_names_the_options(capsys):
 def test_build_backend(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setenv("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(tmp_path))
     backend = build_backend(args_for("--negative-label", "BG", "--embeddings", str(tmp_path / "emb")), tiny_model)
-    assert backend.model_version == "clicksam-tiny-sam" and backend.negative_labels == {"bg"}
+    assert backend.model_version == "clicksam-tiny-sam-random-weights" and backend.negative_labels == {"bg"}
     assert backend.images.document_root == tmp_path and backend.sessions.cache.directory == tmp_path / "emb"
     connected = build_backend(args_for("--label-studio-url", "http://127.0.0.1:8080", "--label-studio-api-key", "k"),
                               tiny_model)

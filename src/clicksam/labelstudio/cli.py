@@ -86,6 +86,8 @@ def build_backend(args: argparse.Namespace, model: Any = None) -> Any:
         raise ValueError("--label-studio-api-key needs --label-studio-url (the address the key belongs to)")
     images = ImageResolver(args.document_root or default_document_root(), args.media_dir, connection)
     version = f"clicksam-{getattr(model, 'model_name', args.model)}-{method}"
+    if getattr(model, "random_weights", False):
+        version += "-random-weights"  # shown in Label Studio beside every prediction
     return LabelStudioBackend(TaskSessions(model, method, cache, args.max_tasks), images, version,
                               args.negative_label or ["Negative"])
 
