@@ -1,9 +1,10 @@
-"""``clicksam models``: the registry, with each checkpoint's size and cache state."""
+"""``clicksam models``: the registry, with each checkpoint's size and cache state, and the method
+checkpoints published by the papers' authors (downloaded by hand)."""
 from __future__ import annotations
 
 import argparse
 
-from clicksam.registry import get_config, list_models
+from clicksam.registry import PUBLISHED_METHOD_WEIGHTS, get_config, list_models
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,6 +17,19 @@ def _fix(name: str, state: str) -> str:
     if state.startswith("corrupt"):
         return f"`clicksam download {name} --force` replaces it"
     return f"`clicksam download {name}` completes it"
+
+
+def _published_rows() -> list[dict]:
+    return [{"name": p.name, "model": p.model, "methods": list(p.methods), "description": p.description,
+             "file": p.filename, "bytes": p.num_bytes, "sha256": p.sha256, "url": p.page_url,
+             "download": p.instructions} for p in PUBLISHED_METHOD_WEIGHTS.values()]
+
+
+def _print_published(rows: list[dict]) -> None:
+    print("\npublished method checkpoints (download by hand, then pass --checkpoint FILE):")
+    for p in rows:
+        print(f"{p['name']:<13} {p['file']:<16} base {p['model']}, method {'+'.join(p['methods'])}: {p['description']}")
+        print(f"{'':<13} {p['url']}\n{'':<13} {p['download']}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,8 +54,9 @@ def run(args: argparse.Namespace) -> int:
             "random_weights": not cfg.has_official_weights,
         })
     damaged = [r for r in rows if r["state"].startswith(("incomplete", "wrong size", "corrupt"))]
+    published = _published_rows()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows + published, indent=2))
     else:
         width = max(len(r["state"]) for r in rows)
         print(f"{'name':<7} {'file':<22} {'size':>9}  {'cache':<{width}}  description")
@@ -54,4 +69,5 @@ def run(args: argparse.Namespace) -> int:
         if any(r["bytes"] and not r["cached"] for r in rows):
             print("a model whose file is not cached refuses to run; `clicksam download NAME` fetches it, "
                   "--random-weights runs it untrained (meaningless masks)")
+        _print_published(published)
     return 1 if args.verify and damaged else 0

@@ -48,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--random-weights", action="store_true", help=RANDOM_WEIGHTS_HELP)
     model.add_argument("--method", default="sam", help=method_help())
     model.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    model.add_argument("--trust-checkpoint", action="store_true",
+                       help="allow pickled objects in a checkpoint (the official FocSAM file); trusted files only")
     model.add_argument("--embedding-cache", type=Path, default=None, metavar="DIR",
                        help="keep image embeddings on disk here (reused by later runs and resumes)")
     model.add_argument("--oracle", default=None, metavar="SPEC",
@@ -101,7 +103,7 @@ def _model_segmenter(args: argparse.Namespace) -> Segmenter:
     resolve_device(args.device)
     with cli_weights_message():
         segmenter = build_sam_segmenter(args.model, args.checkpoint, args.method, args.device, args.embedding_cache,
-                                        random_weights=args.random_weights)
+                                        random_weights=args.random_weights, trust_checkpoint=args.trust_checkpoint)
     announce_weights(segmenter.predictor.model, args.model)
     return segmenter
 

@@ -14,12 +14,13 @@ storage dtype) names the model, a digest of the encoder's weights, the channel o
 preprocessing; a store whose signature differs from the model's is refused (by the builder and by
 the trainer), because its embeddings would silently be wrong.
 
-Entry points: :func:`build_embedding_store` (used by ``clicksam embed --dataset``) and
+Entry points: :func:`build_embedding_store` (used by ``clicksam embed --config/--dataset``) and
 :class:`EmbeddingStore` (read side, used by the trainer's data loader).
 """
 from __future__ import annotations
 
 import argparse
+import os
 from collections import Counter
 import json
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ def _mismatch(stored: dict[str, Any], wanted: dict[str, Any], where: Path) -> st
     diffs = [f"{k}: store has {stored.get(k)!r}, model has {wanted.get(k)!r}"
              for k in sorted(set(stored) | set(wanted)) if stored.get(k) != wanted.get(k)]
     return (f"the embedding store {where} was built with a different model or preprocessing "
-            f"({'; '.join(diffs)}). Rebuild it with `clicksam embed --dataset ... --out NEW_DIR` for this model")
+            f"({'; '.join(diffs)}). Rebuild it for this model with `clicksam embed --config TRAIN_CONFIG --out NEW_DIR` (or --dataset ...)")
 
 
 @dataclass
@@ -181,7 +182,7 @@ class EmbeddingStore:
         manifest = self.path / "manifest.json"
         if not manifest.is_file():
             raise FileNotFoundError(f"no embedding store at {self.path} (manifest.json missing); "
-                                    "build one with `clicksam embed --dataset TYPE --data-root DIR --out STORE`")
+                                    "build it with `clicksam embed --config TRAIN_CONFIG` (or --dataset TYPE --data-root DIR --out STORE)")
         info = json.loads(manifest.read_text())
         if info.get("format") != STORE_FORMAT:
             raise ValueError(f"{manifest} is not a clicksam embedding store manifest")
@@ -222,7 +223,7 @@ class EmbeddingStore:
         if where is None:
             hint = f" ({len(self.missing_shards)} shards are missing: the build was interrupted?)" if self.missing_shards else ""
             raise RuntimeError(f"image {key!r} is not in the embedding store {self.path}{hint}; "
-                               "run `clicksam embed --dataset ...` again with the same --out to complete it")
+                               "run `clicksam embed --config ...` (or --dataset ...) again with the same store folder to complete it")
         shard, row = where
         handle = self._handles.get(shard)
         if handle is None:
@@ -236,32 +237,73 @@ class EmbeddingStore:
         return state
 
 
-def run_embed_dataset(args: argparse.Namespace) -> int:
-    """``clicksam embed --dataset TYPE --data-root DIR --out STORE``: build or resume a store.
+@dataclass
+class _EmbedPlan:
+    """What ``clicksam embed --config/--dataset`` builds: sources, model files, store folder."""
 
-    TYPE is a reader name (coco, lvis, coco-panoptic, sbd, hqseg, folder, synthetic) or a training
-    config file (JSON/TOML) whose ``data.datasets`` are used. The model comes from the usual
-    ``--model/--checkpoint/--device`` arguments; an untrained test model is initialised with
-    seed 0, as the trainer does.
+    specs: list[dict[str, Any]]
+    min_area: int
+    model: str
+    checkpoints: Optional[list[str]]
+    out: Path
+    device: str
+    random_weights: bool
+
+
+def _plan_from_config(args: argparse.Namespace, path: Path) -> _EmbedPlan:
+    from clicksam.train.config import load_config, override_model
+
+    config = load_config(path)
+    note = override_model(config, args.model, [str(p) for p in args.checkpoint] if args.checkpoint else None)
+    if note:
+        print(f"note: {note}")
+    out = args.out or (Path(config.data.store) if config.data.store else None)
+    if out is None:
+        raise ValueError(f"{path} has no data.store; pass --out STORE (and set data.store to it for training)")
+    return _EmbedPlan([dict(s) for s in config.data.datasets], config.data.min_area, config.model,
+                      [os.path.expanduser(p) for p in config.checkpoint], Path(out), args.device or config.device,
+                      config.random_weights or args.random_weights)
+
+
+def _plan_from_dataset(args: argparse.Namespace) -> _EmbedPlan:
+    if args.out is None:
+        raise ValueError("--dataset needs --out STORE (the store folder to build)")
+    spec: dict[str, Any] = {"type": args.dataset}
+    if args.data_root is not None:
+        spec["root"] = str(args.data_root)
+    files = [str(f) for f in args.checkpoint] if args.checkpoint else None  # None: the cached official file
+    return _EmbedPlan([spec], 100, args.model or "vit_b", files, Path(args.out), args.device or "cpu", args.random_weights)
+
+
+def run_embed_dataset(args: argparse.Namespace) -> int:
+    """``clicksam embed --config FILE`` or ``--dataset TYPE --data-root DIR --out STORE``: build or
+    resume a store.
+
+    With ``--config`` (a training config, JSON/TOML), the store is the one the run reads: its
+    ``data.datasets`` and ``data.min_area``, its ``model`` and ``checkpoint`` files, written to its
+    ``data.store``; ``--model``, ``--checkpoint``, ``--out`` and ``--device`` override them as they
+    do for ``clicksam train``. ``--dataset`` names one reader (coco, lvis, coco-panoptic, sbd,
+    hqseg, folder, synthetic), or a config file (the same as ``--config``); the model then comes
+    from ``--model`` (default vit_b) and ``--checkpoint`` (default: the cached official file). An
+    untrained test model is initialised with seed 0, as the trainer does.
     """
     from clicksam.commands.common import build_model
-    from clicksam.train.config import load_config
     from clicksam.train.readers import build_source
 
-    if Path(args.dataset).suffix.lower() in (".json", ".toml"):
-        config = load_config(args.dataset)
-        specs = [dict(s) for s in config.data.datasets]
-        min_area = config.data.min_area
-    else:
-        spec: dict[str, Any] = {"type": args.dataset}
-        if args.data_root is not None:
-            spec["root"] = str(args.data_root)
-        specs, min_area = [spec], 100
-    sources = [build_source(s, min_area=min_area) for s in specs]
+    if args.config is not None and args.dataset:
+        raise ValueError("give either --config FILE or --dataset TYPE, not both")
+    config_path = args.config
+    if config_path is None and Path(args.dataset).suffix.lower() in (".json", ".toml"):
+        config_path = Path(args.dataset)
+    plan = _plan_from_config(args, config_path) if config_path is not None else _plan_from_dataset(args)
+    device = plan.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    sources = [build_source(s, min_area=plan.min_area) for s in plan.specs]
     # seed 0 (build_sam's default), as the trainer's build_base_model: an untrained test model gets the trainer's weights
-    model = build_model(args.model, args.checkpoint, device=args.device, trust_checkpoint=args.trust_checkpoint,
-                        random_weights=args.random_weights)
-    summary = build_embedding_store(sources, args.out, model, dataset_specs=specs)
+    model = build_model(plan.model, plan.checkpoints, device=device, trust_checkpoint=args.trust_checkpoint,
+                        random_weights=plan.random_weights)
+    summary = build_embedding_store(sources, plan.out, model, dataset_specs=plan.specs)
     skipped: Counter[str] = Counter()
     for source in sources:
         skipped.update(source.skipped)
