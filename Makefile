@@ -9,7 +9,7 @@ TORCH  ?= torch==2.13.0
 LS_VENV ?= .venv-ls
 LS_REQUIREMENTS := tests/labelstudio/requirements-ls.txt
 
-.PHONY: demo test venv dev browser label-studio-venv clean
+.PHONY: demo test docs venv dev browser label-studio-venv clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,5 +46,10 @@ demo: $(VENV)/.base
 test: $(VENV)/.dev browser label-studio-venv
 	CLICKSAM_LS_VENV=$(abspath $(LS_VENV)) $(PY) -m pytest -q
 
+# The documentation site (guides + API reference from the docstrings) in site/; warnings are
+# errors. The test suite builds it too (tests/docs/test_docs.py).
+docs: $(VENV)/.dev
+	$(PY) -m mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) $(LS_VENV) runs
+	rm -rf $(VENV) $(LS_VENV) runs site

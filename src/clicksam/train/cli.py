@@ -4,7 +4,7 @@ One process by default; ``torchrun --nproc_per_node N -m clicksam train ...`` ru
 DistributedDataParallel (NCCL on GPUs, gloo on CPUs), with ``batch_size`` the global batch.
 ``--resume`` continues the run in the config's ``out_dir`` exactly where its checkpoint left it.
 ``--print-config`` writes a complete config to start from. ``--model``, ``--checkpoint``,
-``--batch-size``, ``--steps`` and ``--workers`` override the config (the recipes in ``recipes/`` are tested with
+``--batch-size``, ``--steps``, ``--workers`` and ``--store`` override the config (the recipes in ``recipes/`` are tested with
 ``--model tiny --steps 2 --batch-size 2``).
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="override the config's number of steps")
     parser.add_argument("--batch-size", type=int, help="override the config's global batch size")
     parser.add_argument("--workers", type=int, help="override the config's data.num_workers (data-loader processes)")
+    parser.add_argument("--store", help="override the config's data.store (embedding store folder)")
     parser.add_argument("--model", help="override the config's model (drops its checkpoint files unless --checkpoint is given)")
     parser.add_argument("--checkpoint", action="append", metavar="PATH",
                         help="override the config's checkpoint files; repeat: base SAM file first, then method files")
@@ -53,6 +54,8 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         config.batch_size = args.batch_size
     if args.workers is not None:
         config.data.num_workers = args.workers
+    if args.store is not None:
+        config.data.store = args.store
     note = override_model(config, args.model, args.checkpoint)
     if note:
         print(f"note: {note}", file=sys.stderr)
