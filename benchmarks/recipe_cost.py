@@ -6,21 +6,26 @@ recipe the script *counts*, on this CPU:
 * the image encoder's FLOPs per 1024×1024 image for the recipe's model (``FlopCounterMode`` on
   the meta device: exact for matmuls and convolutions, no compute);
 * per training step at the recipe's batch size, with the recipe's method and options: the FLOPs
-  (forward and backward), the number of module calls (decoder, FocusRefiner, SAM-REF refiner) and
-  the bytes of the tensors autograd saves for backward (the activation memory). The step runs on
+  (forward and backward), the number of operator calls that launch work (every aten op but views:
+  on a GPU each is at least one kernel launch, which is what bounds small-tensor work such as the
+  click simulation and the decoder), the decoder/refiner calls, and the bytes of the tensors
+  autograd saves for backward (the activation memory). The step runs on
   the ``tiny`` model with an embedding store of synthetic scenes: with a store the encoder never
   runs in a step, and the prompt encoder, decoder and method stages are the same for every size.
 
-and turns the counts into GPU hours with two published A100 anchors (``--encoder-s``: SAM's
-ViT-H encoder takes ~0.15 s per image on an A100, from the segment-anything FAQ;
-``--call-ms``: SAM's mask decoder takes ~4 ms a call on one GPU, from MobileSAM's README):
+and turns the counts into GPU hours with two published anchors: SAM's ViT-H encoder takes ~0.15 s
+per image on an A100 (the segment-anything FAQ), and SAM's mask decoder ~4 ms a call on one GPU
+(MobileSAM's README):
 
-    store hours  = images × encoder FLOPs / R,  R = ViT-H FLOPs / 0.15 s
-    step seconds = step FLOPs / R + (no-grad calls + 3 × grad calls) × call-ms
+    R            = ViT-H encoder FLOPs / 0.15 s                  (FLOP rate on big matmuls)
+    t_op         = 4 ms / operator calls of one decoder call      (cost of a small launch-bound op)
+    store hours  = images × encoder FLOPs / R
+    step seconds = step FLOPs / R + step operator calls × t_op
 
 Memory: weights of the whole model (float32; the trainer holds the frozen encoder even with a
 store) + 4 × the trainable weights (weights, gradients, AdamW moments) + the saved activations
-(counted in float32; bf16 autocast stores many of them at half that), × 1.3 for the allocator.
+(counted in float32; bf16 autocast stores many of them at half that), × 1.3 for the allocator;
+on one GPU with the whole batch, and per GPU when 4 share it (torchrun).
 
     python benchmarks/recipe_cost.py                       # every recipe
     python benchmarks/recipe_cost.py recipes/focsam_vit_h_stage1.json --steps 2
@@ -62,6 +67,39 @@ def encoder_flops(model_name: str) -> tuple[int, int]:
         with FlopCounterMode(display=False) as counter:
             model.image_encoder(torch.zeros(1, 3, model.image_size, model.image_size))
     return int(counter.get_total_flops()), sum(p.numel() for p in model.parameters())
+
+
+class OpCounter:
+    """A dispatch mode counting the operator calls that launch work (aten ops that are not views)."""
+
+    def __new__(cls):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        class _Counter(TorchDispatchMode):
+            def __init__(self) -> None:
+                super().__init__()
+                self.count = 0
+
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                if not func.is_view:
+                    self.count += 1
+                return func(*args, **(kwargs or {}))
+
+        return _Counter()
+
+
+def decoder_call_ops() -> int:
+    """Operator calls of one SAM decoder call (one click, multimask), the anchor's unit."""
+    import torch
+
+    from clicksam.train.trainer import build_base_model
+
+    model = build_base_model("tiny")
+    embedding = torch.zeros(1, 256, 64, 64)
+    points = (torch.tensor([[[500.0, 400.0]]]), torch.ones(1, 1))
+    with torch.no_grad(), OpCounter() as counter:
+        model.decode(embedding, points=points, multimask_output=True)
+    return counter.count
 
 
 @contextmanager
@@ -132,16 +170,17 @@ def step_costs(recipe: Path, steps: int, work: Path, max_batch: int) -> dict[str
     start = [time.perf_counter()]
 
     def on_step(_trainer: Trainer, _record: dict[str, Any]) -> None:
-        per_step.append({"flops": counter.get_total_flops(), "saved_bytes": saved["bytes"],
+        per_step.append({"flops": counter.get_total_flops(), "ops": ops.count, "saved_bytes": saved["bytes"],
                          "calls": {k: list(v) for k, v in calls.items()}, "cpu_s": time.perf_counter() - start[0]})
         saved["bytes"], saved["seen"] = 0, set()
         calls.clear()
         start[0] = time.perf_counter()
 
     with count_calls(trainer.model, calls), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False) as counter, OpCounter() as ops:
             trainer.run(on_step=on_step)
     flops = [s["flops"] - (per_step[i - 1]["flops"] if i else 0) for i, s in enumerate(per_step)]
+    op_counts = [s["ops"] - (per_step[i - 1]["ops"] if i else 0) for i, s in enumerate(per_step)]
     trainable = sum(p.numel() for _, p in trainer.params)
     mean_calls: dict[str, list[float]] = {}
     for s in per_step:
@@ -152,13 +191,14 @@ def step_costs(recipe: Path, steps: int, work: Path, max_batch: int) -> dict[str
     return {
         "counted_batch": config.batch_size, "scaled_by": scale,
         "step_flops": scale * sum(flops) / len(flops),
+        "step_ops": sum(op_counts) / len(op_counts),
         "step_saved_bytes_max": scale * max(s["saved_bytes"] for s in per_step),
         "calls_per_step": {k: [round(v[0], 2), round(v[1], 2)] for k, v in mean_calls.items()},
         "trainable_parameters": trainable, "cpu_s_per_step": [round(s["cpu_s"], 2) for s in per_step],
     }
 
 
-def estimate(recipe: Path, counted: dict[str, Any], encoder: dict[str, tuple[int, int]]) -> dict[str, Any]:
+def estimate(recipe: Path, counted: dict[str, Any], encoder: dict[str, tuple[int, int]], op_s: float) -> dict[str, Any]:
     """GPU hours and memory of the full recipe from the counts (see the module docstring)."""
     from clicksam.train.config import load_config
 
@@ -166,31 +206,31 @@ def estimate(recipe: Path, counted: dict[str, Any], encoder: dict[str, tuple[int
     rate = encoder["vit_h"][0] / VIT_H_A100_S  # FLOP/s the published ViT-H time implies
     enc_flops, params = encoder[config.model]
     images = sum(DATASET_IMAGES[d["type"]] for d in config.data.datasets)
-    calls = counted["calls_per_step"]
-    call_s = sum(nograd + 3 * grad for nograd, grad in calls.values()) * DECODER_CALL_MS / 1000
-    step_s = counted["step_flops"] / rate + call_s
-    weights = params * 4
-    optimizer = counted["trainable_parameters"] * 4 * 4
-    memory = (weights + optimizer + counted["step_saved_bytes_max"]) * 1.3
+    step_s = counted["step_flops"] / rate + counted["step_ops"] * op_s
+    fixed = params * 4 + counted["trainable_parameters"] * 4 * 4  # weights + grads/AdamW of the trained part
+    memory = (fixed + counted["step_saved_bytes_max"]) * 1.3
+    memory_4 = (fixed + counted["step_saved_bytes_max"] / 4) * 1.3  # torchrun on 4 GPUs: a quarter of the batch each
     return {
         "recipe": recipe.name, "method": config.method, "model": config.model, "batch_size": config.batch_size,
         "steps": config.steps, "store_images": images, "store_gib": round(images * STORE_BYTES_PER_IMAGE / 2**30, 1),
         "encoder_tflops_per_image": round(enc_flops / 1e12, 3),
         "store_gpu_hours": round(images * enc_flops / rate / 3600, 1),
-        "step_tflops": round(counted["step_flops"] / 1e12, 3), "step_s_estimate": round(step_s, 3),
+        "step_tflops": round(counted["step_flops"] / 1e12, 3), "step_op_calls": round(counted["step_ops"]),
+        "step_s_estimate": round(step_s, 3),
         "train_gpu_hours": round(config.steps * step_s / 3600, 2),
         "peak_memory_gib_estimate": round(memory / 2**30, 1),
+        "peak_memory_gib_per_gpu_on_4": round(memory_4 / 2**30, 1),
         "counted": counted,
     }
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| recipe | batch × steps | store: images, size, GPU h | TFLOP/step | s/step | training GPU h | memory GiB |",
-             "|---|---|---|---:|---:|---:|---:|"]
+    lines = ["| recipe | batch × steps | store: images, disk, GPU h | TFLOP / ops per step | s/step | training GPU h "
+             "| memory GiB: 1 GPU / each of 4 |", "|---|---|---|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['recipe']} | {r['batch_size']} × {r['steps']:,} | {r['store_images']:,}, {r['store_gib']} GiB, "
-                     f"{r['store_gpu_hours']} | {r['step_tflops']} | {r['step_s_estimate']} | {r['train_gpu_hours']} | "
-                     f"{r['peak_memory_gib_estimate']} |")
+        lines.append(f"| `{r['recipe']}` | {r['batch_size']} × {r['steps']:,} | {r['store_images']:,}, {r['store_gib']} GiB, "
+                     f"{r['store_gpu_hours']} | {r['step_tflops']} / {r['step_op_calls']:,} | {r['step_s_estimate']} | "
+                     f"{r['train_gpu_hours']} | {r['peak_memory_gib_estimate']} / {r['peak_memory_gib_per_gpu_on_4']} |")
     return "\n".join(lines)
 
 
@@ -207,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
 
     recipes = args.recipes or sorted((ROOT / "recipes").glob("*.json"))
     encoder = {name: encoder_flops(name) for name in ("vit_b", "vit_l", "vit_h")}
+    op_s = DECODER_CALL_MS / 1000 / decoder_call_ops()
     rows, counted = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for recipe in recipes:
@@ -216,12 +257,13 @@ def main(argv: list[str] | None = None) -> int:
             if key not in counted:
                 print(f"counting {recipe.name} ...", file=sys.stderr)
                 counted[key] = step_costs(recipe, args.steps, Path(tmp), args.max_batch)
-            rows.append(estimate(recipe, counted[key], encoder))
+            rows.append(estimate(recipe, counted[key], encoder, op_s))
     result = {
         "what": "ESTIMATES, not GPU measurements: counted FLOPs/calls/activations on a CPU, scaled by published A100 "
                 "anchors (see benchmarks/recipe_cost.py)",
         "anchors": {"vit_h_encoder_a100_s": VIT_H_A100_S, "decoder_call_ms": DECODER_CALL_MS,
-                    "implied_flop_per_s": round(encoder["vit_h"][0] / VIT_H_A100_S / 1e12, 1)},
+                    "implied_tflop_per_s": round(encoder["vit_h"][0] / VIT_H_A100_S / 1e12, 1),
+                    "decoder_call_ops": round(DECODER_CALL_MS / 1000 / op_s), "op_us": round(op_s * 1e6, 2)},
         "encoder_tflops_per_image": {k: round(v[0] / 1e12, 3) for k, v in encoder.items()},
         "dataset_images": DATASET_IMAGES, "counted_steps": args.steps, "max_count_batch": args.max_batch,
         "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
