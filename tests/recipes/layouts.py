@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from clicksam.io.rle import mask_to_runs
+
 
 def _scene(h: int, w: int, seed: int) -> np.ndarray:
     """An H×W×3 uint8 photo stand-in: a smooth gradient with noise."""
@@ -138,16 +140,10 @@ def coco_instances(root: Path) -> Path:
         annotations.append({"segmentation": [_polygon(5, 5, 40, 35)], "area": 1000.0, "iscrowd": 0, "image_id": image_id,
                             "bbox": [5.0, 5.0, 35.0, 30.0], "category_id": 1, "id": 100 + n})
     h, w = images[0]["height"], images[0]["width"]
-    crowd = np.asfortranarray(_ellipse(h, w, 40, 60, 10, 12).astype(np.uint8))
-    flat, runs, value, count = crowd.flatten(order="F"), [], 0, 0
-    for v in flat:
-        if v != value:
-            runs.append(count)
-            value, count = v, 0
-        count += 1
-    runs.append(count)
+    crowd = _ellipse(h, w, 40, 60, 10, 12)
+    runs = mask_to_runs(crowd.T)["counts"]  # COCO's uncompressed RLE runs column by column
     annotations.append({"segmentation": {"counts": runs, "size": [h, w]}, "area": float(crowd.sum()), "iscrowd": 1,
-                        "image_id": COCO_IDS[0], "bbox": _bbox(crowd > 0), "category_id": 1, "id": 200})
+                        "image_id": COCO_IDS[0], "bbox": _bbox(crowd), "category_id": 1, "id": 200})
     blob = np.asfortranarray(_ellipse(h, w, 45, 25, 12, 14).astype(np.uint8))
     rle = mask_utils.encode(blob)
     rle["counts"] = rle["counts"].decode("ascii")
