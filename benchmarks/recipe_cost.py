@@ -31,7 +31,9 @@ on one GPU with the whole batch, and per GPU when 4 share it (torchrun).
     python benchmarks/recipe_cost.py recipes/focsam_vit_h_stage1.json --steps 2
 
 Writes one JSON file to ``--out`` (default ``benchmarks/results/recipe_cost_<time>.json``) and
-prints a Markdown table.
+prints a Markdown table. ``--apply FILE.json`` writes a result's figures into the recipes' ``notes``
+(the line starting ``Cost estimate``) and into the table of docs/training.md (between its
+``recipe-cost`` markers); tests/recipes/test_recipe_files.py checks that they agree.
 """
 from __future__ import annotations
 
@@ -234,13 +236,51 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+COST_NOTE = "Cost estimate"
+TABLE_START, TABLE_END = "<!-- recipe-cost:start -->", "<!-- recipe-cost:end -->"
+
+
+def cost_note(row: dict[str, Any], source: str) -> str:
+    """The recipe note that states a row's figures."""
+    return (f"{COST_NOTE} ({source}; counted on a CPU and scaled by published A100 figures, see "
+            f"docs/training.md#cost): store {row['store_images']:,} images, {row['store_gib']} GiB, "
+            f"{row['store_gpu_hours']} GPU h; training {row['train_gpu_hours']} GPU h "
+            f"({row['step_s_estimate']} s/step); memory {row['peak_memory_gib_estimate']} GiB on one GPU, "
+            f"{row['peak_memory_gib_per_gpu_on_4']} GiB each on 4.")
+
+
+def table_block(result: dict[str, Any], source: str) -> str:
+    return f"{TABLE_START}\nFrom `{source}`:\n\n{markdown(result['recipes'])}\n{TABLE_END}"
+
+
+def apply(result_path: Path) -> None:
+    """Write a result's figures into the recipes' notes and docs/training.md."""
+    result = json.loads(result_path.read_text())
+    source = result_path.relative_to(ROOT).as_posix() if result_path.is_absolute() else result_path.as_posix()
+    for row in result["recipes"]:
+        path = ROOT / "recipes" / row["recipe"]
+        recipe = json.loads(path.read_text())
+        notes = [n for n in recipe["notes"] if not n.startswith(COST_NOTE) and not n.startswith("Cost: see")]
+        recipe["notes"] = notes + [cost_note(row, source)]
+        path.write_text(json.dumps(recipe, indent=2) + "\n")
+    doc = ROOT / "docs" / "training.md"
+    text = doc.read_text()
+    start, end = text.index(TABLE_START), text.index(TABLE_END) + len(TABLE_END)
+    doc.write_text(text[:start] + table_block(result, source) + text[end:])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("recipes", nargs="*", type=Path, help="recipe files (default: recipes/*.json)")
     parser.add_argument("--steps", type=int, default=3, help="counted training steps per recipe")
     parser.add_argument("--max-batch", type=int, default=4, help="count larger batches at this size and scale")
     parser.add_argument("--out", type=Path, help="JSON result file")
+    parser.add_argument("--apply", type=Path, metavar="FILE.json",
+                        help="write a result's figures into the recipes' notes and docs/training.md, then stop")
     args = parser.parse_args(argv)
+    if args.apply:
+        apply(args.apply)
+        return 0
     import torch
 
     from clicksam.train.config import load_config

@@ -74,7 +74,7 @@ def test_guides_are_in_the_site(site):
     for page in ("methods/stable-sam", "methods/focsam", "methods/sam-ref", "training", "reproduce"):
         html = (site / page / "index.html").read_text(encoding="utf-8")
         assert "clicksam" in html
-    assert "COST_TABLE" not in (site / "training" / "index.html").read_text(encoding="utf-8")
+    assert "recipe_cost_" in (site / "training" / "index.html").read_text(encoding="utf-8")
 
 
 def test_api_module_list_covers_the_packages_public_modules():
