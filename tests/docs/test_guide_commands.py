@@ -131,7 +131,7 @@ def workspace(tmp_path_factory, shared_dir) -> Path:
     for name in ("GrabCut", "Berkeley", "DAVIS"):
         (data / name).symlink_to(shared_dir / "data" / name, target_is_directory=True)
     (data / "SBD").symlink_to(Path("sbd/benchmark_RELEASE/dataset"), target_is_directory=True)  # as reproduce.md says
-    shutil.copy(ROOT / "examples" / "coffee.jpg", root / "photo.jpg")
+    shutil.copy(ROOT / "src" / "clicksam" / "examples" / "coffee.jpg", root / "photo.jpg")
     runs = {p for _, argv in RUNNABLE for p in argv if p.startswith("runs/") and p.endswith(".safetensors")}
     for run in sorted(runs | {FOCSAM_STAND_IN}):
         _tiny_method_file(root / run)
