@@ -103,35 +103,3 @@ register_model(ModelConfig(
     tags=("test",),
 ))
 
-
-@dataclass(frozen=True)
-class PublishedMethodWeights:
-    """A method checkpoint published by a paper's authors, downloaded by hand (``clicksam models``
-    lists it; ``clicksam download`` does not fetch it).
-
-    ``num_bytes``/``sha256`` are None where the authors publish none: the loader's strict check of
-    every tensor name and shape against the official layout is then the check of the file.
-    """
-
-    name: str
-    model: str
-    methods: tuple[str, ...]
-    filename: str
-    page_url: str
-    instructions: str
-    description: str
-    num_bytes: Optional[int] = None
-    sha256: Optional[str] = None
-    licence: str = ""
-
-
-PUBLISHED_METHOD_WEIGHTS: dict[str, PublishedMethodWeights] = {
-    "focsam_vit_h": PublishedMethodWeights(
-        "focsam_vit_h", "vit_h", ("focsam",), "iter_160000.pth",
-        "https://drive.google.com/file/d/1VOeMkY9LovfWYi66JMR8q79gFiC4n3Az/view?usp=sharing",
-        "a zip on Google Drive, linked from the README of github.com/YouHuang67/focsam; unzip it and pass "
-        "iter_160000.pth with --checkpoint (and --trust-checkpoint: an mmengine file with pickled metadata)",
-        "FocSAM ViT-H (official): SAM ViT-H, a COCO+LVIS fine-tuned decoder and the FocusRefiner",
-        licence="MIT",
-    ),
-}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from clicksam.registry import PUBLISHED_METHOD_WEIGHTS, get_config, list_models
+from clicksam.registry import get_config, list_models
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,9 +20,13 @@ def _fix(name: str, state: str) -> str:
 
 
 def _published_rows() -> list[dict]:
-    return [{"name": p.name, "model": p.model, "methods": list(p.methods), "description": p.description,
+    """The method checkpoints the methods' authors publish (each method's spec lists its own)."""
+    from clicksam.methods.registry import specs
+
+    return [{"name": p.name, "model": p.model, "methods": [spec.name], "description": p.description,
              "file": p.filename, "bytes": p.num_bytes, "sha256": p.sha256, "url": p.page_url,
-             "download": p.instructions} for p in PUBLISHED_METHOD_WEIGHTS.values()]
+             "cached": False, "state": "download by hand", "random_weights": False, "download": p.instructions}
+            for spec in specs() for p in spec.published_weights]
 
 
 def _print_published(rows: list[dict]) -> None:

@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--method", default="sam", help=method_help())
     model.add_argument("--device", default="cpu", help="torch device (default cpu)")
     model.add_argument("--trust-checkpoint", action="store_true",
-                       help="allow pickled objects in a checkpoint (the official FocSAM file); trusted files only")
+                       help="allow pickled objects in a checkpoint (an official mmengine training file); trusted files only")
     model.add_argument("--embedding-cache", type=Path, default=None, metavar="DIR",
                        help="keep image embeddings on disk here (reused by later runs and resumes)")
     model.add_argument("--oracle", default=None, metavar="SPEC",

@@ -26,7 +26,8 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from clicksam.methods.registry import (ENTRY_POINT_GROUP, UNTRAINED_IDENTITY, UNTRAINED_REFUSE, CheckpointFormat,
-                                       ConvertedCheckpoint, MethodSpec, OnnxExport, canonical_method, get_spec,
+                                       ConvertedCheckpoint, MethodSpec, OnnxExport, PublishedWeights, canonical_method,
+                                       get_spec,
                                        list_methods, method_help, parse_method, register, resolve, spec_for_attribute,
                                        specs, training_methods, unavailable_methods, unregister)
 
@@ -36,6 +37,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "MethodSpec",
     "OnnxExport",
+    "PublishedWeights",
     "Stage",
     "UNTRAINED_IDENTITY",
     "UNTRAINED_REFUSE",

@@ -57,6 +57,26 @@ class CheckpointFormat:
 
 
 @dataclass(frozen=True)
+class PublishedWeights:
+    """A checkpoint of the method published by its authors, downloaded by hand (``clicksam models``
+    lists it; ``clicksam download`` does not fetch it).
+
+    ``num_bytes``/``sha256`` are None where the authors publish none: loading the file (every
+    tensor name and shape checked strictly) is then the check of the file.
+    """
+
+    name: str
+    model: str
+    filename: str
+    page_url: str
+    instructions: str
+    description: str
+    num_bytes: Optional[int] = None
+    sha256: Optional[str] = None
+    licence: str = ""
+
+
+@dataclass(frozen=True)
 class OnnxExport:
     """A method's part of ``clicksam export-onnx``, beside SAM's prompt encoder + decoder graph.
 
@@ -90,6 +110,7 @@ class MethodSpec:
         weights_hint: which file to load for trained weights (said when weights are missing).
         families: the model families the method applies to (``model.family``).
         onnx: how the stage goes to ONNX (None: left out of the export).
+        published_weights: checkpoints its authors publish (see :class:`PublishedWeights`).
         description: one line for listings.
     """
 
@@ -106,6 +127,7 @@ class MethodSpec:
     weights_hint: str = ""
     families: tuple[str, ...] = ("sam",)
     onnx: Optional[OnnxExport] = None
+    published_weights: tuple[PublishedWeights, ...] = ()
     description: str = ""
 
     def __post_init__(self) -> None:
