@@ -126,3 +126,33 @@ def randomize_(model: nn.Module, seed: int, std: float = 0.02) -> nn.Module:
             else:
                 tensor.add_(noise)
     return model
+
+
+def build_reference_sam_hq(name: str):
+    """segment-anything-hq's Sam (with MaskDecoderHQ) for a clicksam HQ-SAM config name, built by
+    its own classes: the registered sizes through ``sam_model_registry``, the test configs through
+    ``_build_sam`` (ViT) or the same classes as its ``build_sam_vit_t`` with smaller stages."""
+    hq = reference_sam_hq()
+    from clicksam.models.hq_sam import get_hq_sam_config
+
+    registered = {"hq_vit_b": "vit_b", "hq_vit_l": "vit_l", "hq_vit_h": "vit_h", "hq_vit_tiny": "vit_tiny"}
+    if name in registered:
+        return hq.sam_model_registry[registered[name]]().eval()
+    config = get_hq_sam_config(name)
+    if config.encoder == "vit":
+        from segment_anything_hq.build_sam import _build_sam
+
+        return _build_sam(config.embed_dim, config.depth, config.num_heads, list(config.global_attn_indexes)).eval()
+    from segment_anything_hq.modeling import MaskDecoderHQ, PromptEncoder, Sam, TinyViT, TwoWayTransformer
+
+    encoder = TinyViT(
+        img_size=1024, in_chans=3, num_classes=1000, embed_dims=list(config.tiny_embed_dims), depths=list(config.tiny_depths),
+        num_heads=list(config.tiny_num_heads), window_sizes=list(config.tiny_window_sizes), mlp_ratio=config.tiny_mlp_ratio,
+        drop_rate=0.0, drop_path_rate=0.0, use_checkpoint=False, mbconv_expand_ratio=4.0, local_conv_size=3, layer_lr_decay=0.8,
+    )
+    decoder = MaskDecoderHQ(
+        num_multimask_outputs=3, transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+        transformer_dim=256, iou_head_depth=3, iou_head_hidden_dim=256, vit_dim=config.early_feature_dim,
+    )
+    prompt_encoder = PromptEncoder(embed_dim=256, image_embedding_size=(64, 64), input_image_size=(1024, 1024), mask_in_chans=16)
+    return Sam(encoder, prompt_encoder, decoder).eval()

@@ -17,6 +17,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from clicksam.models.batching import per_prompt
 from clicksam.models.common import MLP, upsample_conv_transpose
 from clicksam.models.mask_decoder import MaskDecoder
 from clicksam.models.prompt_encoder import PromptEncoder
@@ -88,7 +89,7 @@ class Sam2MaskDecoder(MaskDecoder):
         batch = sparse_prompt_embeddings.shape[0]
         output_tokens = torch.cat([self.obj_score_token.weight, self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([output_tokens.unsqueeze(0).expand(batch, -1, -1), sparse_prompt_embeddings], dim=1)
-        src = _per_prompt(image_embeddings, batch, "image_embeddings") + dense_prompt_embeddings
+        src = per_prompt(image_embeddings, batch, "image_embeddings") + dense_prompt_embeddings
         b, c, h, w = src.shape
         hs, src = self.transformer(src, image_pe, tokens, kv_plugin=kv_plugin)
         iou_token_out = hs[:, 1, :]
@@ -139,14 +140,3 @@ class Sam2MaskDecoder(MaskDecoder):
             torch.where(stable, single_iou, best_iou),
         )
 
-
-def _per_prompt(features: torch.Tensor, batch: int, name: str) -> torch.Tensor:
-    """A per-image feature map broadcast to one per prompt (1 -> B), or checked to have B already."""
-    if features.shape[0] == batch:
-        return features
-    if features.shape[0] == 1:
-        return features.expand(batch, -1, -1, -1)
-    raise ValueError(
-        f"{name} has batch {features.shape[0]} but the prompts have batch {batch}; "
-        "give one feature map per prompt or a single shared one"
-    )
