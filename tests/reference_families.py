@@ -13,7 +13,8 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -66,6 +67,25 @@ def build_reference_sam2(name: str, device: str = "cpu"):
     else:
         config, overrides = SAM2_CONFIG_FILES[name], []
     return build_sam2(config, ckpt_path=None, device=device, hydra_overrides_extra=overrides)
+
+
+@contextmanager
+def meta_device() -> Iterator[None]:
+    """Build models on the meta device (shapes only, no memory). sam2's Hiera calls ``.item()`` on
+    ``torch.linspace`` (its drop-path schedule), which a meta tensor cannot answer, so within this
+    block ``torch.linspace`` makes CPU tensors unless told otherwise."""
+    real = torch.linspace
+
+    def cpu_linspace(*args, **kwargs):
+        kwargs.setdefault("device", "cpu")
+        return real(*args, **kwargs)
+
+    torch.linspace = cpu_linspace
+    try:
+        with torch.device("meta"):
+            yield
+    finally:
+        torch.linspace = real
 
 
 def _install_timm_stand_in() -> None:
