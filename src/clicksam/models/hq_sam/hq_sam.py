@@ -13,6 +13,7 @@ from clicksam.models.hq_sam.image_encoder import HQImageEncoderViT
 from clicksam.models.hq_sam.mask_decoder_hq import MaskDecoderHQ
 from clicksam.models.hq_sam.tiny_vit import TinyViT
 from clicksam.models.prompt_encoder import PromptEncoder
+from clicksam.models.feature_bundle import require_features
 from clicksam.models.sam import DecoderOutput, Sam
 from clicksam.models.transformer import KVPlugin
 
@@ -71,9 +72,7 @@ class HQSam(Sam):
             1-3: multimask tokens, 4: HQ token); all_low_res_logits B×5×256×256 (same order);
             all_iou_predictions B×4 (SAM's IoU head, tokens 0-3).
         """
-        missing = [name for name in FEATURE_NAMES if name not in features]
-        if missing:
-            raise ValueError(f"the HQ-SAM feature bundle lacks {missing}; it holds {sorted(features)} (use HQSam.encode)")
+        require_features(features, FEATURE_NAMES, "HQSam")
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
         decoder: MaskDecoderHQ = self.mask_decoder  # type: ignore[assignment]
         masks, iou, tokens = decoder.predict_masks_hq(

@@ -17,7 +17,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from clicksam.models.batching import per_prompt
+from clicksam.models.feature_bundle import per_prompt
 from clicksam.models.common import MLP, upsample_conv_transpose
 from clicksam.models.mask_decoder import MaskDecoder
 from clicksam.models.prompt_encoder import PromptEncoder

@@ -12,6 +12,7 @@ from typing import Mapping, Optional
 import torch
 from torch import nn
 
+from clicksam.models.feature_bundle import require_features
 from clicksam.models.sam import DecoderOutput
 from clicksam.models.sam2.mask_decoder import Sam2MaskDecoder, Sam2PromptEncoder
 from clicksam.models.sam2.neck import Sam2ImageEncoder
@@ -132,9 +133,7 @@ class Sam2(nn.Module):
             ±``low_res_logit_limit``), IoU B×C, the 4 mask tokens' outputs, all 4 masks and IoUs,
             and the object-score logits B×1.
         """
-        missing = [name for name in FEATURE_NAMES if name not in features]
-        if missing:
-            raise ValueError(f"the SAM 2 feature bundle lacks {missing}; it holds {sorted(features)} (use Sam2.encode)")
+        require_features(features, FEATURE_NAMES, "Sam2")
         sparse, dense = self.sam_prompt_encoder(points=merge_box_into_points(points, boxes), boxes=None, masks=mask_input)
         masks, iou, tokens, object_scores = self.sam_mask_decoder.predict_masks_with_skips(
             features[IMAGE_EMBED],

@@ -1,7 +1,17 @@
-"""Broadcasting per-image feature maps over the prompts of a decoder call."""
+"""A model family's feature bundle (the named per-image tensors its ``encode`` returns and its
+``decode`` reads) and the broadcasting of per-image maps over the prompts of a decoder call."""
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 import torch
+
+
+def require_features(features: Mapping[str, torch.Tensor], names: Sequence[str], owner: str) -> None:
+    """Refuse a bundle that lacks any of ``names``, saying which and where bundles come from."""
+    missing = [name for name in names if name not in features]
+    if missing:
+        raise ValueError(f"the {owner} feature bundle lacks {missing}; it holds {sorted(features)} (use {owner}.encode)")
 
 
 def per_prompt(features: torch.Tensor, batch: int, name: str) -> torch.Tensor:
