@@ -1,7 +1,7 @@
 """Encoder and per-click latency of the model families side by side: SAM 2.1 (Hiera-T, Hiera-S),
 HQ-SAM ViT-B and SAM ViT-B (the baseline), on the same image and threads in one run. RANDOM
 WEIGHTS (speed does not depend on them); every figure is also given as a ratio to SAM ViT-B
-measured in the same run, so that a loaded machine changes the ratios less than the seconds.
+(``--baseline``) measured in the same run, so that a loaded machine changes the ratios less than the seconds.
 
     python benchmarks/family_latency.py --repeats 5 --click-repeats 20 --threads 2
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import statistics
@@ -131,10 +130,10 @@ def round_robin(runners: list[Runner], fns: dict[str, Callable[[], object]], rep
     return times
 
 
-def summarise(times: dict[str, list[float]]) -> dict[str, dict]:
-    base = statistics.median(times[BASELINE])
+def summarise(times: dict[str, list[float]], baseline: str) -> dict[str, dict]:
+    base = statistics.median(times[baseline])
     return {
-        name: {"median_s": statistics.median(t), "ratio_to_vit_b": statistics.median(t) / base, "runs_s": t}
+        name: {"median_s": statistics.median(t), "ratio_to_baseline": statistics.median(t) / base, "runs_s": t}
         for name, t in times.items()
     }
 
@@ -148,26 +147,32 @@ def load_average() -> Optional[list[float]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), help=f"registered names; must include {BASELINE}")
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), help="registered names; must include the baseline")
+    parser.add_argument("--baseline", default=BASELINE, help="the model every ratio is taken against")
     parser.add_argument("--repeats", type=int, default=5, help="timed encoder runs per model")
     parser.add_argument("--click-repeats", type=int, default=20, help="timed clicks per model and case")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--image", type=Path, default=ROOT / "examples/coffee.jpg")
     parser.add_argument("--tag", default=None, help="result file tag (default: UTC time and threads)")
+    parser.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
-    if BASELINE not in args.models:
-        parser.error(f"--models must include the baseline {BASELINE}")
+    if args.baseline not in args.models:
+        parser.error(f"--models must include the baseline {args.baseline}")
     torch.set_num_threads(args.threads)
+    started = dt.datetime.now(dt.timezone.utc)
+    tag = args.tag or f"{started.strftime('%Y%m%dT%H%M%SZ')}_{torch.get_num_threads()}threads"
+    out = args.out_dir / f"family_latency_{tag}.json"
+    if out.exists():
+        parser.error(f"{out} exists; results are never overwritten (give another --tag)")
     from clicksam.images import read_image
 
     image = read_image(args.image)
     torch.manual_seed(0)
     runners = [make_runner(name) for name in args.models]
-    started = dt.datetime.now(dt.timezone.utc)
     results: dict = {
         "weights": "random (speed only; no model here was trained)",
         "models": {r.name: {"parameters": r.parameters} for r in runners},
-        "baseline": BASELINE, "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "baseline": args.baseline, "threads": torch.get_num_threads(), "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
         "image": str(args.image.relative_to(ROOT)) if args.image.is_relative_to(ROOT) else str(args.image),
         "image_size": list(image.shape[:2]), "started_utc": started.isoformat(timespec="seconds"),
@@ -175,25 +180,25 @@ def main() -> int:
     }
     with torch.inference_mode():
         enc = round_robin(runners, {r.name: (lambda r=r: r.set_image(image)) for r in runners}, args.repeats, warmup=1)
-        results["encoder"] = summarise(enc)
+        results["encoder"] = summarise(enc, args.baseline)
         low_res = {r.name: r.click(*FIRST_CLICK, None, False) for r in runners}
         cases = {
             "first_click_multimask": {r.name: (lambda r=r: r.click(*FIRST_CLICK, None, True)) for r in runners},
             "later_click_mask_input": {r.name: (lambda r=r: r.click(*LATER_CLICKS, low_res[r.name], False)) for r in runners},
         }
-        results["per_click"] = {case: summarise(round_robin(runners, fns, args.click_repeats, warmup=3)) for case, fns in cases.items()}
+        results["per_click"] = {
+            case: summarise(round_robin(runners, fns, args.click_repeats, warmup=3), args.baseline) for case, fns in cases.items()
+        }
     results["load_average_after"] = load_average()
     for name in args.models:
-        line = f"{name:>16}: encoder {results['encoder'][name]['median_s']:.2f} s (x{results['encoder'][name]['ratio_to_vit_b']:.2f})"
+        line = f"{name:>16}: encoder {results['encoder'][name]['median_s']:.2f} s (x{results['encoder'][name]['ratio_to_baseline']:.2f})"
         for case, figures in results["per_click"].items():
-            line += f", {case} {figures[name]['median_s'] * 1000:.0f} ms (x{figures[name]['ratio_to_vit_b']:.2f})"
+            line += f", {case} {figures[name]['median_s'] * 1000:.0f} ms (x{figures[name]['ratio_to_baseline']:.2f})"
         print(line)
-    tag = args.tag or f"{started.strftime('%Y%m%dT%H%M%SZ')}_{torch.get_num_threads()}threads"
-    out = ROOT / "benchmarks" / "results" / f"family_latency_{tag}.json"
-    if out.exists():
-        parser.error(f"{out} exists; results are never overwritten (give another --tag)")
+    from clicksam.io.atomic import atomic_write_json
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_json(out, results, indent=2)
     print(f"written {out} (random weights; load average before {results['load_average_before']}, after {results['load_average_after']})")
     return 0
 
