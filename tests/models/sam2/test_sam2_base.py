@@ -21,11 +21,12 @@ def test_bundle_and_decoder_output_shapes(model):
         assert tuple(features) == FEATURE_NAMES
         assert [tuple(f.shape) for f in features.values()] == [(1, 256, 64, 64), (1, 32, 256, 256), (1, 64, 128, 128)]
         points = (torch.tensor([[[100.0, 200.0]], [[500.0, 600.0]]]), torch.tensor([[1], [1]]))
-        multi = model.decode(features, points=points, multimask_output=True)
-        single = model.decode(features, points=points, boxes=torch.tensor([[0.0, 0, 900, 900]] * 2), multimask_output=False)
-    assert multi.low_res_logits.shape == (2, 3, 256, 256) and multi.iou_predictions.shape == (2, 3)
-    assert single.low_res_logits.shape == (2, 1, 256, 256) and single.object_score_logits.shape == (2, 1)
-    assert multi.mask_tokens.shape == (2, 4, 256) and multi.all_low_res_logits.shape == (2, 4, 256, 256)
+        out = model.decode(features, points=points, boxes=torch.tensor([[0.0, 0, 900, 900]] * 2), multimask_output=True)
+    assert out.low_res_logits.shape == (2, 3, 256, 256) and out.iou_predictions.shape == (2, 3)
+    assert out.object_score_logits.shape == (2, 1)
+    assert out.mask_tokens.shape == (2, 4, 256) and out.all_low_res_logits.shape == (2, 4, 256, 256)
+    single_iou, = model.mask_decoder.select_outputs(out.all_low_res_logits, out.all_iou_predictions, False)[1:]
+    assert single_iou.shape == (2, 1)
     assert model.prompt_encoder is model.sam_prompt_encoder and model.mask_decoder is model.sam_mask_decoder
 
 
