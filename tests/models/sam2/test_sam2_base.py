@@ -52,3 +52,18 @@ def test_transforms_frame_and_errors():
     assert transforms.output_low_res(torch.tensor([-100.0, 3.0, 50.0])).tolist() == [-32.0, 3.0, 32.0]
     with pytest.raises(ValueError, match=r"H×W×3 uint8 RGB"):
         transforms.prepare_image(np.zeros((10, 10, 3), dtype=np.float32))
+
+
+def test_fused_upscaling_equals_the_layer_by_layer_one(model, monkeypatch):
+    """The matrix-product path with skips read through strided views gives the masks of running
+    the transposed convolutions layer by layer (two prompts sharing one image's skips)."""
+    g = torch.Generator().manual_seed(5)
+    src = torch.randn(2, 64 * 64, 256, generator=g)
+    skips = (torch.randn(1, 32, 256, 256, generator=g), torch.randn(1, 64, 128, 128, generator=g))
+    hyper_in = torch.randn(2, 4, 32, generator=g)
+    decoder = model.mask_decoder
+    with torch.no_grad():
+        fused = decoder.masks_with_skips(src, (64, 64), skips, hyper_in)
+        monkeypatch.setattr(type(decoder), "_fast_upscaling", lambda self: False)
+        plain = decoder.masks_with_skips(src, (64, 64), skips, hyper_in)
+    assert fused.shape == (2, 4, 256, 256) and torch.allclose(fused, plain, atol=1e-4, rtol=1e-5)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from clicksam.models.feature_bundle import per_prompt
@@ -97,12 +98,43 @@ class Sam2MaskDecoder(MaskDecoder):
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )
-        upscaled = self.upscale_with_skips(src.transpose(1, 2).reshape(b, c, h, w), high_res_features)
-        _, c8, h4, w4 = upscaled.shape
-        masks = (hyper_in @ upscaled.reshape(b, c8, h4 * w4)).reshape(b, -1, h4, w4)
+        masks = self.masks_with_skips(src, (h, w), high_res_features, hyper_in)
         iou_pred = self.iou_prediction_head(iou_token_out)
         object_score_logits = self.pred_obj_score_head(hs[:, 0, :])
         return masks, iou_pred, mask_tokens_out, object_score_logits
+
+    def masks_with_skips(
+        self, src: torch.Tensor, size: tuple[int, int], high_res_features: tuple[torch.Tensor, torch.Tensor], hyper_in: torch.Tensor
+    ) -> torch.Tensor:
+        """The masks B×N×4H×4W from the transformer's image features (B×HW×C, row-major over the
+        (H, W) grid), the skips and the hypernetwork outputs (B×N×C/8).
+
+        As :meth:`~clicksam.models.mask_decoder.MaskDecoder.masks_from_features`, the upscaling
+        runs as matrix products whose rows keep each pixel's 2×2 children beside it (channels last);
+        the skips are read in that order through strided views, and only the N masks are put in
+        image order at the end. Other upscaling modules go through :meth:`upscale_with_skips`.
+        """
+        b, _, c = src.shape
+        h, w = size
+        if not self._fast_upscaling():
+            upscaled = self.upscale_with_skips(src.transpose(1, 2).reshape(b, c, h, w), high_res_features)
+            _, c8, h4, w4 = upscaled.shape
+            return (hyper_in @ upscaled.reshape(b, c8, h4 * w4)).reshape(b, -1, h4, w4)
+        conv1, norm, act1, conv2, act2 = self.output_upscaling
+        feat_s0, feat_s1 = high_res_features
+        c1, c2 = conv1.weight.shape[1], conv2.weight.shape[1]
+        # conv1: rows (b, y, x), columns (i1, j1, c1) -> output pixel (2y + i1, 2x + j1)
+        x = torch.addmm(conv1.bias.repeat(4), src.reshape(b * h * w, c), conv1.weight.permute(0, 2, 3, 1).reshape(c, 4 * c1))
+        skip1 = feat_s1.reshape(-1, c1, h, 2, w, 2).permute(0, 2, 4, 3, 5, 1)  # (b, y, x, i1, j1, c1)
+        x = act1(F.layer_norm(x.reshape(b, h, w, 2, 2, c1) + skip1, (c1,), norm.weight, norm.bias, norm.eps))
+        # conv2: columns (i2, j2, c2) -> output pixel (4y + 2·i1 + i2, 4x + 2·j1 + j2)
+        x = torch.addmm(conv2.bias.repeat(4), x.reshape(-1, c1), conv2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2))
+        skip0 = feat_s0.reshape(-1, c2, h, 2, 2, w, 2, 2).permute(0, 2, 5, 3, 6, 4, 7, 1)  # (b, y, x, i1, j1, i2, j2, c2)
+        x = act2(x.reshape(b, h, w, 2, 2, 2, 2, c2) + skip0)
+        n = hyper_in.shape[1]
+        masks = x.reshape(b, h * w * 16, c2) @ hyper_in.transpose(1, 2)
+        masks = masks.reshape(b, h, w, 2, 2, 2, 2, n).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        return masks.reshape(b, n, 4 * h, 4 * w)
 
     def upscale_with_skips(self, x: torch.Tensor, high_res_features: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """B×C×64×64 -> B×C/8×256×256, adding the stride-8 skip after the first transposed
