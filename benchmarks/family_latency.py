@@ -61,21 +61,21 @@ def sam_runner(name: str) -> Runner:
 
 
 def sam2_runner(name: str) -> Runner:
-    from clicksam.models.sam2 import Sam2Transforms, get_sam2_config, sam2_from_config
+    from clicksam.models.sam2 import get_sam2_config, sam2_from_config
 
     model = sam2_from_config(get_sam2_config(name)).eval()
-    transforms = Sam2Transforms(model.image_size)
+    transforms = model.transforms()
     state: dict = {}
 
     def set_image(image: np.ndarray) -> None:
         state["size"] = image.shape[:2]
-        state["features"] = model.encode(transforms.prepare_image(image))
+        state["features"] = model.encode_features(transforms.image_to_input(image)[0])
 
     def click(points, labels, mask_input: Optional[np.ndarray], multimask: bool) -> np.ndarray:
-        pts = (transforms.apply_coords(points, state["size"])[None], torch.as_tensor(labels)[None])
+        pts = (torch.as_tensor(transforms.apply_coords(points, state["size"]))[None], torch.as_tensor(labels)[None])
         masks = None if mask_input is None else torch.as_tensor(mask_input)[None]
         out = model.decode(state["features"], points=pts, mask_input=masks, multimask_output=multimask)
-        transforms.postprocess_masks(out.low_res_logits, state["size"])
+        transforms.postprocess_masks(out.low_res_logits, transforms.input_size(state["size"]), state["size"])
         return transforms.output_low_res(out.low_res_logits)[0].numpy()
 
     return Runner(name, set_image, click, _count(model))
@@ -92,7 +92,7 @@ def hq_runner(name: str) -> Runner:
     def set_image(image: np.ndarray) -> None:
         resized = torch.as_tensor(resize.apply_image(image)).permute(2, 0, 1)[None].float()
         state["size"], state["input_size"] = image.shape[:2], tuple(resized.shape[-2:])
-        state["features"] = model.encode(model.preprocess(resized))
+        state["features"] = model.encode_features(model.preprocess(resized))
 
     def click(points, labels, mask_input: Optional[np.ndarray], multimask: bool) -> np.ndarray:
         coords = torch.as_tensor(resize.apply_coords(points, state["size"]), dtype=torch.float)[None]
@@ -152,7 +152,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed encoder runs per model")
     parser.add_argument("--click-repeats", type=int, default=20, help="timed clicks per model and case")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--image", type=Path, default=ROOT / "examples/coffee.jpg")
+    parser.add_argument("--image", type=Path, default=None, help="default: the package's example coffee.jpg")
     parser.add_argument("--tag", default=None, help="result file tag (default: UTC time and threads)")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
@@ -164,8 +164,10 @@ def main() -> int:
     out = args.out_dir / f"family_latency_{tag}.json"
     if out.exists():
         parser.error(f"{out} exists; results are never overwritten (give another --tag)")
+    from clicksam.commands.demo import EXAMPLES
     from clicksam.images import read_image
 
+    args.image = args.image or EXAMPLES / "coffee.jpg"
     image = read_image(args.image)
     torch.manual_seed(0)
     runners = [make_runner(name) for name in args.models]
@@ -174,7 +176,7 @@ def main() -> int:
         "models": {r.name: {"parameters": r.parameters} for r in runners},
         "baseline": args.baseline, "threads": torch.get_num_threads(), "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-        "image": str(args.image.relative_to(ROOT)) if args.image.is_relative_to(ROOT) else str(args.image),
+        "image": args.image.name,
         "image_size": list(image.shape[:2]), "started_utc": started.isoformat(timespec="seconds"),
         "load_average_before": load_average(),
     }

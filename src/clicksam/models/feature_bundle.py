@@ -11,7 +11,7 @@ def require_features(features: Mapping[str, torch.Tensor], names: Sequence[str],
     """Refuse a bundle that lacks any of ``names``, saying which and where bundles come from."""
     missing = [name for name in names if name not in features]
     if missing:
-        raise ValueError(f"the {owner} feature bundle lacks {missing}; it holds {sorted(features)} (use {owner}.encode)")
+        raise ValueError(f"the {owner} feature bundle lacks {missing}; it holds {sorted(features)} (use {owner}.encode_features)")
 
 
 def per_prompt(features: torch.Tensor, batch: int, name: str) -> torch.Tensor:

@@ -73,5 +73,5 @@ def test_selection_is_hq_sams():
 
 def test_missing_features_are_refused():
     model = hq_sam_from_config(get_hq_sam_config("hq_tiny"))
-    with pytest.raises(ValueError, match=r"lacks \[.early_feature.\].*use HQSam.encode"):
-        model.decode({"image_embed": torch.zeros(1, 256, 64, 64)}, points=(torch.zeros(1, 1, 2), torch.ones(1, 1)))
+    with pytest.raises(ValueError, match=r"lacks \['early_feature'\].*use HQSam.encode_features"):
+        model.decode({"embedding": torch.zeros(1, 256, 64, 64)}, points=(torch.zeros(1, 1, 2), torch.ones(1, 1)))

@@ -2,8 +2,6 @@
 ``SamPredictor``), on the same random weights, for a ViT and a TinyViT encoder."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -35,14 +33,15 @@ def _set_image(name: str, image: np.ndarray):
     predictor.set_image(image)
     resized = torch.as_tensor(ResizeLongestSide(ours.image_size).apply_image(image)).permute(2, 0, 1)[None].float()
     with torch.no_grad():
-        features = ours.encode(ours.preprocess(resized))
+        features = ours.encode_features(ours.preprocess(resized))
     return predictor, ours, features, tuple(resized.shape[-2:])
 
 
 def _photo() -> np.ndarray:
+    from clicksam.commands.demo import EXAMPLES
     from clicksam.images import read_image
 
-    return read_image(Path(__file__).resolve().parents[3] / "examples" / "coffee.jpg")
+    return read_image(EXAMPLES / "coffee.jpg")
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +79,7 @@ def _max_diff(a, b) -> float:
 @pytest.mark.parametrize("which", ["setup", "tinyvit_setup"], ids=["vit", "tinyvit"])
 def test_image_features_match(which, request):
     predictor, _, features, _, _ = request.getfixturevalue(which)
-    assert _max_diff(predictor.features, features["image_embed"]) < TOL
+    assert _max_diff(predictor.features, features["embedding"]) < TOL
     early = predictor.interm_features[0].permute(0, 3, 1, 2)  # the early feature HQ-SAM's decoder reads
     assert early.shape == features["early_feature"].shape and _max_diff(early, features["early_feature"]) < TOL
 
@@ -154,7 +153,7 @@ def test_hq_vit_tiny_full_size_matches_reference():
     """The official Light HQ-SAM architecture end to end (random weights) on one image and one click."""
     image = (np.random.default_rng(0).random((300, 420, 3)) * 255).astype(np.uint8)
     predictor, ours, features, input_size = _set_image("hq_vit_tiny", image)
-    assert _max_diff(predictor.features, features["image_embed"]) < TOL
+    assert _max_diff(predictor.features, features["embedding"]) < TOL
     rm, ri, rl = predictor.predict(POINTS[:1], LABELS[:1], multimask_output=True, return_logits=True)
     om, oi, ol = _predict(ours, features, input_size, image.shape[:2], POINTS[:1], LABELS[:1])
     assert _max_diff(rm, om) < TOL and _max_diff(ri, oi) < TOL and _max_diff(rl, ol) < TOL

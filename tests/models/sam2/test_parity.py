@@ -2,8 +2,6 @@
 ``SAM2ImagePredictor``), on the same random weights built by the reference itself."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -33,15 +31,16 @@ def tiny():
     reference_sam2()
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
+    from clicksam.commands.demo import EXAMPLES
     from clicksam.images import read_image
 
     ref, ours = _pair("sam2_tiny")
-    image = read_image(Path(__file__).resolve().parents[3] / "examples" / "coffee.jpg")
+    image = read_image(EXAMPLES / "coffee.jpg")
     predictor = SAM2ImagePredictor(ref)
     predictor.set_image(image)
     transforms = Sam2Transforms(ours.image_size)
     with torch.no_grad():
-        features = ours.encode(transforms.prepare_image(image))
+        features = ours.encode_features(transforms.image_to_input(image)[0])
     return ref, ours, predictor, transforms, features, image
 
 
@@ -52,11 +51,11 @@ def _predict(ours, transforms, features, size, points=None, labels=None, box=Non
     with torch.no_grad():
         pts = None
         if points is not None:
-            pts = (transforms.apply_coords(points, size, normalized)[None], torch.as_tensor(labels)[None])
-        boxes = None if box is None else transforms.apply_boxes(box, size, normalized)
+            pts = (torch.as_tensor(transforms.apply_coords(points, size, normalized))[None], torch.as_tensor(labels)[None])
+        boxes = None if box is None else torch.as_tensor(transforms.apply_boxes(box, size, normalized))
         masks = None if mask_input is None else torch.as_tensor(mask_input)[None]
         out = ours.decode(features, points=pts, boxes=boxes, mask_input=masks, multimask_output=multimask)
-        logits = transforms.postprocess_masks(out.low_res_logits, size)
+        logits = transforms.postprocess_masks(out.low_res_logits, transforms.input_size(size), size)
         low_res = transforms.output_low_res(out.low_res_logits)
     return logits[0].numpy(), out.iou_predictions[0].numpy(), low_res[0].numpy()
 
@@ -68,14 +67,14 @@ def _max_diff(a, b) -> float:
 def test_preprocessing_matches_reference_transforms(tiny):
     _, _, predictor, transforms, _, image = tiny
     ref = predictor._transforms(image)[None]
-    ours = transforms.prepare_image(image)
+    ours, _ = transforms.image_to_input(image)
     assert ref.shape == ours.shape == (1, 3, 1024, 1024)
     assert _max_diff(ref, ours) < 1e-6
 
 
 def test_image_features_match(tiny):
     _, _, predictor, _, features, _ = tiny
-    assert _max_diff(predictor._features["image_embed"], features["image_embed"]) < TOL
+    assert _max_diff(predictor._features["image_embed"], features["embedding"]) < TOL
     s0, s1 = predictor._features["high_res_feats"]
     assert s0.shape == features["high_res_s0"].shape == (1, 32, 256, 256)
     assert s1.shape == features["high_res_s1"].shape == (1, 64, 128, 128)
@@ -133,16 +132,16 @@ def test_batched_prompts_share_one_image(tiny):
     labels = np.stack([LABELS[:2], LABELS[1:]])
     rm, ri, _ = predictor.predict(coords, labels, multimask_output=True, return_logits=True)
     with torch.no_grad():
-        pts = (transforms.apply_coords(coords, size), torch.as_tensor(labels))
+        pts = (torch.as_tensor(transforms.apply_coords(coords, size)), torch.as_tensor(labels))
         out = ours.decode(features, points=pts, multimask_output=True)
-        om = transforms.postprocess_masks(out.low_res_logits, size)
+        om = transforms.postprocess_masks(out.low_res_logits, transforms.input_size(size), size)
     assert rm.shape == om.shape == (2, 3) + size
     assert _max_diff(rm, om) < TOL and _max_diff(ri, out.iou_predictions) < TOL
 
 
 def test_decoder_tokens_and_object_score_match(tiny):
     ref, ours, predictor, transforms, features, image = tiny
-    pts = (transforms.apply_coords(POINTS, image.shape[:2])[None], torch.as_tensor(LABELS)[None])
+    pts = (torch.as_tensor(transforms.apply_coords(POINTS, image.shape[:2]))[None], torch.as_tensor(LABELS)[None])
     with torch.no_grad():
         sparse, dense = ref.sam_prompt_encoder(points=pts, boxes=None, masks=None)
         high_res = [f for f in predictor._features["high_res_feats"]]
@@ -207,8 +206,8 @@ def test_hiera_t_full_size_matches_reference():
     predictor.set_image(image)
     transforms = Sam2Transforms()
     with torch.no_grad():
-        features = ours.encode(transforms.prepare_image(image))
-    assert _max_diff(predictor._features["image_embed"], features["image_embed"]) < TOL
+        features = ours.encode_features(transforms.image_to_input(image)[0])
+    assert _max_diff(predictor._features["image_embed"], features["embedding"]) < TOL
     rm, ri, rl = predictor.predict(POINTS[:1], LABELS[:1], multimask_output=True, return_logits=True)
     om, oi, ol = _predict(ours, transforms, features, image.shape[:2], POINTS[:1], LABELS[:1])
     assert _max_diff(rm, om) < TOL and _max_diff(ri, oi) < TOL and _max_diff(rl, ol) < TOL

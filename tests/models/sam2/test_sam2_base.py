@@ -17,7 +17,7 @@ def model():
 
 def test_bundle_and_decoder_output_shapes(model):
     with torch.no_grad():
-        features = model.encode(torch.randn(1, 3, 1024, 1024))
+        features = model.encode_features(torch.randn(1, 3, 1024, 1024))
         assert tuple(features) == FEATURE_NAMES
         assert [tuple(f.shape) for f in features.values()] == [(1, 256, 64, 64), (1, 32, 256, 256), (1, 64, 128, 128)]
         points = (torch.tensor([[[100.0, 200.0]], [[500.0, 600.0]]]), torch.tensor([[1], [1]]))
@@ -40,18 +40,18 @@ def test_box_corners_come_first_with_labels_2_and_3():
 
 
 def test_incomplete_bundle_is_refused(model):
-    with pytest.raises(ValueError, match=r"lacks \['high_res_s0', 'high_res_s1'\].*Sam2.encode"):
-        model.decode({"image_embed": torch.zeros(1, 256, 64, 64)})
+    with pytest.raises(ValueError, match=r"lacks \['high_res_s0', 'high_res_s1'\].*Sam2.encode_features"):
+        model.decode({"embedding": torch.zeros(1, 256, 64, 64)})
 
 
 def test_transforms_frame_and_errors():
     transforms = Sam2Transforms(1024)
-    assert transforms.input_size((480, 640)) == (1024, 1024)
+    assert transforms.input_size((480, 640)) == (1024, 1024) and transforms.family == "sam2"
     assert transforms.apply_coords(np.array([[640.0, 480.0]]), (480, 640)).tolist() == [[1024.0, 1024.0]]
     assert transforms.apply_boxes(np.array([0.5, 0.25, 1.0, 1.0]), (480, 640), normalized=True).tolist() == [[512.0, 256.0, 1024.0, 1024.0]]
     assert transforms.output_low_res(torch.tensor([-100.0, 3.0, 50.0])).tolist() == [-32.0, 3.0, 32.0]
     with pytest.raises(ValueError, match=r"H×W×3 uint8 RGB"):
-        transforms.prepare_image(np.zeros((10, 10, 3), dtype=np.float32))
+        transforms.image_to_input(np.zeros((10, 10, 3), dtype=np.float32))
 
 
 def test_fused_upscaling_equals_the_layer_by_layer_one(model, monkeypatch):

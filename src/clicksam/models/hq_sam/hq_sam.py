@@ -9,23 +9,25 @@ from typing import Mapping, Optional, Union
 
 import torch
 
+from clicksam.models.feature_bundle import require_features
+from clicksam.models.hooks import NO_HOOKS, DecoderHooks
 from clicksam.models.hq_sam.image_encoder import HQImageEncoderViT
 from clicksam.models.hq_sam.mask_decoder_hq import MaskDecoderHQ
 from clicksam.models.hq_sam.tiny_vit import TinyViT
 from clicksam.models.prompt_encoder import PromptEncoder
-from clicksam.models.feature_bundle import require_features
-from clicksam.models.sam import DecoderOutput, Sam
-from clicksam.models.transformer import KVPlugin
+from clicksam.models.sam import EMBEDDING, DecoderOutput, Sam
 
-# the feature bundle of one image (see HQSam.encode)
-IMAGE_EMBED = "image_embed"
+# the feature bundle of one image (see HQSam.encode_features); the embedding has SAM's name
+IMAGE_EMBED = EMBEDDING
 EARLY_FEATURE = "early_feature"
 FEATURE_NAMES = (IMAGE_EMBED, EARLY_FEATURE)
 
 
 class HQSam(Sam):
-    """HQ-SAM (ViT-B/L/H or TinyViT encoder). Same attributes and state-dict layout as SAM, with
-    HQ-SAM's extra decoder weights."""
+    """HQ-SAM (ViT-B/L/H or TinyViT encoder). Same attributes, transforms and state-dict layout as
+    SAM, with HQ-SAM's extra decoder weights."""
+
+    family: str = "hq-sam"
 
     def __init__(
         self,
@@ -35,10 +37,15 @@ class HQSam(Sam):
     ) -> None:
         super().__init__(image_encoder, prompt_encoder, mask_decoder)  # type: ignore[arg-type]
 
-    def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # type: ignore[override]
-        """B×3×S×S preprocessed image -> the feature bundle:
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """B×3×S×S preprocessed image -> the B×256×64×64 embedding alone (the decoder also needs the
+        early feature: see :meth:`encode_features`)."""
+        return self.image_encoder.forward_features(x)[0]
 
-        - ``image_embed``: B×256×64×64, SAM's embedding;
+    def encode_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """B×3×S×S preprocessed image -> the feature bundle cached per image:
+
+        - ``embedding``: B×256×64×64, SAM's embedding;
         - ``early_feature``: B×C×64×64, the encoder's early feature (ViT: the output of the first
           global-attention block, C = the ViT width; TinyViT: its second stage, C = 160).
         """
@@ -52,20 +59,20 @@ class HQSam(Sam):
         boxes: Optional[torch.Tensor] = None,
         mask_input: Optional[torch.Tensor] = None,
         multimask_output: bool = True,
-        kv_plugin: Optional[KVPlugin] = None,
+        hooks: DecoderHooks = NO_HOOKS,
         hq_token_only: bool = False,
     ) -> DecoderOutput:
         """Prompt encoder + HQ-SAM's decoder, as segment-anything-hq's predictor runs them.
 
         Args:
-            features: the bundle of :meth:`encode` (batch 1, shared by every prompt, or B).
+            features: the bundle of :meth:`encode_features` (batch 1, shared by every prompt, or B).
             points: (coords B×N×2 (x, y) in the 1024 frame, labels B×N) or None.
             boxes: B×4 XYXY in the 1024 frame or None.
             mask_input: B×1×256×256 low-res logits or None.
             multimask_output: pick the SAM mask among the three multimask outputs by predicted IoU
                 (HQ-SAM returns one mask either way) instead of the single-mask token.
-            kv_plugin: replaces the image keys/values of the 2nd two-way block's token-to-image
-                attention (see :class:`~clicksam.models.transformer.TwoWayTransformer`).
+            hooks: what the decoder uses besides the weights, e.g. a method stage's key/value plugin
+                for one two-way block (:class:`~clicksam.models.hooks.DecoderHooks`).
             hq_token_only: return the HQ token's mask alone instead of SAM's mask plus it.
         Returns:
             low-res logits B×1×256×256 and IoU B×1; mask_tokens B×5×256 (0: single-mask token,
@@ -77,7 +84,7 @@ class HQSam(Sam):
         decoder: MaskDecoderHQ = self.mask_decoder  # type: ignore[assignment]
         masks, iou, tokens = decoder.predict_masks_hq(
             features[IMAGE_EMBED], features[EARLY_FEATURE], self.prompt_encoder.get_dense_pe(), sparse, dense,
-            kv_plugin=kv_plugin,
+            hooks,
         )
         selected, selected_iou = decoder.select_outputs(masks, iou, multimask_output, hq_token_only)
         return DecoderOutput(selected, selected_iou, tokens, masks, iou)

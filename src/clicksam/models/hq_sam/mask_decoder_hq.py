@@ -12,7 +12,8 @@ from torch import nn
 from clicksam.models.feature_bundle import per_prompt
 from clicksam.models.common import MLP, LayerNorm2d, upsample_conv_transpose
 from clicksam.models.mask_decoder import MaskDecoder
-from clicksam.models.transformer import KVPlugin, TwoWayTransformer, _version
+from clicksam.models.hooks import NO_HOOKS, DecoderHooks
+from clicksam.models.transformer import TwoWayTransformer, _version
 
 
 def run_upsampling(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
@@ -92,7 +93,7 @@ class MaskDecoderHQ(MaskDecoder):
         image_pe: torch.Tensor,
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
-        kv_plugin: Optional[KVPlugin] = None,
+        hooks: DecoderHooks = NO_HOOKS,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """All outputs.
 
@@ -100,6 +101,7 @@ class MaskDecoderHQ(MaskDecoder):
             image_embeddings: 1×C×64×64 (shared by every prompt) or B×C×64×64.
             early_feature: 1|B×vit_dim×64×64, the encoder's early feature.
             image_pe: 1×C×64×64; sparse_prompt_embeddings: B×T×C; dense_prompt_embeddings: B×C×64×64.
+            hooks: what the two-way transformer uses besides its weights (none by default).
         Returns:
             masks B×5×256×256 (the 4 SAM tokens' masks, then the HQ token's), iou_pred B×4 (SAM's
             head, for the 4 SAM tokens), mask_tokens_out B×5×C.
@@ -110,7 +112,7 @@ class MaskDecoderHQ(MaskDecoder):
         hq_features = self.hq_features(image_embeddings, early_feature)
         src = per_prompt(image_embeddings, batch, "image_embeddings") + dense_prompt_embeddings
         b, c, h, w = src.shape
-        hs, src = self.transformer(src, image_pe, tokens, kv_plugin=kv_plugin)
+        hs, src = self.transformer(src, image_pe, tokens, hooks)
         n = self.num_mask_tokens
         mask_tokens_out = hs[:, 1 : 2 + n, :]
         upscaled = self.upscale(src.transpose(1, 2).reshape(b, c, h, w))

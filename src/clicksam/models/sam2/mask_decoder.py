@@ -12,8 +12,6 @@ What SAM 2 changes (state-dict compatible with the official ``sam_prompt_encoder
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,7 +20,8 @@ from clicksam.models.feature_bundle import per_prompt
 from clicksam.models.common import MLP, upsample_conv_transpose
 from clicksam.models.mask_decoder import MaskDecoder
 from clicksam.models.prompt_encoder import PromptEncoder
-from clicksam.models.transformer import KVPlugin, TwoWayTransformer
+from clicksam.models.hooks import NO_HOOKS, DecoderHooks
+from clicksam.models.transformer import TwoWayTransformer
 
 
 class Sam2PromptEncoder(PromptEncoder):
@@ -75,7 +74,7 @@ class Sam2MaskDecoder(MaskDecoder):
         image_pe: torch.Tensor,
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
-        kv_plugin: Optional[KVPlugin] = None,
+        hooks: DecoderHooks = NO_HOOKS,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """All four outputs.
 
@@ -84,6 +83,7 @@ class Sam2MaskDecoder(MaskDecoder):
             high_res_features: (s0 1|B×C/8×256×256, s1 1|B×C/4×128×128), already projected by
                 ``conv_s0``/``conv_s1``.
             image_pe: 1×C×64×64; sparse_prompt_embeddings: B×T×C; dense_prompt_embeddings: B×C×64×64.
+            hooks: what the two-way transformer uses besides its weights (none by default).
         Returns:
             masks B×4×256×256, iou_pred B×4 (sigmoid), mask_tokens_out B×4×C, object_score_logits B×1.
         """
@@ -92,7 +92,7 @@ class Sam2MaskDecoder(MaskDecoder):
         tokens = torch.cat([output_tokens.unsqueeze(0).expand(batch, -1, -1), sparse_prompt_embeddings], dim=1)
         src = per_prompt(image_embeddings, batch, "image_embeddings") + dense_prompt_embeddings
         b, c, h, w = src.shape
-        hs, src = self.transformer(src, image_pe, tokens, kv_plugin=kv_plugin)
+        hs, src = self.transformer(src, image_pe, tokens, hooks)
         iou_token_out = hs[:, 1, :]
         mask_tokens_out = hs[:, 2 : 2 + self.num_mask_tokens, :]
         hyper_in = torch.stack(

@@ -13,13 +13,14 @@ import torch
 from torch import nn
 
 from clicksam.models.feature_bundle import require_features
-from clicksam.models.sam import DecoderOutput
+from clicksam.models.hooks import NO_HOOKS, DecoderHooks
+from clicksam.models.sam import EMBEDDING, DecoderOutput
 from clicksam.models.sam2.mask_decoder import Sam2MaskDecoder, Sam2PromptEncoder
 from clicksam.models.sam2.neck import Sam2ImageEncoder
-from clicksam.models.transformer import KVPlugin
+from clicksam.models.sam2.transforms import Sam2Transforms
 
-# the feature bundle of one image (see Sam2.encode)
-IMAGE_EMBED = "image_embed"
+# the feature bundle of one image (see Sam2.encode_features); the embedding has SAM's name
+IMAGE_EMBED = EMBEDDING
 HIGH_RES_S0 = "high_res_s0"
 HIGH_RES_S1 = "high_res_s1"
 FEATURE_NAMES = (IMAGE_EMBED, HIGH_RES_S0, HIGH_RES_S1)
@@ -48,7 +49,11 @@ class Sam2(nn.Module):
     """
 
     mask_threshold: float = 0.0
-    low_res_logit_limit: float = 32.0  # SAM 2's predictor clamps the low-res logits it returns
+    family: str = "sam2"
+    # the base model's own submodules; every other child is a method stage
+    base_modules: tuple[str, ...] = ("image_encoder", "sam_prompt_encoder", "sam_mask_decoder")
+    # the bundle entry that holds the stride-16 embedding (methods may swap it for one step)
+    embedding_key: str = IMAGE_EMBED
 
     def __init__(
         self,
@@ -89,11 +94,24 @@ class Sam2(nn.Module):
         """The method stage under ``attribute`` or None when it is not attached."""
         return self._modules.get(attribute)
 
-    def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """B×3×S×S normalised image (see :class:`~clicksam.models.sam2.transforms.Sam2Transforms`) ->
-        the feature bundle:
+    def transforms(self) -> Sam2Transforms:
+        """The family's transforms for this model's frame (a square S×S resize, no padding)."""
+        cached = self.__dict__.get("_transforms")
+        if cached is None or cached.image_size != self.image_size:
+            cached = Sam2Transforms(self.image_size)
+            self.__dict__["_transforms"] = cached
+        return cached
 
-        - ``image_embed``: B×256×S/16×S/16, the stride-16 FPN level plus ``no_mem_embed``;
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """B×3×S×S normalised image -> the B×256×S/16×S/16 embedding alone (the decoder also needs
+        the high-resolution features: see :meth:`encode_features`)."""
+        return self.encode_features(x)[IMAGE_EMBED]
+
+    def encode_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """B×3×S×S normalised image (see :class:`~clicksam.models.sam2.transforms.Sam2Transforms`) ->
+        the feature bundle cached per image:
+
+        - ``embedding``: B×256×S/16×S/16, the stride-16 FPN level plus ``no_mem_embed``;
         - ``high_res_s0``: B×32×S/4×S/4, the stride-4 level through the decoder's ``conv_s0``;
         - ``high_res_s1``: B×64×S/8×S/8, the stride-8 level through ``conv_s1``.
 
@@ -113,12 +131,12 @@ class Sam2(nn.Module):
         boxes: Optional[torch.Tensor] = None,
         mask_input: Optional[torch.Tensor] = None,
         multimask_output: bool = True,
-        kv_plugin: Optional[KVPlugin] = None,
+        hooks: DecoderHooks = NO_HOOKS,
     ) -> Sam2DecoderOutput:
         """Prompt encoder + mask decoder, as SAM 2's image predictor runs them.
 
         Args:
-            features: the bundle of :meth:`encode` (batch 1, shared by every prompt, or B).
+            features: the bundle of :meth:`encode_features` (batch 1, shared by every prompt, or B).
             points: (coords B×N×2 (x, y) in the S×S model frame, labels B×N: 1 positive,
                 0 negative, -1 padding) or None.
             boxes: B×4 XYXY in the model frame or None; given to the prompt encoder as two
@@ -126,8 +144,8 @@ class Sam2(nn.Module):
             mask_input: B×1×256×256 low-res logits or None.
             multimask_output: three masks (tokens 1-3); else one (token 0, or the best multimask
                 output when token 0 is unstable).
-            kv_plugin: replaces the image keys/values of the 2nd two-way block's token-to-image
-                attention (see :class:`~clicksam.models.transformer.TwoWayTransformer`).
+            hooks: what the decoder uses besides the weights, e.g. a method stage's key/value plugin
+                for one two-way block (:class:`~clicksam.models.hooks.DecoderHooks`).
         Returns:
             low-res logits B×C×256×256 (unclamped; the predictor clamps what it returns to
             ±``low_res_logit_limit``), IoU B×C, the 4 mask tokens' outputs, all 4 masks and IoUs,
@@ -141,7 +159,7 @@ class Sam2(nn.Module):
             self.sam_prompt_encoder.get_dense_pe(),
             sparse,
             dense,
-            kv_plugin=kv_plugin,
+            hooks,
         )
         selected, selected_iou = self.sam_mask_decoder.select_outputs(masks, iou, multimask_output)
         return Sam2DecoderOutput(selected, selected_iou, tokens, masks, iou, object_scores)
