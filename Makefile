@@ -17,8 +17,16 @@ $(VENV)/.base: pyproject.toml
 	$(PIP) install -e .
 	touch $@
 
+# Test-only reference packages of the SAM 2 and HQ-SAM parity tests, installed without their
+# dependencies: they would replace the CPU torch with a CUDA build (their light requirements,
+# hydra-core and iopath, come with the [dev] extra; torchvision and timm have test stand-ins).
+SAM2_REF   ?= sam2==1.1.0
+HQ_SAM_REF ?= segment-anything-hq==0.3
+
 $(VENV)/.dev: $(VENV)/.base
 	$(PIP) install -e '.[dev]'
+	SAM2_BUILD_CUDA=0 $(PIP) install --no-deps --no-build-isolation $(SAM2_REF)
+	$(PIP) install --no-deps $(HQ_SAM_REF)
 	touch $@
 
 venv: $(VENV)/.base
