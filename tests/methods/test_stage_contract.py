@@ -22,6 +22,7 @@ import pytest
 import torch
 
 import clicksam.methods
+import clicksam
 from clicksam import InteractiveSession, SamPredictor
 from clicksam.build import sam_from_config
 from clicksam.checkpoint import load_method_file, save_method_file
@@ -224,3 +225,94 @@ def test_every_combination(combination, image):
     assert_same_runs(combined, run(session(predictor, "+".join(reversed(names)))))  # any spelling, one order
     # untrained identity stages change nothing, whatever they are combined with
     assert_same_runs(combined, run(session(predictor, "+".join(others) or "sam")))
+
+
+# -- stored steps: state_to_tensors / state_from_tensors --------------------------------------
+PROMPTS = [clicksam.Click(x, y, positive) for x, y, positive in CLICKS] + [BOX]
+
+
+def _made(s: InteractiveSession) -> list[dict]:
+    """Every click and the box through ``s``; the tensors of each step."""
+    for x, y, positive in CLICKS:
+        s.add_click(x, y, positive)
+    s.add_box(*BOX)
+    return [s.step_tensors(i) for i in range(len(PROMPTS))]
+
+
+def _count_decodes(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    step = Pipeline.step
+    monkeypatch.setattr(Pipeline, "step", lambda self, *a, **k: calls.append(1) or step(self, *a, **k))
+    return calls
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_stored_step_continues_exactly_without_a_decode(name, image, monkeypatch):
+    trained = [name] if get_spec(name).attribute else []
+    predictor = predictor_for(small_model([name], trained), image)
+    made = session(predictor, name)
+    tensors = _made(made)
+    frame = predictor.model.image_size
+    for step in tensors:  # compact: nothing at the image size, at most the model frame
+        assert all(t.numel() <= 256 * frame * frame for t in step.values())
+    clone = {key: {k: v.clone() for k, v in step.items()} for key, step in enumerate(tensors)}  # as from a file
+    restored = session(predictor, name)
+    decodes = _count_decodes(monkeypatch)
+    assert restored.restore([(p, clone[i]) for i, p in enumerate(PROMPTS)]) == 0 and decodes == []
+    assert restored.clicks == made.clicks and restored.box == made.box
+    for _ in range(len(PROMPTS)):  # every step shows what it showed, down to the first
+        np.testing.assert_array_equal(restored.logits, made.logits)
+        made.undo(), restored.undo()
+    for _ in range(len(PROMPTS)):
+        made.redo(), restored.redo()
+    made.add_click(20.0, 70.0, False)
+    restored.add_click(20.0, 70.0, False)  # the next click continues from the stored step, bit for bit
+    assert len(decodes) == 2  # one each
+    np.testing.assert_array_equal(restored.logits, made.logits)
+    assert torch.equal(restored.result.low_res_logits, made.result.low_res_logits)
+    assert restored.pipeline.result_tensors(restored.result).keys() == made.pipeline.result_tensors(made.result).keys()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_missing_step_tensors_are_recomputed_from_the_step_before(name, image):
+    trained = [name] if get_spec(name).attribute else []
+    predictor = predictor_for(small_model([name], trained), image)
+    made = session(predictor, name)
+    tensors = _made(made)
+    restored = session(predictor, name)
+    assert restored.restore([(p, None if i in (0, 2) else tensors[i]) for i, p in enumerate(PROMPTS)]) == 2
+    np.testing.assert_array_equal(restored.logits, made.logits)
+    restored.undo(), made.undo()
+    np.testing.assert_array_equal(restored.logits, made.logits)  # recomputed from stored step 1: a replay
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_step_of_one_method_continues_with_another(name, image):
+    """A method switch: the steps of ``name`` restored in a ``sam`` session and the other way round
+    show the same masks and take the next click without error (it need not equal a replay)."""
+    trained = [name] if get_spec(name).attribute else []
+    predictor = predictor_for(small_model([name], trained), image)
+    for made_with, continued_with in ((name, "sam"), ("sam", name)):
+        made = session(predictor, made_with)
+        tensors = _made(made)
+        switched = session(predictor, continued_with)
+        assert switched.restore(list(zip(PROMPTS, tensors))) == 0
+        np.testing.assert_array_equal(switched.logits, made.logits)
+        switched.add_click(20.0, 70.0, False)
+        assert np.isfinite(switched.logits).all()
+
+
+def test_shared_stage_tensors_stay_shared(image):
+    """One tensor object shared by many steps (FocSAM's refined embedding) is one object again after
+    a restore, whatever the stage; every stage's tensors are what it declares."""
+    names = [n for n in NAMES if get_spec(n).attribute]
+    predictor = predictor_for(small_model(names, names), image)
+    made = session(predictor, "+".join(names))
+    tensors = _made(made)
+    shared = [k for k in tensors[-1] if k.startswith("state.") and all(t.get(k) is tensors[-1][k] for t in tensors[1:])]
+    assert shared, "no stage shares a tensor across steps here (FocSAM's refined embedding should)"
+    restored = session(predictor, "+".join(names))
+    restored.restore(list(zip(PROMPTS, tensors)))
+    after = [restored.step_tensors(i) for i in range(1, len(PROMPTS))]
+    for key in shared:
+        assert all(t[key] is after[0][key] for t in after)

@@ -11,8 +11,8 @@ Adding a method (in this package or in another one)::
 
     class Grow(Stage):
         def after_decode(self, ctx, result):
-            ...                                   # e.g. change result.logits / result.mask
-            return result
+            # e.g. new final logits over the padded model frame (the mask at the image size follows)
+            return dataclasses.replace(result, final_logits=grow(result.frame_logits))
 
     SPEC = MethodSpec(name="grow", stage=Grow)
 
