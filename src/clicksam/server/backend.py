@@ -7,10 +7,12 @@ Tests inject a fake factory; :class:`SamSessionFactory` wires ``build_sam`` /
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import threading
+import weakref
 from dataclasses import dataclass
-from typing import Any, Optional, Protocol, Sequence, runtime_checkable
+from typing import Any, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -57,6 +59,12 @@ class ObjectSession(Protocol):
 
     def reset(self) -> Any: ...
 
+    def step_tensors(self, index: Optional[int] = None) -> Mapping[str, Any]:
+        """What is needed to continue from a step (default the current one), as named tensors."""
+
+    def restore(self, steps: Sequence[tuple[Any, Optional[Mapping[str, Any]]]]) -> int:
+        """Set the history to ``steps`` (prompt, stored tensors or None); returns the decodes it took."""
+
     @property
     def mask(self) -> Optional[np.ndarray]: ...
 
@@ -78,6 +86,10 @@ class SessionFactory(Protocol):
 
     def create(self, prepared: Any, method: str) -> ObjectSession:
         """A fresh session on a prepared image, running ``method``."""
+
+    def history_key(self, prepared: Any) -> str:
+        """What a stored step of this prepared image depends on (the image's pixels, the model's
+        weights): steps stored under another key are recomputed, never reused."""
 
 
 def all_method_names() -> list[str]:
@@ -134,6 +146,8 @@ class SamSessionFactory:
         self.cache = cache if cache is not None else EmbeddingCache(default_cache_dir() / "embeddings")
         self._options = method_options_for(model)
         self._encode_lock = threading.Lock()
+        self._model_digest: Optional[str] = None
+        self._keys: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
 
     def method_options(self) -> list[MethodOption]:
         """Every method of the menu with its availability for this model."""
@@ -146,7 +160,24 @@ class SamSessionFactory:
         predictor = SamPredictor(self.model, cache=self.cache)
         with self._encode_lock:  # one encoder pass at a time: it already uses every core
             predictor.set_image(image)
+        self._keys[predictor] = self._history_key(predictor.signature(predictor.image_rgb).key)
         return predictor
+
+    def _history_key(self, features_key: str) -> str:
+        """The image's feature signature (pixels, encoder) with a digest of every other weight
+        (prompt encoder, decoder, method stages), computed once."""
+        if self._model_digest is None:
+            h = hashlib.sha256()
+            for name, tensor in sorted(self.model.state_dict().items()):
+                if not name.startswith("image_encoder."):
+                    h.update(name.encode())
+                    h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+            self._model_digest = h.hexdigest()
+        return hashlib.sha256(f"{features_key}|{self._model_digest}".encode()).hexdigest()[:32]
+
+    def history_key(self, prepared: Any) -> str:
+        """The key of a predictor made by :meth:`prepare` (see :class:`SessionFactory`)."""
+        return self._keys[prepared]
 
     def create(self, prepared: Any, method: str) -> ObjectSession:
         """An :class:`clicksam.InteractiveSession` on the prepared predictor."""

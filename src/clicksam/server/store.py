@@ -38,10 +38,10 @@ from typing import Any, Optional
 
 from clicksam.io.atomic import atomic_write_bytes, atomic_write_json
 from clicksam.server.classes import ClassList
-from clicksam.server.steps import Action, Step, Stroke, current_steps, step_from_dict
+from clicksam.server.steps import Action, Reset, Step, Stroke, current_steps, step_from_dict
 
 __all__ = ["ObjectRecord", "ImageAnnotation", "AnnotationStore", "DeletedObject", "REVIEW_STATES",
-           "STEP", "DELETE", "VERSION", "CLASSES_FILE"]
+           "STEP", "DELETE", "VERSION", "CLASSES_FILE", "check_masks"]
 
 FORMAT = "clicksam-annotations"
 VERSION = 2
@@ -182,7 +182,36 @@ class ImageAnnotation:
         annotation = cls(str(data.get("image", "")), width, height, objects, next_id, review, deleted,
                          _entries(data.get("history", [])), _entries(data.get("future", [])))
         _check_history(annotation)
+        for what, rle in _rles(annotation):
+            if list(rle["size"]) != [height, width]:
+                raise ValueError(f"{what} is {rle['size'][0]}x{rle['size'][1]} (HxW) but the image is {height}x{width}")
         return annotation
+
+
+def _rles(annotation: ImageAnnotation) -> list[tuple[str, dict[str, Any]]]:
+    """Every mask of an annotation, named: objects' masks, strokes' changed pixels, resets' masks."""
+    found = []
+    for record in annotation.objects + [d.record for d in annotation.deleted]:
+        if record.mask is not None:
+            found.append((f"object {record.id}'s mask", record.mask))
+        for step in record.actions + record.redo:
+            if isinstance(step, Stroke) and step.changed is not None:
+                found.append((f"a stroke of object {record.id}", step.changed))
+            elif isinstance(step, Reset) and step.mask is not None:
+                found.append((f"a reset of object {record.id}", step.mask))
+    return found
+
+
+def check_masks(annotation: ImageAnnotation) -> None:
+    """Decode the live objects' masks once: ``ValueError`` naming the object whose RLE is damaged."""
+    from clicksam.io.rle import rle_to_mask
+
+    for record in annotation.objects:
+        if record.mask is not None:
+            try:
+                rle_to_mask(record.mask)
+            except ValueError as exc:
+                raise ValueError(f"object {record.id}'s mask: {exc}") from exc
 
 
 def _entries(value: Any) -> list[tuple[int, str]]:
