@@ -82,7 +82,8 @@ def build_app(images: Path, model: str = "vit_b", checkpoint: Optional[list[str]
     if prefetch < 0:
         raise ValueError(f"--prefetch must be >= 0, got {prefetch}")
     folder = ImageFolder(images)
-    store = AnnotationStore(annotations if annotations is not None else folder.root / ".clicksam" / "annotations")
+    store = AnnotationStore(annotations if annotations is not None else folder.root / ".clicksam" / "annotations",
+                            images=folder.root)
     class_file = classes if classes is not None else folder.root / CLASS_FILE
     added = None
     if classes is not None or class_file.is_file():

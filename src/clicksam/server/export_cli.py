@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     store_dir = args.annotations if args.annotations is not None else folder.root / ".clicksam" / "annotations"
     if not Path(store_dir).is_dir():
         raise FileNotFoundError(f"no annotations found: {store_dir} does not exist")
-    store = AnnotationStore(store_dir)
+    store = AnnotationStore(store_dir, images=folder.root)
     listed = set(folder.names)
     annotated = store.images()
     images = [name for name in annotated if name in listed]

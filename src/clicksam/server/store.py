@@ -23,9 +23,11 @@ derived copies for readers of the file. ``class`` is an id of the folder's class
 takes the last one) and ``future`` the undone ones (redo takes the last one); a ``delete`` entry
 is an object moved to ``deleted``, from where undo puts it back at its ``index``.
 
-Version-1 files (free-text ``label`` per object, no review state or image history) are migrated
-when read: labels become classes, the image history lists each object's steps in object order,
-the old file is kept as ``<image>.json.v1.bak`` and the new one written in its place.
+Version-1 files (free-text ``label`` per object, no review state or image history, made on the
+stored pixels of the image) are migrated when read: labels become classes, the image history lists
+each object's steps in object order, and an annotation of a photo with an EXIF orientation tag is
+turned as the photo is shown now (:mod:`clicksam.server.orientation`); the old file is kept as
+``<image>.json.v1.bak`` and the new one written in its place.
 """
 from __future__ import annotations
 
@@ -263,11 +265,16 @@ def migrate_v1(data: dict[str, Any], classes: ClassList) -> dict[str, Any]:
 
 class AnnotationStore:
     """Reads and atomically writes :class:`ImageAnnotation` files under ``root``; holds the
-    folder's class list (``root/.classes.json``)."""
+    folder's class list (``root/.classes.json``).
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    ``images`` is the annotated image folder: the migration of a version-1 file reads the image's
+    EXIF orientation there (without it, or without the image, the stored pixels are assumed).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], images: str | os.PathLike[str] | None = None) -> None:
         self.root = Path(root).expanduser().resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self.images_root = None if images is None else Path(images).expanduser().resolve()
         self.classes = ClassList(self.root / CLASSES_FILE)
 
     def path_for(self, image: str) -> Path:
@@ -290,6 +297,8 @@ class AnnotationStore:
             if migrated:
                 data = migrate_v1(data, self.classes)
             annotation = ImageAnnotation.from_dict(data)
+            if migrated:
+                annotation = self._oriented(image, annotation)
             for record in annotation.objects + [d.record for d in annotation.deleted]:
                 if self.classes.get(record.class_id) is None:
                     raise ValueError(f"object {record.id} has class {record.class_id}, which is not in "
@@ -301,6 +310,20 @@ class AnnotationStore:
             atomic_write_bytes(path.with_name(path.name + ".v1.bak"), text.encode("utf-8"))
             self.save(annotation)
         return annotation
+
+    def _oriented(self, image: str, annotation: ImageAnnotation) -> ImageAnnotation:
+        """A version-1 annotation (made on the stored pixels) turned as read_image shows the image."""
+        from clicksam.images import ImageReadError, read_exif_orientation
+        from clicksam.server.orientation import orient_annotation
+
+        path = None if self.images_root is None else self.images_root / image
+        if path is None or not path.is_file():
+            return annotation
+        try:
+            orientation = read_exif_orientation(path)
+        except ImageReadError as exc:  # migrated once the image can be read, never on a guess
+            raise ValueError(f"a version-1 file is migrated on its image, which cannot be read: {exc.reason}") from exc
+        return orient_annotation(annotation, orientation)
 
     def save(self, annotation: ImageAnnotation) -> Path:
         """Write an annotation atomically (temporary file + rename)."""
