@@ -22,8 +22,8 @@ from clicksam.server import history
 from clicksam.server.backend import SessionFactory
 from clicksam.server.brush import apply_overrides, override_layer, paint
 from clicksam.server.catalog import Catalog
-from clicksam.server.display import DisplayImages
-from clicksam.server.errors import AnnotatorError, BadInput, Conflict, NotFound
+from clicksam.server.display import DisplayImages, ImageInfo
+from clicksam.server.errors import AnnotatorError, BadInput, Conflict, NotFound, UnreadableImage
 from clicksam.server.images import ImageFolder
 from clicksam.server.sessions import SessionPool, apply_prompt
 from clicksam.server.states import StepStates
@@ -84,22 +84,33 @@ class AnnotatorService:
         objects (masks as runs)."""
         annotation = self._annotation(name)
         return {"image": name, "width": annotation.width, "height": annotation.height,
-                **self.display.info(name).to_dict(), "status": self.worker.status(name),
+                **self._info(name).to_dict(), "status": self.worker.status(name),
                 "error": self.worker.error(name), **image_state(annotation),
                 "objects": [self._view(o) for o in annotation.objects]}
 
     def display_image(self, name: str) -> tuple[bytes, str]:
         """The image's display copy, as the model sees it (EXIF orientation applied), long side at
         most 2048: ``(bytes, media type)`` (see :mod:`clicksam.server.display`)."""
+        self._info(name)
         return self.display.display(name)
 
     def tile(self, name: str, level: int, col: int, row: int) -> tuple[bytes, str]:
         """A full-resolution (level 0) or intermediate tile of the image, for a zoomed-in page."""
+        self._info(name)
         return self.display.tile(name, level, col, row)
+
+    def _info(self, name: str) -> ImageInfo:
+        """The image's size and display description; an unreadable file is a 422 and is marked
+        failed in the listing (with its reason)."""
+        try:
+            return self.display.info(name)
+        except UnreadableImage as exc:
+            self.worker.mark_failed(name, exc)
+            raise
 
     def open_image(self, name: str) -> dict[str, Any]:
         """Queue ``name`` for encoding first and prefetch the images after it."""
-        self.display.info(name)  # an unreadable file is a 422 now, not a failed encoding later
+        self._info(name)  # an unreadable file is a 422 now, not a failed encoding later
         status = self.worker.request(name, OPEN)
         for neighbour in self.folder.neighbours(name, self.prefetch):
             self.worker.request(neighbour, PREFETCH)
@@ -360,7 +371,7 @@ class AnnotatorService:
     def _annotation(self, name: str) -> ImageAnnotation:
         """The image's annotation (loaded once); the image must be readable (422) and of the size
         the annotation was made on (409)."""
-        info = self.display.info(name)  # the size as read_image decodes it (EXIF applied)
+        info = self._info(name)  # the size as read_image decodes it (EXIF applied)
         with self._guard:
             annotation = self._annotations.get(name)
         if annotation is None:

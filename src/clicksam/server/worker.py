@@ -114,6 +114,13 @@ class EncodingWorker:
         with self._cond:
             return self._failed[name][0] if name in self._failed else None
 
+    def mark_failed(self, name: str, error: AnnotatorError) -> None:
+        """Record that ``name`` cannot be prepared (e.g. an unreadable file found by a request):
+        its status is ``failed``, with the reason, until it is opened again."""
+        with self._cond:
+            self._failed[name] = (error.message, error if error.status < 500 else None)
+            self._cond.notify_all()
+
     def summary(self) -> dict[str, Any]:
         """Progress for the page: what is encoding (and for how long) and the queue length."""
         with self._cond:
