@@ -179,8 +179,10 @@ class StepStates:
 
         if not isinstance(file, str) or not file.isalnum():
             raise ValueError(f"bad file name {file!r}")
-        data = (self.folder(image) / f"{file}.safetensors").read_bytes()
+        path = self.folder(image) / f"{file}.safetensors"
+        data = path.read_bytes()
         if hashlib.sha256(data).hexdigest()[:40] != file:
+            path.unlink(missing_ok=True)  # written again when the step is recomputed
             raise ValueError(f"{file}.safetensors is damaged (its sha256 does not match)")
         return load(data)["tensor"]
 
