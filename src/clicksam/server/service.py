@@ -23,12 +23,13 @@ from clicksam.server.backend import SessionFactory
 from clicksam.server.brush import apply_overrides, override_layer, paint
 from clicksam.server.catalog import Catalog
 from clicksam.server.display import DisplayImages, ImageInfo
-from clicksam.server.errors import AnnotatorError, BadInput, Conflict, NotFound, UnreadableImage
+from clicksam.server.errors import BadInput, Conflict, NotFound, UnreadableImage
 from clicksam.server.images import ImageFolder
 from clicksam.server.sessions import SessionPool, apply_prompt
 from clicksam.server.states import StepStates
-from clicksam.server.steps import Action, Reset, Step, Stroke
-from clicksam.server.store import (DELETE, REVIEW_STATES, AnnotationStore, ImageAnnotation, ObjectRecord,
+from clicksam.server.steps import Action, Reset, Stroke
+from clicksam.server.undo import UndoRedo
+from clicksam.server.store import (REVIEW_STATES, AnnotationStore, ImageAnnotation, ObjectRecord,
                                    check_masks)
 from clicksam.server.views import image_state, object_view
 from clicksam.server.worker import OPEN, PREFETCH, EncodingWorker
@@ -36,12 +37,7 @@ from clicksam.server.worker import OPEN, PREFETCH, EncodingWorker
 __all__ = ["AnnotatorService"]
 
 
-def _conflict(name: str, exc: Exception) -> AnnotatorError:
-    """An annotator error as it is; a ``ValueError`` (damaged data in the annotation) as a 409."""
-    return exc if isinstance(exc, AnnotatorError) else Conflict(f"the annotation of {name!r} is damaged: {exc}")
-
-
-class AnnotatorService:
+class AnnotatorService(UndoRedo):
     """Objects and prompts of the images of one folder; ``catalog`` lists it and keeps its classes.
 
     Args:
@@ -235,14 +231,6 @@ class AnnotatorService:
             self._save(annotation)
             return self._answer(annotation, record)
 
-    def undo(self, name: str, object_id: Optional[int] = None) -> dict[str, Any]:
-        """Undo the image's last step (or the object's, when ``object_id`` is given)."""
-        return self._move(name, object_id, redo=False)
-
-    def redo(self, name: str, object_id: Optional[int] = None) -> dict[str, Any]:
-        """Redo the last undone step of the image (or of the object)."""
-        return self._move(name, object_id, redo=True)
-
     # ----------------------------------------------------------------- internals
     def _prompt(self, name: str, object_id: int, action: Action) -> dict[str, Any]:
         with self._lock(name):
@@ -260,72 +248,6 @@ class AnnotatorService:
             self._refresh_mask(name, record, mask)
             self._save(annotation)
             return self._answer(annotation, record, latency)
-
-    def _move(self, name: str, object_id: Optional[int], redo: bool) -> dict[str, Any]:
-        with self._lock(name):
-            annotation = self._annotation(name)
-            source, target = (annotation.future, annotation.history) if redo else (annotation.history, annotation.future)
-            index = history.last_entry(source, object_id, "redo" if redo else "undo")
-            entry = source[index]
-            started = time.perf_counter()
-            if entry[1] == DELETE and not redo:
-                record, deleted = history.restore_object(annotation, entry[0]), False
-            elif entry[1] == DELETE:
-                _, record = self._object(name, entry[0], change=True)
-                history.delete_object(annotation, record, entry)
-                self.sessions.drop(name, record.id)
-                deleted = True
-            else:
-                _, record = self._object(name, entry[0], change=True)
-                self._redo_step(name, record) if redo else self._undo_step(name, record)
-                deleted = False
-            del source[index]
-            if entry[1] != DELETE or not redo:
-                target.append(entry)
-            self._save(annotation)
-            answer = self._answer(annotation, record, time.perf_counter() - started)
-            return {**answer, "deleted": deleted, "index": self._index(annotation, record)}
-
-    def _undo_step(self, name: str, record: ObjectRecord) -> None:
-        step = record.actions[-1]
-        if isinstance(step, Action) and (session := self.sessions.live(name, record.id)) is not None:
-            session.undo()
-        elif isinstance(step, Reset):
-            self.sessions.drop(name, record.id)
-        record.actions.pop()
-        try:
-            self._after(name, record, step, undone=True)
-        except (AnnotatorError, ValueError) as exc:
-            record.actions.append(step)
-            self.sessions.drop(name, record.id)  # rebuilt from the record next time
-            raise _conflict(name, exc) from exc
-        record.redo.append(step)
-
-    def _redo_step(self, name: str, record: ObjectRecord) -> None:
-        step = record.redo[-1]
-        if isinstance(step, (Action, Reset)):
-            self.sessions.drop(name, record.id)  # rebuilt from the stored steps, the redone one included
-        record.actions.append(record.redo.pop())
-        try:
-            self._after(name, record, step, undone=False)
-        except (AnnotatorError, ValueError) as exc:
-            record.redo.append(record.actions.pop())
-            self.sessions.drop(name, record.id)
-            raise _conflict(name, exc) from exc
-
-    def _after(self, name: str, record: ObjectRecord, step: Step, undone: bool) -> None:
-        """Update the record's mask after ``step`` was undone or redone."""
-        if not record.current:
-            record.mask, record.score = None, None
-        elif isinstance(step, Stroke):
-            mask = self._mask_array(self._annotation(name), record) ^ rle_to_mask(step.changed)
-            record.mask = mask_to_rle(mask)
-        elif isinstance(step, Reset) and undone:
-            record.mask, record.score = step.mask, step.score
-        elif isinstance(step, Reset):
-            record.mask, record.score = None, None
-        else:
-            self._refresh_mask(name, record)
 
     def _refresh_mask(self, name: str, record: ObjectRecord, model_mask: Optional[np.ndarray] = None) -> None:
         """Recompute the mask: the session's (model) mask with the strokes' overrides on top
