@@ -140,8 +140,8 @@ class AnnotatorService(UndoRedo):
                       class_id: Optional[int] = None, method: Optional[str] = None,
                       hidden: Optional[bool] = None, locked: Optional[bool] = None,
                       solo: Optional[bool] = None) -> dict[str, Any]:
-        """Change an object's class, method (it continues from its prompts, replayed with the new
-        method) or display flags. None of these is a step of the history."""
+        """Change an object's class, method (it keeps its mask and continues from it with the new
+        method, see :meth:`_switch_method`) or display flags. None of these is a step of the history."""
         with self._lock(name), self.catalog.class_lock:
             annotation, record = self._object(name, object_id)
             new_class = record.class_id if label is None and class_id is None else self.catalog.class_for(label, class_id)

@@ -5,7 +5,7 @@ One JSON file per image under the store folder (``<store>/<image name>.json``), 
     {"format": "clicksam-annotations", "version": 2, "image": "a/b.jpg", "width": W, "height": H,
      "next_id": 3, "review": "todo" | "in_progress" | "done" | "needs_review",
      "objects": [{"id": 1, "class": 2, "method": "focsam", "hidden": false, "locked": false, "solo": false,
-       "actions": [{"kind": "click", "x": 10.5, "y": 20, "positive": true},
+       "actions": [{"kind": "click", "x": 10.5, "y": 20, "positive": true, "state": {...stored result}},
                    {"kind": "box", "box": [x0, y0, x1, y1]},
                    {"kind": "stroke", "mode": "paint", "radius": 4, "points": [[x, y], ...], "changed": RLE},
                    {"kind": "reset", "mask": RLE | null, "score": 0.9 | null}],
@@ -16,7 +16,9 @@ One JSON file per image under the store folder (``<store>/<image name>.json``), 
 
 ``actions`` (an object's undo history, oldest first) and ``redo`` (its redo stack, next redo
 last) are the source of truth: replaying the prompts after the last reset through a session and
-putting the strokes on top recomputes the mask (see :mod:`clicksam.server.brush`). ``mask`` keeps
+putting the strokes on top recomputes the mask (see :mod:`clicksam.server.brush`); a prompt's
+``state`` refers to its stored result, so that the session is rebuilt without the replay
+(:mod:`clicksam.server.states`). ``mask`` keeps
 the last mask as COCO RLE so a restarted server shows it at once; ``clicks`` and ``box`` are
 derived copies for readers of the file. ``class`` is an id of the folder's class list
 (:mod:`clicksam.server.classes`). ``history`` orders the steps of all objects of the image (undo
