@@ -233,3 +233,50 @@ def test_exports_skip_a_corrupt_annotation_file_and_say_so(image_dir, tmp_path, 
     assert main(["export", str(image_dir), "--format", "png", "--out", str(tmp_path / "png")]) == 1
     assert (tmp_path / "png" / "instances" / "img0.png").is_file()
     assert not (tmp_path / "png" / "instances" / "img1.png").exists()
+
+
+def test_an_annotated_image_whose_file_goes_bad_keeps_its_annotation(image_dir):
+    """The file truncated, then replaced by an image of another size, then put back: 422, then 409 with
+    the reason, and the annotation is there again, untouched, when the original comes back."""
+    import os
+
+    from fastapi.testclient import TestClient
+
+    original = (image_dir / "img0.png").read_bytes()
+    with TestClient(make_app(image_dir)) as client:
+        obj = _ok(client.post("/api/objects", json={"image": "img0.png"}))
+        made = _ok(client.post("/api/click", json={"image": "img0.png", "object": obj["id"], "x": 40, "y": 30}))
+        saved = (image_dir / ".clicksam/annotations/img0.png.json").read_text()
+        (image_dir / "img0.png").write_bytes(original[: len(original) // 2])
+        os.utime(image_dir / "img0.png", ns=(1, 1))
+        for method, path, args in _requests("img0.png", obj["id"]):
+            answer = _send(client, method, path, args)
+            assert answer.status_code == 422 and "truncated" in answer.json()["detail"], (path, answer.text)
+        Image.new("RGB", (40, 30)).save(image_dir / "img0.png")
+        os.utime(image_dir / "img0.png", ns=(2, 2))
+        moved = client.get("/api/annotation", params={"name": "img0.png"})
+        assert moved.status_code == 409 and "80x60 image but the file is 40x30" in moved.json()["detail"]
+        refused = client.post("/api/click", json={"image": "img0.png", "object": obj["id"], "x": 4, "y": 3})
+        assert refused.status_code == 409
+        (image_dir / "img0.png").write_bytes(original)
+        os.utime(image_dir / "img0.png", ns=(3, 3))
+        assert _ok(client.get("/api/annotation", params={"name": "img0.png"}))["objects"][0]["mask"] == made["mask"]
+    assert (image_dir / ".clicksam/annotations/img0.png.json").read_text() == saved
+
+
+def test_a_changed_image_file_is_encoded_again(image_dir):
+    """The same size, other pixels: the model must not go on with the old embedding."""
+    import os
+
+    from fastapi.testclient import TestClient
+
+    from tests.server.fakes import FakeFactory
+
+    factory = FakeFactory()
+    with TestClient(make_app(image_dir, factory)) as client:
+        obj = _ok(client.post("/api/objects", json={"image": "img0.png"}))
+        _ok(client.post("/api/click", json={"image": "img0.png", "object": obj["id"], "x": 40, "y": 30}))
+        Image.new("RGB", (80, 60), (200, 0, 0)).save(image_dir / "img0.png")
+        os.utime(image_dir / "img0.png", ns=(5, 5))
+        _ok(client.post("/api/click", json={"image": "img0.png", "object": obj["id"], "x": 20, "y": 30}))
+        assert factory.prepared.count("img0.png") == 2 and factory.decodes == 1 + 2  # a replay on the new pixels

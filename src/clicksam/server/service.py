@@ -64,6 +64,7 @@ class AnnotatorService(UndoRedo):
         self._guard = threading.Lock()
         self._locks: dict[str, threading.RLock] = {}
         self._annotations: dict[str, ImageAnnotation] = {}
+        self._versions: dict[str, str] = {}  # the image file's version the prepared image was made from
         self.catalog = Catalog(folder, store, self.worker)
 
     def close(self) -> None:
@@ -97,12 +98,19 @@ class AnnotatorService(UndoRedo):
 
     def _info(self, name: str) -> ImageInfo:
         """The image's size and display description; an unreadable file is a 422 and is marked
-        failed in the listing (with its reason)."""
+        failed in the listing (with its reason). A changed file is encoded again."""
         try:
-            return self.display.info(name)
+            info = self.display.info(name)
         except UnreadableImage as exc:
             self.worker.mark_failed(name, exc)
             raise
+        with self._guard:
+            seen = self._versions.setdefault(name, info.version)
+            self._versions[name] = info.version
+        if seen != info.version:  # new pixels: the old embedding and sessions must not be used
+            self.worker.forget(name)
+            self.sessions.drop_image(name)
+        return info
 
     def open_image(self, name: str) -> dict[str, Any]:
         """Queue ``name`` for encoding first and prefetch the images after it."""

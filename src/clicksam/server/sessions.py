@@ -76,6 +76,11 @@ class SessionPool:
         with self._guard:
             self._sessions.get(name, {}).pop(object_id, None)
 
+    def drop_image(self, name: str) -> None:
+        """Forget every session of an image (its file changed)."""
+        with self._guard:
+            self._sessions.pop(name, None)
+
     def put(self, name: str, object_id: int, live: LiveSession) -> None:
         """Keep ``live`` as the object's live session (evicting the least recent image)."""
         with self._guard:

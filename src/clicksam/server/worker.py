@@ -114,6 +114,13 @@ class EncodingWorker:
         with self._cond:
             return self._failed[name][0] if name in self._failed else None
 
+    def forget(self, name: str) -> None:
+        """Drop the prepared image (its file changed): the next request prepares it again."""
+        with self._cond:
+            self._ready.pop(name, None)
+            self._encoded.discard(name)
+            self._failed.pop(name, None)
+
     def mark_failed(self, name: str, error: AnnotatorError) -> None:
         """Record that ``name`` cannot be prepared (e.g. an unreadable file found by a request):
         its status is ``failed``, with the reason, until it is opened again."""
