@@ -2,6 +2,7 @@
 // undo/redo, classes, display options, zoom and pan, keyboard shortcuts.
 import { api } from "./api.js";
 import { loadClasses, wireClassForm } from "./classes.js";
+import { wireExports } from "./exports.js";
 import { listedImages, nextToDo, noteReview, renderImages } from "./images.js";
 import { renderObjects, renderSelected } from "./objects.js";
 import { wirePointer } from "./pointer.js";
@@ -287,24 +288,6 @@ function chooseClass(index) {
   message(`class: ${cls.name}`);
 }
 
-/** Download an export, saying when corrupt annotation files were left out of it. */
-async function exportFile(event) {
-  event.preventDefault();
-  const link = event.currentTarget;
-  try {
-    const { blob, skipped } = await api.exportFile(link.getAttribute("href"));
-    const save = document.createElement("a");
-    save.href = URL.createObjectURL(blob);
-    save.download = link.getAttribute("download");
-    save.click();
-    setTimeout(() => URL.revokeObjectURL(save.href), 60000);
-    message(skipped ? `exported; ${skipped} corrupt annotation file(s) left out (listed in the export's ` +
-      "warnings and the server log)" : `exported ${save.download}`, skipped > 0);
-  } catch (err) {
-    message(`export failed: ${err.message}`, true);
-  }
-}
-
 // ---------------------------------------------------------------- tools, display, keyboard
 function setTool(tool) {
   state.tool = tool;
@@ -390,7 +373,7 @@ $("reset").addEventListener("click", () => {
   if (obj) change(() => api.reset(state.current, obj.id)).then((a) => a && message(`object #${obj.id} cleared; Ctrl+Z brings it back`));
 });
 $("delete").addEventListener("click", KEYS.delete);
-for (const link of document.querySelectorAll("#export a")) link.addEventListener("click", exportFile);
+wireExports();
 $("opacity").addEventListener("input", () => setOpacity(Number($("opacity").value)));
 $("outline").addEventListener("change", () => { view.outline = $("outline").checked; render(); });
 $("show-prompts").addEventListener("change", () => { view.showPrompts = $("show-prompts").checked; render(); });
