@@ -74,7 +74,7 @@ def test_embed_is_resumable(tmp_path, capsys):
 
 def test_demo_offline_exits_2_with_instruction(tmp_path, monkeypatch, capsys):
     cfg = registry.get_config("vit_b")
-    monkeypatch.setitem(registry._REGISTRY, "vit_b", replace(cfg, weights=replace(cfg.weights, url="http://127.0.0.1:9/x.pth")))
+    monkeypatch.setitem(registry._REGISTRY.configs, "vit_b", replace(cfg, weights=replace(cfg.weights, url="http://127.0.0.1:9/x.pth")))
     assert main(["demo", "--out", str(tmp_path)]) == 2
     out = capsys.readouterr().out
     assert "put it at" in out and "sam_vit_b_01ec64.pth" in out and "--model tiny" in out

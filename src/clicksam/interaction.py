@@ -70,8 +70,9 @@ class StepResult:
     score: predicted IoU of the decoder's mask.
     state: stage-private state (restored exactly by undo/redo); keys are prefixed by the method.
     final_logits: 1×1×g×g logits over the padded model frame of the final mask when a stage replaced
-        the decoder's (SAM-REF: its S×S refined logits, shared with its state); None when the final
-        mask is the decoder's (``low_res_logits``).
+        the decoder's (SAM-REF: its S×S refined logits, shared with its state), or the decoder's own
+        logits where the family clamps what it feeds back (SAM 2); None when the final mask comes
+        from ``low_res_logits``.
     sizer: takes frame logits to the image size (see :class:`ImageSizer`).
     mask_threshold: the logit threshold of the mask.
 
@@ -231,5 +232,9 @@ class DecodeContext:
         return StepResult(low_res_logits, score, self.state, final_logits, self.sizer, self.model.mask_threshold)
 
     def finish(self, decoded: DecodeResult) -> StepResult:
-        """The step's result for the decoder's chosen mask."""
-        return self.result(decoded.low_res_logits, decoded.score)
+        """The step's result for the decoder's chosen mask. The low-res logits kept for the next step
+        are the family's output form (SAM 2's clamped to ±32, as its predictor hands them back); where
+        that changes them, the mask comes from the decoder's own logits (``final_logits``)."""
+        low_res = self._predictor.output_low_res(decoded.low_res_logits)
+        unchanged = low_res is decoded.low_res_logits or torch.equal(low_res, decoded.low_res_logits)
+        return self.result(low_res, decoded.score, final_logits=None if unchanged else decoded.low_res_logits)

@@ -65,7 +65,7 @@ def official_tiny(monkeypatch, tmp_path):
     torch.save(clicksam.build_sam("tiny", seed=3).state_dict(), staged)
     info = WeightsInfo("tiny_official.pth", staged.stat().st_size, hashlib.sha256(staged.read_bytes()).hexdigest(),
                        url="http://127.0.0.1:9/tiny_official.pth")  # nothing listens there: offline
-    monkeypatch.setitem(registry._REGISTRY, "tiny", replace(registry.get_config("tiny"), weights=info, tags=()))
+    monkeypatch.setitem(registry._REGISTRY.configs, "tiny", replace(registry.get_config("tiny"), weights=info, tags=()))
 
     def install() -> WeightsInfo:
         cache = default_cache_dir()

@@ -20,13 +20,14 @@ import pkgutil
 import threading
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional
+
+from clicksam.lazy import Lazy, lazy_exports, resolve  # noqa: F401 - re-exported for the method packages
 
 ENTRY_POINT_GROUP = "clicksam.methods"
 UNTRAINED_IDENTITY = "identity"  # the untrained stage gives exactly SAM's result (a warning says so)
 UNTRAINED_REFUSE = "refuse"  # the untrained stage gives meaningless masks: sessions refuse it
 
-Lazy = Union[str, Callable[..., Any], type]
 
 
 @dataclass(frozen=True)
@@ -141,33 +142,6 @@ class MethodSpec:
                              f"got {self.untrained!r}")
         if self.attribute and self.attach is None:
             raise ValueError(f"method {self.name!r} names model attribute {self.attribute!r} but no attach function")
-
-
-_resolved: dict[str, Any] = {}
-
-
-def lazy_exports(package: str, table: dict[str, str]) -> Callable[[str], Any]:
-    """A module ``__getattr__`` for a method package: public name -> the module defining it,
-    imported on first use (so that reading the package's ``SPEC`` imports no model code)."""
-
-    def __getattr__(name: str) -> Any:
-        if name in table:
-            return getattr(importlib.import_module(table[name]), name)
-        raise AttributeError(f"module {package!r} has no attribute {name!r}")
-
-    return __getattr__
-
-
-def resolve(value: Lazy) -> Any:
-    """A spec entry itself, or the object a ``"module:attribute"`` string names (imported once)."""
-    if not isinstance(value, str):
-        return value
-    if value not in _resolved:
-        module_name, _, attribute = value.partition(":")
-        if not attribute:
-            raise ValueError(f"{value!r} is not a 'module:attribute' reference")
-        _resolved[value] = getattr(importlib.import_module(module_name), attribute)
-    return _resolved[value]
 
 
 @dataclass

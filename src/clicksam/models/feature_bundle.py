@@ -8,7 +8,11 @@ import torch
 
 
 def require_features(features: Mapping[str, torch.Tensor], names: Sequence[str], owner: str) -> None:
-    """Refuse a bundle that lacks any of ``names``, saying which and where bundles come from."""
+    """Refuse a bundle that lacks any of ``names`` (or a lone tensor where a bundle is needed),
+    saying which and where bundles come from."""
+    if not isinstance(features, Mapping):
+        raise ValueError(f"the {owner} decoder reads the whole feature bundle {list(names)} of {owner}.encode_features, "
+                         f"got a {type(features).__name__}; pass predictor.image_features (or the bundle) instead of the embedding alone")
     missing = [name for name in names if name not in features]
     if missing:
         raise ValueError(f"the {owner} feature bundle lacks {missing}; it holds {sorted(features)} (use {owner}.encode_features)")

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, NoReturn, Optional, Sequence
 import torch
 from torch import nn
 
-from clicksam.checkpoint import _load_strict, file_sha256, read_torch_file
+from clicksam.checkpoint import BaseView, file_sha256, load_strict, read_torch_file
 
 StateDict = dict[str, torch.Tensor]
 
@@ -64,6 +64,7 @@ def load_official_file(
     build: Callable[[Any], nn.Module],
     extract: Callable[[Any, Path], StateDict],
     ignored: Sequence[str],
+    trust_checkpoint: bool = False,
 ) -> list[str]:
     """Load an official ``family`` file into ``model`` (built from one of ``configs``, named by
     ``model.model_name``).
@@ -71,17 +72,19 @@ def load_official_file(
     Args:
         extract: file object -> state dict (raises ValueError naming the file when the layout is wrong).
         ignored: names skipped when present (exact parameter names, or module prefixes ending in ".").
+        trust_checkpoint: allow a file holding pickled objects besides tensors (trusted files only).
     Returns:
         the keys of the file that were skipped.
     """
     path = Path(path)
-    state_dict, skipped = split_ignored(extract(read_torch_file(path), path), ignored)
+    state_dict, skipped = split_ignored(extract(read_torch_file(path, trust_checkpoint), path), ignored)
+    base = BaseView(model)  # the model without its method stages
     found = identify_config(state_dict, configs, build)
     if found is None:
-        _explain_mismatch(path, family, model, state_dict)
+        _explain_mismatch(path, family, base, state_dict)
     if found.name != model.model_name:
         raise ValueError(f"{path}: this is a {found.name} checkpoint; you asked for {model.model_name}")
-    _load_strict(model, state_dict, path, family)
+    load_strict(base, state_dict, path, family)
     model.weights_sha256 = official_sha256(path, configs)
     return skipped
 

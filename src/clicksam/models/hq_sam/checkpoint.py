@@ -23,7 +23,7 @@ def hq_sam_state_dict(obj: Any, path: Path) -> StateDict:
     return obj
 
 
-def load_hq_sam_checkpoint(model: HQSam, path: Path) -> list[str]:
+def load_hq_sam_checkpoint(model: HQSam, path: Path, trust_checkpoint: bool = False) -> list[str]:
     """Load an official HQ-SAM file into ``model`` (strict; TinyViT's classifier head skipped).
 
     Returns:
@@ -31,5 +31,5 @@ def load_hq_sam_checkpoint(model: HQSam, path: Path) -> list[str]:
     """
     return load_official_file(
         model, path, family=HQ_SAM_FAMILY, configs=HQ_SAM_CONFIGS, build=hq_sam_from_config,
-        extract=hq_sam_state_dict, ignored=HQ_SAM_UNUSED,
+        extract=hq_sam_state_dict, ignored=HQ_SAM_UNUSED, trust_checkpoint=trust_checkpoint,
     )

@@ -1,17 +1,15 @@
 """HQ-SAM configurations (segment-anything-hq's ``build_sam.py``), their official files on the
-Hugging Face hub (lkeab/hq-sam), and the builder."""
+Hugging Face hub (lkeab/hq-sam), the builder, and the family's registry entry (``FAMILY``).
+Importing this module does not import torch: the builder imports the model code."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, Union
 
-from clicksam.models.hq_sam.hq_sam import HQSam
-from clicksam.models.hq_sam.image_encoder import HQImageEncoderViT
-from clicksam.models.hq_sam.mask_decoder_hq import MaskDecoderHQ
-from clicksam.models.hq_sam.tiny_vit import TinyViT
-from clicksam.models.prompt_encoder import PromptEncoder
-from clicksam.models.transformer import TwoWayTransformer
-from clicksam.registry import WeightsInfo
+from clicksam.registry import ModelFamily, RegisteredConfig, WeightsInfo
+
+if TYPE_CHECKING:  # pragma: no cover
+    from clicksam.models.hq_sam.hq_sam import HQSam
 
 HQ_SAM_FAMILY = "hq-sam"
 HQ_SAM_BASE_URL = "https://huggingface.co/lkeab/hq-sam/resolve/main/"
@@ -20,7 +18,7 @@ TINY_VIT = "tiny_vit"
 
 
 @dataclass(frozen=True)
-class HQSamConfig:
+class HQSamConfig(RegisteredConfig):
     """One HQ-SAM size: a SAM ViT encoder (``encoder == "vit"``: embed_dim, depth, num_heads,
     global_attn_indexes) or MobileSAM's TinyViT (``"tiny_vit"``: the per-stage tuples)."""
 
@@ -96,11 +94,18 @@ def get_hq_sam_config(name: str) -> HQSamConfig:
     raise ValueError(f"unknown HQ-SAM model {name!r}; choose one of {', '.join(c.name for c in HQ_SAM_CONFIGS)}")
 
 
-def hq_sam_from_config(config: HQSamConfig) -> HQSam:
+def hq_sam_from_config(config: HQSamConfig) -> "HQSam":
     """An untrained (randomly initialised) HQ-SAM of the given configuration."""
+    from clicksam.models.hq_sam.hq_sam import HQSam
+    from clicksam.models.hq_sam.image_encoder import HQImageEncoderViT
+    from clicksam.models.hq_sam.mask_decoder_hq import MaskDecoderHQ
+    from clicksam.models.hq_sam.tiny_vit import TinyViT
+    from clicksam.models.prompt_encoder import PromptEncoder
+    from clicksam.models.transformer import TwoWayTransformer
+
     size = config.image_size
     grid = size // 16
-    encoder: HQImageEncoderViT | TinyViT
+    encoder: Union[HQImageEncoderViT, TinyViT]
     if config.encoder == VIT:
         encoder = HQImageEncoderViT(
             img_size=size, patch_size=16, embed_dim=config.embed_dim, depth=config.depth, num_heads=config.num_heads,
@@ -125,3 +130,10 @@ def hq_sam_from_config(config: HQSamConfig) -> HQSam:
     model = HQSam(encoder, prompt_encoder, decoder)
     model.model_name = config.name
     return model
+
+
+FAMILY = ModelFamily(
+    HQ_SAM_FAMILY, HQ_SAM_CONFIGS, build=hq_sam_from_config,
+    load_official="clicksam.models.hq_sam.checkpoint:load_hq_sam_checkpoint",
+    description="HQ-SAM: SAM's encoder (ViT or MobileSAM's TinyViT) with a high-quality output token",
+)

@@ -28,6 +28,8 @@ class HQSam(Sam):
     SAM, with HQ-SAM's extra decoder weights."""
 
     family: str = "hq-sam"
+    feature_names: tuple[str, ...] = FEATURE_NAMES
+    decode_options: tuple[str, ...] = ("hq_token_only",)
 
     def __init__(
         self,

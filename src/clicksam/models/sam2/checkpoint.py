@@ -33,7 +33,7 @@ def sam2_state_dict(obj: Any, path: Path) -> StateDict:
     return obj["model"]
 
 
-def load_sam2_checkpoint(model: Sam2, path: Path) -> list[str]:
+def load_sam2_checkpoint(model: Sam2, path: Path, trust_checkpoint: bool = False) -> list[str]:
     """Load an official SAM 2.1 file into ``model`` (strict; video-only parts skipped).
 
     Returns:
@@ -41,5 +41,5 @@ def load_sam2_checkpoint(model: Sam2, path: Path) -> list[str]:
     """
     return load_official_file(
         model, path, family=SAM2_FAMILY, configs=SAM2_CONFIGS, build=sam2_from_config,
-        extract=sam2_state_dict, ignored=SAM2_VIDEO_ONLY,
+        extract=sam2_state_dict, ignored=SAM2_VIDEO_ONLY, trust_checkpoint=trust_checkpoint,
     )

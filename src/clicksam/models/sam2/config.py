@@ -1,22 +1,22 @@
 """SAM 2.1 configurations (the architecture numbers of facebookresearch/sam2's
-``sam2/configs/sam2.1/*.yaml``), their official files, and the builder."""
+``sam2/configs/sam2.1/*.yaml``), their official files, the builder, and the family's registry entry
+(``FAMILY``). Importing this module does not import torch: the builder imports the model code."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from clicksam.models.sam2.hiera import Hiera
-from clicksam.models.sam2.mask_decoder import Sam2MaskDecoder, Sam2PromptEncoder, Sam2TwoWayTransformer
-from clicksam.models.sam2.neck import FpnNeck, Sam2ImageEncoder
-from clicksam.models.sam2.sam2_base import Sam2
-from clicksam.registry import WeightsInfo
+from clicksam.registry import ModelFamily, RegisteredConfig, WeightsInfo
+
+if TYPE_CHECKING:  # pragma: no cover
+    from clicksam.models.sam2.sam2_base import Sam2
 
 SAM2_FAMILY = "sam2"
 SAM2_1_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
 
 
 @dataclass(frozen=True)
-class Sam2Config:
+class Sam2Config(RegisteredConfig):
     """One SAM 2 size. The neck, prompt encoder and decoder are the same for every size."""
 
     name: str
@@ -83,8 +83,13 @@ def get_sam2_config(name: str) -> Sam2Config:
     raise ValueError(f"unknown SAM 2 model {name!r}; choose one of {', '.join(c.name for c in SAM2_CONFIGS)}")
 
 
-def sam2_from_config(config: Sam2Config) -> Sam2:
+def sam2_from_config(config: Sam2Config) -> "Sam2":
     """An untrained (randomly initialised) SAM 2 image model of the given configuration."""
+    from clicksam.models.sam2.hiera import Hiera
+    from clicksam.models.sam2.mask_decoder import Sam2MaskDecoder, Sam2PromptEncoder, Sam2TwoWayTransformer
+    from clicksam.models.sam2.neck import FpnNeck, Sam2ImageEncoder
+    from clicksam.models.sam2.sam2_base import Sam2
+
     trunk = Hiera(
         embed_dim=config.embed_dim,
         num_heads=config.num_heads,
@@ -111,3 +116,10 @@ def sam2_from_config(config: Sam2Config) -> Sam2:
     model = Sam2(Sam2ImageEncoder(trunk, neck, scalp=1), prompt_encoder, decoder, image_size=config.image_size)
     model.model_name = config.name
     return model
+
+
+FAMILY = ModelFamily(
+    SAM2_FAMILY, SAM2_CONFIGS, build=sam2_from_config,
+    load_official="clicksam.models.sam2.checkpoint:load_sam2_checkpoint",
+    description="SAM 2.1 in image mode (Hiera trunk, FPN neck, decoder with high-resolution skips)",
+)

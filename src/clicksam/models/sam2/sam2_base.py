@@ -54,6 +54,11 @@ class Sam2(nn.Module):
     base_modules: tuple[str, ...] = ("image_encoder", "sam_prompt_encoder", "sam_mask_decoder")
     # the bundle entry that holds the stride-16 embedding (methods may swap it for one step)
     embedding_key: str = IMAGE_EMBED
+    feature_names: tuple[str, ...] = FEATURE_NAMES
+    decoder_attribute: str = "sam_mask_decoder"
+    # what the bundle depends on besides the trunk and neck (see encode_features)
+    extra_feature_prefixes: tuple[str, ...] = ("no_mem_embed", "sam_mask_decoder.conv_s0.", "sam_mask_decoder.conv_s1.")
+    decode_options: tuple[str, ...] = ()
 
     def __init__(
         self,

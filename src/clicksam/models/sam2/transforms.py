@@ -55,13 +55,45 @@ class Sam2Transforms:
 
     def batch_to_input(self, images: torch.Tensor) -> torch.Tensor:
         """B×3×H×W float RGB in [0, 1] -> B×3×S×S model input (resized, normalised)."""
+        return self._normalize(self._resize(images))
+
+    def _resize(self, images: torch.Tensor) -> torch.Tensor:
         size = (self.image_size, self.image_size)
-        x = images if tuple(images.shape[-2:]) == size else F.interpolate(
-            images, size=size, mode="bilinear", align_corners=False, antialias=True
-        )
+        if tuple(images.shape[-2:]) == size:
+            return images
+        return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(self.pixel_mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
         std = torch.tensor(self.pixel_std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
         return (x - mean) / std
+
+    def resize_rgb(self, rgb: np.ndarray) -> np.ndarray:
+        """H×W×3 uint8 RGB -> S×S×3 uint8 RGB (the same antialiased resize, rounded): the training
+        data's frame, and the image ``set_torch_image`` takes."""
+        x = torch.as_tensor(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float()
+        return self._resize(x)[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+
+    resize_image = resize_rgb  # SAM 2's weights take RGB: the model's channel order is RGB
+
+    def normalize_pad(self, x: torch.Tensor) -> torch.Tensor:
+        """B×3×S×S float RGB, 0-255, already resized to the square frame -> the model input
+        (normalised; SAM 2 pads nothing). Images from :meth:`resize_rgb` differ from
+        :meth:`image_to_input`'s by the rounding to uint8."""
+        if tuple(x.shape[-2:]) != (self.image_size, self.image_size):
+            raise ValueError(f"SAM 2 takes the image resized to {self.image_size}x{self.image_size} (the aspect "
+                             f"ratio is not kept), got {tuple(x.shape[-2:])}; use transforms.resize_rgb or image_to_input")
+        return self._normalize(x / 255.0)
+
+    def padded_batch_to_input(self, images: torch.Tensor, input_sizes: torch.Tensor) -> torch.Tensor:
+        """Training batches: B×3×S×S uint8 RGB images already in the frame (:meth:`resize_rgb`;
+        ``input_sizes`` is S×S for every image) -> B×3×S×S model input."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be B×3×S×S, got {tuple(images.shape)}")
+        if bool((input_sizes != self.image_size).any()):
+            raise ValueError(f"SAM 2's frame is the whole {self.image_size}x{self.image_size} image; got input sizes "
+                             f"{input_sizes.tolist()} (was the batch prepared for another model family?)")
+        return self.normalize_pad(images.float())
 
     # -- prompts ----------------------------------------------------------------------------
     def apply_coords(self, coords: ArrayLike, original_size: Sequence[int], normalized: bool = False) -> np.ndarray:
