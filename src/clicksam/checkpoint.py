@@ -257,6 +257,20 @@ def read_method_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
     return tensors, meta
 
 
+def _refuse_feature_changes(model: nn.Module, attribute: str, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse a method file that would change what the cached feature bundles depend on (e.g. SAM 2's
+    skip projections inside its decoder): caches key features by the base file, so they would go stale."""
+    extra = tuple(getattr(model, "extra_feature_prefixes", ()))
+    own = model.state_dict()
+    changed = [f"{attribute}.{k}" for k, v in state.items()
+               if (f"{attribute}.{k}".startswith(extra) or f"{attribute}.{k}" in extra)
+               and f"{attribute}.{k}" in own and (own[f"{attribute}.{k}"].shape != v.shape
+                                                  or not torch.equal(own[f"{attribute}.{k}"].to(v.dtype), v))]
+    if changed:
+        raise ValueError(f"{path}: changes {changed[:3]}, which make the per-image features (cached by the base "
+                         "file's sha256); a method file may not change them (clicksam's training keeps them frozen)")
+
+
 def load_method_file(model: nn.Module, path: Path) -> dict[str, Any]:
     """Merge a method file onto ``model`` (attaching the stages it names); returns its metadata."""
     from clicksam.methods import attach_stage, list_methods, spec_for_attribute
@@ -275,16 +289,18 @@ def load_method_file(model: nn.Module, path: Path) -> dict[str, Any]:
     for key, value in tensors.items():
         attribute, _, rest = key.partition(".")
         groups.setdefault(attribute, {})[rest] = value
+    decoder = getattr(model, "decoder_attribute", "mask_decoder")
     for attribute, state in groups.items():
         is_stage = spec_for_attribute(attribute) is not None
-        if not is_stage and attribute != "mask_decoder":
-            raise ValueError(f"{path}: method files may not replace '{attribute}' (only method stages and mask_decoder)"
+        if not is_stage and attribute != decoder:
+            raise ValueError(f"{path}: method files may not replace '{attribute}' (only method stages and {decoder})"
                              if attribute in model.base_modules else
                              f"{path}: holds weights for '{attribute}', which no installed method provides "
                              f"(installed: {', '.join(known) or 'none'})")
         module = model._modules.get(attribute)
         if module is None:
             raise ValueError(f"{path}: holds weights for '{attribute}', which this model does not have")
+        _refuse_feature_changes(model, attribute, state, path)
         load_strict(module, state, path, attribute)
         module.clicksam_trained = True
     return meta

@@ -23,8 +23,13 @@ STATE_PREFIX = "state."  # names of the stages' tensors among a stored step's te
 
 
 def stage_problem(model, spec: MethodSpec, allow_untrained: bool = False) -> Optional[str]:
-    """Why ``model`` cannot run method ``spec`` (None when it can): its module is missing, or it
-    is untrained while the spec refuses an untrained stage (unless ``allow_untrained``)."""
+    """Why ``model`` cannot run method ``spec`` (None when it can): the method does not apply to the
+    model's family (its spec's ``families``), its module is missing, or it is untrained while the
+    spec refuses an untrained stage (unless ``allow_untrained``)."""
+    family = getattr(model, "family", "sam")
+    if family not in spec.families:
+        return (f"the {spec.name!r} method applies to {', '.join(spec.families)} models, not to this {family} "
+                f"model ({getattr(model, 'model_name', '?')})")
     if not spec.attribute:
         return None
     module = stage_module(model, spec)

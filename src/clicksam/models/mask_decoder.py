@@ -14,6 +14,9 @@ from clicksam.models.transformer import TwoWayTransformer
 class MaskDecoder(nn.Module):
     """Predicts 4 low-res masks (token 0: single-mask output; tokens 1-3: multimask) and their IoU."""
 
+    # where the single-mask output token sits among the transformer's tokens (after the IoU token)
+    single_mask_token_index: int = 1
+
     def __init__(
         self,
         transformer_dim: int,

@@ -104,8 +104,8 @@ def all_method_names() -> list[str]:
 
 
 def method_options_for(model: Any) -> list[MethodOption]:
-    """The menu for ``model``: a method is available when its stages import, are attached and,
-    where their spec refuses an untrained stage, have trained weights."""
+    """The menu for ``model``: a method is available when its stages import, apply to the model's
+    family, are attached and, where their spec refuses an untrained stage, have trained weights."""
     from clicksam.methods import available_stages, get_spec, parse_method, stage_module
     from clicksam.pipeline import stage_problem
 
@@ -114,10 +114,14 @@ def method_options_for(model: Any) -> list[MethodOption]:
     for name in all_method_names():
         stages = parse_method(name)
         missing_code = [s for s in stages if not importable.get(s, False)]
+        family = getattr(model, "family", "sam")
+        other_family = [s for s in stages if family not in get_spec(s).families]
         not_loaded = [s for s in stages if get_spec(s).attribute and stage_module(model, get_spec(s)) is None]
         untrained = [problem for s in stages if (problem := stage_problem(model, get_spec(s))) is not None]
         if missing_code:
             reason = f"{', '.join(missing_code)} not implemented in this build"
+        elif other_family:
+            reason = f"{', '.join(other_family)} does not apply to {family} models"
         elif not_loaded:
             reason = f"{', '.join(not_loaded)} not loaded (start the server with --method {name})"
         elif untrained:

@@ -48,6 +48,8 @@ class Sam2TwoWayTransformer(TwoWayTransformer):
 class Sam2MaskDecoder(MaskDecoder):
     """SAM 2's mask decoder. Token order: object score, IoU, 4 mask tokens, then the prompt tokens."""
 
+    single_mask_token_index: int = 2
+
     def __init__(
         self,
         transformer_dim: int,
