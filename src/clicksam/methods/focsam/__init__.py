@@ -12,6 +12,12 @@ from __future__ import annotations
 
 from clicksam.methods.registry import UNTRAINED_REFUSE, CheckpointFormat, MethodSpec, PublishedWeights, lazy_exports
 
+# The model families FocSAM applies to: the refiner works on the 256×64×64 embedding, the coarse
+# low-res logits and the single-mask token, which SAM, HQ-SAM and SAM 2 share (the refocused
+# embedding replaces the bundle's embedding; SAM 2's skips and HQ-SAM's early feature stay the
+# encoder's). The authors' checkpoint exists for SAM ViT-H only; other families need training.
+FAMILIES = ("sam", "sam2", "hq-sam")
+
 _CHECKPOINT = "clicksam.methods.focsam.checkpoint"
 _FOCUS = "clicksam.methods.focsam.focus"
 _STAGE = "clicksam.methods.focsam.stage"
@@ -41,6 +47,7 @@ SPEC = MethodSpec(
         CheckpointFormat("the official FocSAM checkpoint (mmengine iter_*.pth)",
                          recognise=f"{_CHECKPOINT}:is_official_focsam", convert=f"{_CHECKPOINT}:convert_checkpoint"),
     ),
+    families=FAMILIES,
     untrained=UNTRAINED_REFUSE,
     weights_hint=(
         "load the official FocSAM checkpoint (iter_160000.pth, a ViT-H file: build_sam('vit_h', checkpoint=PATH, "

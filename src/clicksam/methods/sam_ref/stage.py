@@ -98,6 +98,11 @@ class SamRefStage(Stage):
         })
         ctx.state = state
         self.last_timings["total"] = time.perf_counter() - start
+        if torch.equal(out.logits, out.sam_logits):
+            # the refiners changed nothing (e.g. untrained): the step keeps the decoder's own result,
+            # post-processed as the model family does it (SAM 2 resizes its low-res logits straight
+            # to the image; SAM-REF's full frame in between would interpolate twice)
+            return ctx.result(result.low_res_logits, result.score, final_logits=result.final_logits)
         return ctx.result(result.low_res_logits, result.score, final_logits=final)
 
     def state_to_tensors(self, state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
