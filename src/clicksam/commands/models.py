@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         state, usable = cache_state(name, verify=args.verify)
         rows.append({
             "name": name,
+            "family": cfg.family,
             "description": cfg.description,
             "file": w.filename if w else "-",
             "bytes": w.num_bytes if w else 0,
@@ -63,10 +64,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows + published, indent=2))
     else:
         width = max(len(r["state"]) for r in rows)
-        print(f"{'name':<7} {'file':<22} {'size':>9}  {'cache':<{width}}  description")
+        name_w, family_w, file_w = (max(len(r[k]) for r in rows) for k in ("name", "family", "file"))
+        print(f"{'name':<{name_w}}  {'family':<{family_w}}  {'file':<{file_w}}  {'size':>9}  {'cache':<{width}}  description")
         for r in rows:
             size = f"{r['bytes'] / 1e6:,.0f} MB" if r["bytes"] else "-"
-            print(f"{r['name']:<7} {r['file']:<22} {size:>9}  {r['state']:<{width}}  {r['description']}")
+            print(f"{r['name']:<{name_w}}  {r['family']:<{family_w}}  {r['file']:<{file_w}}  {size:>9}  "
+                  f"{r['state']:<{width}}  {r['description']}")
         for r in rows:
             if r["bytes"] and not r["cached"] and r["state"] != "not downloaded":
                 print(f"{r['name']}: {r['state']}; {_fix(r['name'], r['state'])}")

@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N objects of each dataset")
 
     model = parser.add_argument_group("model")
-    model.add_argument("--model", default="vit_b", help="vit_b, vit_l, vit_h or tiny (default vit_b)")
+    model.add_argument("--model", default="vit_b", help="registry name, e.g. vit_b, sam2.1_hiera_t, hq_vit_b (`clicksam models` lists them; default vit_b)")
     model.add_argument("--checkpoint", action="append", default=[], metavar="PATH",
                        help="checkpoint file; repeat for base + method files (default: the cached official file)")
     model.add_argument("--random-weights", action="store_true", help=RANDOM_WEIGHTS_HELP)

@@ -81,7 +81,7 @@ def load_official_file(
     base = BaseView(model)  # the model without its method stages
     found = identify_config(state_dict, configs, build)
     if found is None:
-        _explain_mismatch(path, family, base, state_dict)
+        _explain_mismatch(path, family, model, state_dict)
     if found.name != model.model_name:
         raise ValueError(f"{path}: this is a {found.name} checkpoint; you asked for {model.model_name}")
     load_strict(base, state_dict, path, family)
@@ -90,7 +90,7 @@ def load_official_file(
 
 
 def _explain_mismatch(path: Path, family: str, model: nn.Module, state_dict: StateDict) -> NoReturn:
-    own = shape_table(model)
+    own = shape_table(BaseView(model))  # the base model's own tensors, without method stages
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
     wrong = [k for k in own if k in state_dict and tuple(state_dict[k].shape) != own[k]]

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``clicksam serve``."""
     from clicksam.methods import method_help
 
-    parser.add_argument("--model", default="vit_b", help="registry name: vit_b, vit_l, vit_h or tiny (default vit_b)")
+    parser.add_argument("--model", default="vit_b", help="registry name, e.g. vit_b, sam2.1_hiera_t, hq_vit_b (`clicksam models` lists them; default vit_b)")
     parser.add_argument("--checkpoint", action="append", default=None, metavar="PATH",
                         help="weights to load (repeat: base SAM file first, then method files)")
     parser.add_argument("--method", action="append", default=None, metavar="METHOD",

@@ -71,7 +71,7 @@ class Sam2Transforms:
     def resize_rgb(self, rgb: np.ndarray) -> np.ndarray:
         """H×W×3 uint8 RGB -> S×S×3 uint8 RGB (the same antialiased resize, rounded): the training
         data's frame, and the image ``set_torch_image`` takes."""
-        x = torch.as_tensor(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float()
+        x = torch.tensor(rgb).permute(2, 0, 1)[None].float()  # a copy: the array may be read-only
         return self._resize(x)[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
 
     resize_image = resize_rgb  # SAM 2's weights take RGB: the model's channel order is RGB
