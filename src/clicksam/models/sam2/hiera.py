@@ -13,22 +13,6 @@ from clicksam.models.common import MLP
 from clicksam.models.image_encoder import window_partition, window_unpartition
 
 
-class ActivationMLP(MLP):
-    """:class:`~clicksam.models.common.MLP` (``layers.i``) with a chosen activation between layers."""
-
-    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int, activation: type[nn.Module] = nn.GELU) -> None:
-        super().__init__(input_dim, hidden_dim, output_dim, num_layers)
-        self.act = activation()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i < last:
-                x = self.act(x)
-        return x
-
-
 def pool_channels_last(x: torch.Tensor, pool: nn.Module) -> torch.Tensor:
     """Apply a B×C×H×W pooling module to a B×H×W×C tensor."""
     return pool(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
@@ -79,7 +63,7 @@ class MultiScaleBlock(nn.Module):
         self.pool = nn.MaxPool2d(kernel_size=q_stride, stride=q_stride) if q_stride else None
         self.attn = MultiScaleAttention(dim, dim_out, num_heads, q_pool=self.pool)
         self.norm2 = nn.LayerNorm(dim_out, eps=1e-6)
-        self.mlp = ActivationMLP(dim_out, int(dim_out * mlp_ratio), dim_out, num_layers=2, activation=nn.GELU)
+        self.mlp = MLP(dim_out, int(dim_out * mlp_ratio), dim_out, num_layers=2, activation=nn.GELU)
         if dim != dim_out:
             self.proj = nn.Linear(dim, dim_out)
 
