@@ -5,16 +5,14 @@ WEIGHTS (speed does not depend on them); every figure is also given as a ratio t
 
     python benchmarks/family_latency.py --repeats 5 --click-repeats 20 --threads 2
 
-Encoder = image -> model input -> feature bundle (SAM: resize the long side + pad; SAM 2: resize
-to a square). Per click = prompts to the model frame + prompt encoder + decoder + logits to the
-image size, as a predictor does (first click: one positive point, multimask; later click: two
+Every model runs through ``clicksam.SamPredictor`` (``build_sam(name, random_weights=True)``).
+Encoder = ``set_image``: image -> model input -> feature bundle (SAM: resize the long side + pad;
+SAM 2: resize to a square). Per click = ``predict``: prompts to the model frame + prompt encoder +
+decoder + masks at the image size (first click: one positive point, multimask; later click: two
 points and the previous low-res logits, single mask). HQ-SAM reuses its fused image feature from
 one click to the next, as in interactive use. The models run round-robin within each repeat
 (medians reported), so they share the machine's load. One JSON file per run is written to
 ``benchmarks/results/family_latency_<tag>.json`` (the tag defaults to the UTC time and threads).
-
-Until the families are wired into ``clicksam.SamPredictor`` (phase 2 of issue 18), SAM 2 and HQ-SAM
-run through their own transforms and ``decode`` here; SAM runs through ``clicksam.SamPredictor``.
 """
 from __future__ import annotations
 
@@ -42,74 +40,22 @@ LATER_CLICKS = np.array([[288.0, 140.0], [162.0, 323.0]]), np.array([1, 0])
 class Runner:
     """One model: ``set_image(image)`` then ``click(points, labels, mask_input, multimask) -> low-res logits``."""
 
-    def __init__(self, name: str, set_image: Callable[[np.ndarray], None], click: Callable[..., np.ndarray], parameters: int) -> None:
-        self.name, self.set_image, self.click, self.parameters = name, set_image, click, parameters
+    def __init__(self, name: str, set_image: Callable[[np.ndarray], None], click: Callable[..., np.ndarray],
+                 parameters: int, family: str) -> None:
+        self.name, self.set_image, self.click, self.parameters, self.family = name, set_image, click, parameters, family
 
 
-def sam_runner(name: str) -> Runner:
+def make_runner(name: str) -> Runner:
+    """A predictor on ``name`` (any family) with random weights."""
     import clicksam
-    from clicksam.build import sam_from_config
-    from clicksam.registry import get_config
 
-    model = sam_from_config(get_config(name)).eval()
+    model = clicksam.build_sam(name, random_weights=clicksam.get_config(name).has_official_weights)
     predictor = clicksam.SamPredictor(model)
 
     def click(points, labels, mask_input: Optional[np.ndarray], multimask: bool) -> np.ndarray:
         return predictor.predict(points, labels, mask_input=mask_input, multimask_output=multimask)[2]
 
-    return Runner(name, predictor.set_image, click, _count(model))
-
-
-def sam2_runner(name: str) -> Runner:
-    from clicksam.models.sam2 import get_sam2_config, sam2_from_config
-
-    model = sam2_from_config(get_sam2_config(name)).eval()
-    transforms = model.transforms()
-    state: dict = {}
-
-    def set_image(image: np.ndarray) -> None:
-        state["size"] = image.shape[:2]
-        state["features"] = model.encode_features(transforms.image_to_input(image)[0])
-
-    def click(points, labels, mask_input: Optional[np.ndarray], multimask: bool) -> np.ndarray:
-        pts = (torch.as_tensor(transforms.apply_coords(points, state["size"]))[None], torch.as_tensor(labels)[None])
-        masks = None if mask_input is None else torch.as_tensor(mask_input)[None]
-        out = model.decode(state["features"], points=pts, mask_input=masks, multimask_output=multimask)
-        transforms.postprocess_masks(out.low_res_logits, transforms.input_size(state["size"]), state["size"])
-        return transforms.output_low_res(out.low_res_logits)[0].numpy()
-
-    return Runner(name, set_image, click, _count(model))
-
-
-def hq_runner(name: str) -> Runner:
-    from clicksam.models.hq_sam import get_hq_sam_config, hq_sam_from_config
-    from clicksam.transforms import ResizeLongestSide
-
-    model = hq_sam_from_config(get_hq_sam_config(name)).eval()
-    resize = ResizeLongestSide(model.image_size)
-    state: dict = {}
-
-    def set_image(image: np.ndarray) -> None:
-        resized = torch.as_tensor(resize.apply_image(image)).permute(2, 0, 1)[None].float()
-        state["size"], state["input_size"] = image.shape[:2], tuple(resized.shape[-2:])
-        state["features"] = model.encode_features(model.preprocess(resized))
-
-    def click(points, labels, mask_input: Optional[np.ndarray], multimask: bool) -> np.ndarray:
-        coords = torch.as_tensor(resize.apply_coords(points, state["size"]), dtype=torch.float)[None]
-        masks = None if mask_input is None else torch.as_tensor(mask_input)[None]
-        out = model.decode(state["features"], points=(coords, torch.as_tensor(labels)[None]), mask_input=masks, multimask_output=multimask)
-        model.postprocess_masks(out.low_res_logits, state["input_size"], state["size"])
-        return out.low_res_logits[0].numpy()
-
-    return Runner(name, set_image, click, _count(model))
-
-
-def make_runner(name: str) -> Runner:
-    if name.startswith("sam2"):
-        return sam2_runner(name)
-    if name.startswith("hq_"):
-        return hq_runner(name)
-    return sam_runner(name)
+    return Runner(name, predictor.set_image, click, _count(model), model.family)
 
 
 def _count(model: torch.nn.Module) -> int:
@@ -173,7 +119,7 @@ def main() -> int:
     runners = [make_runner(name) for name in args.models]
     results: dict = {
         "weights": "random (speed only; no model here was trained)",
-        "models": {r.name: {"parameters": r.parameters} for r in runners},
+        "models": {r.name: {"parameters": r.parameters, "family": r.family} for r in runners},
         "baseline": args.baseline, "threads": torch.get_num_threads(), "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
         "image": args.image.name,
