@@ -4,7 +4,9 @@ listing models or methods imports no model code, and no torch)."""
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Union
+import importlib.util
+import pkgutil
+from typing import Any, Callable, Iterator, Union
 
 # a callable or class, or a "module:attribute" string naming one
 Lazy = Union[str, Callable[..., Any], type]
@@ -34,3 +36,13 @@ def lazy_exports(package: str, table: dict[str, str]) -> Callable[[str], Any]:
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     return __getattr__
+
+
+def subpackages(package: str) -> Iterator[str]:
+    """The full names of ``package``'s sub-packages, in name order (the plug-ins a registry loads).
+    Finding them imports ``package``'s parent only, not ``package`` itself."""
+    spec = importlib.util.find_spec(package)
+    locations = (spec.submodule_search_locations or []) if spec is not None else []
+    for info in sorted(pkgutil.iter_modules(locations), key=lambda m: m.name):
+        if info.ispkg:
+            yield f"{package}.{info.name}"

@@ -14,13 +14,11 @@ time. Family packages declare their configurations without importing torch, so l
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import pkgutil
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from clicksam.lazy import Lazy
+from clicksam.lazy import Lazy, subpackages
 
 WEIGHTS_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 
@@ -131,11 +129,7 @@ def _discover() -> None:
         if _REGISTRY.discovered:
             return
         _add_family(SAM_FAMILY)
-        spec = importlib.util.find_spec("clicksam.models")
-        for info in sorted(pkgutil.iter_modules(spec.submodule_search_locations or []), key=lambda m: m.name):
-            if not info.ispkg:
-                continue
-            module_name = f"clicksam.models.{info.name}"
+        for module_name in subpackages("clicksam.models"):
             try:
                 family = getattr(importlib.import_module(module_name), "FAMILY", None)
                 if family is not None:

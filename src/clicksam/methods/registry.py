@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import pkgutil
 import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from clicksam.lazy import Lazy, lazy_exports, resolve  # noqa: F401 - re-exported for the method packages
+from clicksam.lazy import Lazy, lazy_exports, resolve, subpackages  # noqa: F401 - re-exported for the method packages
 
 ENTRY_POINT_GROUP = "clicksam.methods"
 UNTRAINED_IDENTITY = "identity"  # the untrained stage gives exactly SAM's result (a warning says so)
@@ -176,17 +175,13 @@ def _discover() -> None:
     with _REGISTRY.lock:
         if _REGISTRY.discovered:
             return
-        import clicksam.methods as package
-
-        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-            if not info.ispkg:
-                continue
-            module_name = f"{package.__name__}.{info.name}"
+        for module_name in subpackages("clicksam.methods"):
             try:
                 spec = importlib.import_module(module_name).SPEC
                 _add(spec, module_name)
             except Exception as exc:  # noqa: BLE001 - a broken method is listed as unavailable
-                _REGISTRY.unavailable[info.name.replace("_", "-")] = f"{module_name} failed to load: {exc}"
+                short = module_name.rpartition(".")[2]
+                _REGISTRY.unavailable[short.replace("_", "-")] = f"{module_name} failed to load: {exc}"
         for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             try:
                 _add(entry.load(), f"entry point {entry.name!r} ({entry.value})")
