@@ -118,3 +118,16 @@ def test_a_family_without_its_file_is_refused_and_export_onnx_says_why(verb_args
     assert main(verb_args("export-onnx", "hq_vit_b")) == 2  # refused before any file is needed
     err = capsys.readouterr().err
     assert "the ONNX decoder graph is SAM's; hq-sam models (hq_vit_b) have no ONNX export yet" in err
+
+
+def test_a_sam_onnx_decoder_refuses_a_family_predictor(tmp_path, photo):
+    """An exported SAM decoder reads the embedding alone: a SAM 2 predictor's image is refused."""
+    pytest.importorskip("onnxruntime")
+    from clicksam.onnx import OnnxDecoder
+    from clicksam.onnx.export import export_decoder
+
+    path = export_decoder(clicksam.build_sam("tiny"), tmp_path / "d.onnx")
+    predictor = clicksam.SamPredictor(clicksam.build_sam("sam2_tiny"))
+    predictor.set_image(photo)
+    with pytest.raises(ValueError, match=r"sam2 models \(sam2_tiny\) have no ONNX export yet"):
+        OnnxDecoder(path, num_threads=1).set_predictor(predictor)
