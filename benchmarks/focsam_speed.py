@@ -64,7 +64,8 @@ def per_click_times(clicks: int, repeats: int) -> dict[str, float]:
         (torch.rand(clicks, generator=gen) > 0.3).tolist())]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sessions = {m: InteractiveSession(predictor, method=m) for m in ("sam", "focsam")}
+        # random weights: the untrained refiner is refused unless asked for (only its speed is measured)
+        sessions = {m: InteractiveSession(predictor, method=m, allow_untrained=True) for m in ("sam", "focsam")}
     samples: dict[str, list[float]] = {"sam": [], "focsam": []}
     refocus: list[float] = []
     with torch.inference_mode():

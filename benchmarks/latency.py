@@ -7,7 +7,7 @@ weights in the same run.
 Encoder: one row per runtime and precision (``encoder_bench.PRODUCT_VARIANTS``): segment-anything's
 ``image_encoder`` (torch, fp32), clicksam's ``Sam.encode`` (torch, fp32) and its ONNX encoder on
 onnxruntime (fp32 and int8), each timed in fresh processes with the order rotated every round
-(``encoder_bench.measure``): wall and CPU time of an encoding of examples/coffee.jpg (preprocessed
+(``encoder_bench.measure``): wall and CPU time of an encoding of src/clicksam/examples/coffee.jpg (preprocessed
 once, the same input for all), and its peak resident memory. Ratios are of medians measured in the
 same run. Next to the int8 row: its embedding's SQNR and cosine against clicksam's fp32 encoder on
 this photo (random weights: a labelled figure) and the mask agreement on the trained small base,
@@ -229,12 +229,12 @@ def main() -> int:
     from clicksam.io.atomic import atomic_write_json
 
     ref, ours, cfg = build_models(args.model)
-    image = read_image(ROOT / "examples/coffee.jpg")
+    image = read_image(ROOT / "src/clicksam/examples/coffee.jpg")
     results: dict[str, Any] = {
         "run": tag, "model": args.model, "weights": "random (seed 0), the same in both packages", "threads": args.threads,
         "rounds": args.rounds, "repeats": args.repeats, "torch": torch.__version__,
         "onnxruntime": __import__("onnxruntime").__version__, "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(), "image": "examples/coffee.jpg", "image_size": list(image.shape[:2]),
+        "cpu_count": os.cpu_count(), "image": "src/clicksam/examples/coffee.jpg", "image_size": list(image.shape[:2]),
         "command": "python benchmarks/latency.py " + " ".join(sys.argv[1:]), "load_average_start": list(os.getloadavg()),
     }
     if not args.skip_encoder:

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 
 from clicksam import InteractiveSession, SamPredictor, build_sam
+from clicksam.methods.stable_sam import decoder_hooks
+from clicksam.models.hooks import DecoderHooks
 
 
 def time_call(fn) -> float:
@@ -49,8 +51,9 @@ def later_click(model):
     embedding = torch.randn(1, 256, 64, 64, generator=gen)
     points = (torch.tensor([[[400.0, 300.0], [520.0, 610.0], [100.0, 90.0]]]), torch.tensor([[1, 1, 0]]))
     mask_input = torch.randn(1, 1, 256, 256, generator=gen)
+    hooks = {False: DecoderHooks(), True: decoder_hooks(model.stable_sam)}
     return lambda plugin: model.decode(embedding, points, mask_input=mask_input, multimask_output=False,
-                                       use_stable_sam=plugin)
+                                       hooks=hooks[plugin])
 
 
 def bench_decoder(model, repeats: int) -> dict[str, float]:

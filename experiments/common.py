@@ -364,18 +364,26 @@ def click_protocol(model, methods: Sequence[str], seed: int, count: int, max_cli
 
 def paired_difference(base: Sequence[float], method: Sequence[float]) -> dict[str, float]:
     """Per-scene paired comparison: mean difference (method − base), its standard error over
-    scenes, and how many scenes got better / worse."""
+    scenes (sample standard deviation / √n), and how many scenes got better / worse (by more
+    than 1e-9)."""
     a, b = np.asarray(base, dtype=float), np.asarray(method, dtype=float)
-    if a.shape != b.shape or a.size < 2:
-        raise ValueError(f"need two equal-length per-scene lists of at least 2 values, got {a.shape} and {b.shape}")
+    if a.ndim != 1 or a.shape != b.shape or a.size < 2:
+        raise ValueError(f"need two equal-length per-scene lists of at least 2 values (a standard error needs 2), "
+                         f"got shapes {a.shape} and {b.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("the per-scene values must be finite numbers; got NaN or infinity")
     d = b - a
     return {"mean": float(d.mean()), "se": float(d.std(ddof=1) / np.sqrt(d.size)), "better": int((d > 1e-9).sum()),
             "worse": int((d < -1e-9).sum()), "n": int(d.size)}
 
 
 def describe_difference(stats: dict[str, float]) -> str:
-    """``+0.0123 ± 0.0040 (3.1 SE; 61 better, 30 worse of 100)``."""
-    z = stats["mean"] / stats["se"] if stats["se"] > 0 else float("inf") * np.sign(stats["mean"])
+    """``+0.0123 ± 0.0040 (+3.1 SE; 61 better, 30 worse of 100 scenes)``; with a zero standard
+    error the ratio is 0 for a zero mean and ±inf otherwise."""
+    if stats["se"] > 0:
+        z = stats["mean"] / stats["se"]
+    else:
+        z = 0.0 if stats["mean"] == 0 else math.copysign(math.inf, stats["mean"])
     return (f"{stats['mean']:+.4f} ± {stats['se']:.4f} ({z:+.1f} SE; {stats['better']} better, "
             f"{stats['worse']} worse of {stats['n']} scenes)")
 

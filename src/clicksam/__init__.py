@@ -1,4 +1,4 @@
-"""clicksam: interactive segmentation on Segment Anything, with Stable-SAM, FocSAM and SAM-REF.
+"""clicksam: interactive segmentation on Segment Anything, with pluggable methods (Stable-SAM, FocSAM, SAM-REF).
 
 Importing the package has no side effects; the public names load on first use.
 """
@@ -16,7 +16,7 @@ _LAZY = {
     "SamPredictor": "clicksam.predictor",
     "InteractiveSession": "clicksam.session",
     "EmbeddingCache": "clicksam.cache",
-    "Click": "clicksam.methods.pipeline",
+    "Click": "clicksam.prompts",
     "read_image": "clicksam.images",
 }
 
@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from clicksam.build import build_sam
     from clicksam.cache import EmbeddingCache
     from clicksam.images import read_image
-    from clicksam.methods.pipeline import Click
     from clicksam.predictor import SamPredictor
+    from clicksam.prompts import Click
     from clicksam.registry import get_config, list_models
     from clicksam.session import InteractiveSession
 

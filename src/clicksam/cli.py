@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
+import warnings
 from typing import Sequence
 
 # name -> (module, one-line help)
@@ -20,17 +22,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("clicksam.commands.demo", "segment the example photos and write a gallery"),
     "eval": ("clicksam.eval.cli", "run the click-based or prompt-robustness evaluation"),
     "eval-report": ("clicksam.eval.report_cli", "combine several evaluation runs into one table and plot"),
-    "train": ("clicksam.train.cli", "train a method (decoder, stable-sam, focsam, sam-ref)"),
+    "train": ("clicksam.train.cli", "train a method stage or SAM's decoder"),
     "export-onnx": ("clicksam.onnx.cli", "export the prompt encoder + decoder to ONNX"),
     "serve": ("clicksam.server.cli", "run the web annotator"),
     "export": ("clicksam.server.export_cli", "export saved annotations (coco, png, polygons)"),
+    "label-studio": ("clicksam.labelstudio.cli", "run as a Label Studio ML backend (keypoints/boxes -> brush masks)"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from clicksam.methods import list_methods
+
     parser = argparse.ArgumentParser(
         prog="clicksam",
-        description="Interactive segmentation with SAM, Stable-SAM, FocSAM and SAM-REF.",
+        description=f"Interactive segmentation with SAM and its methods: {', '.join(list_methods())}.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
@@ -46,12 +51,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options whose value is a comma-separated list of numbers, which may start with a minus sign.
+NUMBER_LIST_OPTIONS = ("--click", "--box")
+_NUMBER_LIST = re.compile(r"^-\.?\d[\d.eE+-]*(,\s*-?[\d.eE+-]*)*$")
+
+
+def join_number_lists(argv: Sequence[str]) -> list[str]:
+    """``--click -10,-20`` as ``--click=-10,-20``: argparse would take ``-10,-20`` for an option."""
+    out: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        if args[i] in NUMBER_LIST_OPTIONS and i + 1 < len(args) and _NUMBER_LIST.match(args[i + 1]):
+            out.append(f"{args[i]}={args[i + 1]}")
+            i += 2
+            continue
+        out.append(args[i])
+        i += 1
+    return out
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001 - warnings' signature
+    """Warnings on the command line: ``warning: message`` (no file, line number or source line)."""
+    return f"warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_number_lists(sys.argv[1:] if argv is None else argv))
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 2
+    previous_format = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning
     try:
         return int(args._run(args) or 0)
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
@@ -60,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = previous_format
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from clicksam import InteractiveSession, SamPredictor, build_sam
-from clicksam.methods.focsam import FocSamStage, FocusRefiner
+from clicksam.methods.focsam import FocusRefiner
 from clicksam.methods.focsam.stage import STATE_EMBEDDING
 
 
@@ -27,7 +27,7 @@ def predictor():
 def _session(predictor) -> InteractiveSession:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the untrained-stage warning
-        return InteractiveSession(predictor, method="focsam")
+        return InteractiveSession(predictor, method="focsam", allow_untrained=True)
 
 
 def _decode(model, embedding, predictor, clicks, mask_input):
@@ -88,7 +88,6 @@ def test_refocus_happens_once_at_the_second_click(predictor):
 
 
 def test_a_new_embedding_is_never_decoded_with_a_stale_refocus(predictor):
-    stage = FocSamStage(predictor.model)
     session = _session(predictor)
     session.add_click(100.0, 100.0)
     session.add_click(300.0, 200.0, positive=False)
@@ -96,10 +95,4 @@ def test_a_new_embedding_is_never_decoded_with_a_stale_refocus(predictor):
     predictor.features = predictor.features.clone()  # as if the image had been re-encoded
     session.add_click(150.0, 120.0)
     assert session.result.state[STATE_EMBEDDING] is not old
-    assert stage.name == "focsam" and stage.attribute == "focus_refiner"
 
-
-def test_the_stage_requires_the_refiner():
-    model = build_sam("tiny")
-    with pytest.raises(RuntimeError, match="methods=\\['focsam'\\]"):
-        FocSamStage(model)

@@ -6,9 +6,9 @@ import dataclasses
 import pytest
 import torch
 
-from clicksam import build_sam
 from clicksam.build import count_parameters, sam_from_config
-from clicksam.methods.stable_sam import StableSamPlugin, attach, sample_tokens_at_offsets
+from clicksam.methods.stable_sam import StableSamPlugin, attach, decoder_hooks, sample_tokens_at_offsets
+from clicksam.models.hooks import DecoderHooks
 from clicksam.registry import get_config
 
 EMBEDDING = (1, 256, 64, 64)
@@ -59,11 +59,15 @@ def small_prompts():
     return make_prompts(256)
 
 
-def decode(model, prompts, use_stable_sam: bool, multimask: bool = True):
+def hooks_of(model, plugged: bool = True) -> DecoderHooks:
+    return decoder_hooks(model.stable_sam) if plugged else DecoderHooks()
+
+
+def decode(model, prompts, plugged: bool, multimask: bool = True):
     embedding, points, boxes, mask_input = prompts
     with torch.no_grad():
         return model.decode(embedding, points=points, boxes=boxes, mask_input=mask_input,
-                            multimask_output=multimask, use_stable_sam=use_stable_sam)
+                            multimask_output=multimask, hooks=hooks_of(model, plugged))
 
 
 def test_untrained_plugin_reproduces_sam_exactly(model, prompts):
@@ -211,7 +215,7 @@ def test_gradients_reach_only_the_plugin(small_prompts):
         p.requires_grad_(name.startswith("stable_sam."))
     embedding, points, boxes, mask_input = prompts
     out = model.decode(embedding, points=points, boxes=boxes, mask_input=mask_input, multimask_output=False,
-                       use_stable_sam=True)
+                       hooks=hooks_of(model))
     out.low_res_logits.square().mean().backward()
     for name, p in model.named_parameters():
         if name.startswith("stable_sam."):
@@ -226,7 +230,7 @@ def test_untrained_plugin_trains_from_the_first_step(small_prompts):
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith("stable_sam."))
     embedding, points, boxes, mask_input = small_prompts
-    out = model.decode(embedding, points=points, boxes=boxes, multimask_output=False, use_stable_sam=True)
+    out = model.decode(embedding, points=points, boxes=boxes, multimask_output=False, hooks=hooks_of(model))
     out.low_res_logits.square().mean().backward()
     plugin = model.stable_sam
     assert all(p.grad is None for n, p in model.named_parameters() if not n.startswith("stable_sam."))
@@ -248,7 +252,7 @@ def test_shapes_for_batches_of_prompts(model, prompts, multimask):
     embedding, points, boxes, mask_input = prompts
     with torch.no_grad():
         per_prompt = model.decode(embedding.expand(3, -1, -1, -1), points=points, boxes=boxes, mask_input=mask_input,
-                                  multimask_output=multimask, use_stable_sam=True)
+                                  multimask_output=multimask, hooks=hooks_of(model))
     torch.testing.assert_close(per_prompt.low_res_logits, out.low_res_logits)
 
 
@@ -262,9 +266,11 @@ def test_bad_inputs_raise_readable_errors(model):
         plugin(torch.randn(2, 6, 256), torch.randn(1, 4096, 256))
     with pytest.raises(ValueError, match="initial_alpha1"):
         StableSamPlugin(initial_alpha1=0.0)
-    plain = build_sam("tiny")
-    with pytest.raises(RuntimeError, match="no Stable-SAM stage"):
-        plain.decode(torch.zeros(EMBEDDING), boxes=torch.tensor([[0.0, 0.0, 10.0, 10.0]]), use_stable_sam=True)
+    box = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    with pytest.raises(ValueError, match="block\\(s\\) \\[2\\], but the decoder has 2"):
+        model.decode(torch.zeros(EMBEDDING), boxes=box, hooks=DecoderHooks().with_kv_plugin(2, plugin))
+    with pytest.raises(ValueError, match="already has a key/value plugin"):
+        decoder_hooks(plugin, decoder_hooks(plugin))
 
 
 def test_reset_parameters_restores_the_identity():

@@ -37,13 +37,13 @@ def int8_encoder(model, graph_dir) -> OnnxEncoder:
 
 @pytest.fixture(scope="module")
 def photo_input(model) -> torch.Tensor:
-    """examples/coffee.jpg as the predictor prepares it: resized, normalised, padded, 1x3x1024x1024."""
+    """src/clicksam/examples/coffee.jpg as the predictor prepares it: resized, normalised, padded, 1x3x1024x1024."""
     from pathlib import Path
 
     import clicksam
 
     predictor = clicksam.SamPredictor(model)
-    predictor.set_image(clicksam.read_image(Path(__file__).resolve().parents[2] / "examples" / "coffee.jpg"))
+    predictor.set_image(clicksam.read_image(Path(__file__).resolve().parents[2] / "src" / "clicksam" / "examples" / "coffee.jpg"))
     return predictor.input_image
 
 

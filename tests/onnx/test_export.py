@@ -175,3 +175,31 @@ def test_missing_extra_names_it(monkeypatch, tiny_model, tmp_path):
     monkeypatch.setitem(sys.modules, "onnx", None)  # makes `import onnx` fail
     with pytest.raises(RuntimeError, match=r"clicksam\[onnx\]"):
         export_decoder(tiny_model, tmp_path / "d.onnx")
+
+
+def test_method_stages_export_through_their_spec_hooks(tmp_path, monkeypatch):
+    """A stage is left out of the export unless its spec has an ONNX hook; the hook is called."""
+    from torch import nn
+
+    from clicksam import build_sam
+    from clicksam.methods import MethodSpec, OnnxExport, Stage, register, registry
+    from clicksam.onnx.export import attached_methods, export_methods
+
+    monkeypatch.setattr(registry, "_REGISTRY", registry._Registry())
+    calls = []
+
+    def export(model, decoder_path, opset):
+        calls.append(opset)
+        path = decoder_path.with_name("toy.onnx")
+        path.write_bytes(b"toy")
+        return [path]
+
+    def attach(model):
+        model.add_module("toy_module", nn.Linear(1, 1))
+        return model.toy_module
+
+    register(MethodSpec(name="toy-export", stage=Stage, attribute="toy_module", attach=attach, onnx=OnnxExport(export)))
+    model = build_sam("tiny", methods=["toy-export", "stable-sam"])
+    assert attached_methods(model) == ["stable-sam"]  # no hook: not part of the export (the CLI says so)
+    assert export_methods(model, tmp_path / "decoder.onnx", 17) == {"toy-export": [tmp_path / "toy.onnx"]}
+    assert calls == [17] and export_methods(build_sam("tiny"), tmp_path / "decoder.onnx") == {}

@@ -53,7 +53,7 @@ def test_click_undo_redo_box_and_persisted_file(client, image_dir):
     assert boxed["box"] == [30.0, 20.0, 45.0, 35.0]
     saved = json.loads((image_dir / ".clicksam/annotations/img0.png.json").read_text())
     record = saved["objects"][0]
-    assert record["label"] == "ball" and record["box"] == [30.0, 20.0, 45.0, 35.0]
+    assert record["class"] == obj["class"] and obj["label"] == "ball" and record["box"] == [30.0, 20.0, 45.0, 35.0]
     assert [a["kind"] for a in record["actions"]] == ["click", "click", "box"]
     np.testing.assert_array_equal(rle_to_mask(record["mask"]), runs_to_mask(boxed["mask"]))
     nothing = client.post("/api/redo", json={"image": "img0.png", "object": obj["id"]})
@@ -96,6 +96,7 @@ def test_objects_label_method_delete(client):
     assert client.delete("/api/objects", params={"image": "img0.png", "object": b["id"]}).status_code == 200
     objects = client.get("/api/annotation", params={"name": "img0.png"}).json()["objects"]
     assert [o["label"] for o in objects] == ["tiger"]
+    assert [c["name"] for c in client.get("/api/classes").json()["classes"]] == ["cat", "dog", "tiger"]
     listing = {i["name"]: i for i in client.get("/api/images").json()["images"]}
     assert listing["img0.png"]["objects"] == 1
 
@@ -156,3 +157,31 @@ def test_failed_method_switch_leaves_the_object_unchanged(image_dir):
         assert (shown["label"], shown["method"], shown["mask"]) == ("a", "sam", clicked["mask"])
         after = client.post("/api/click", json={"image": "img0.png", "object": obj["id"], "x": 10, "y": 10}).json()
         assert after["clicks"] == [[40.0, 30.0, True], [10.0, 10.0, True]]
+
+
+def test_review_status_counts_and_display_flags(image_dir):
+    from fastapi.testclient import TestClient
+
+    with TestClient(make_app(image_dir)) as client:
+        listing = client.get("/api/images").json()
+        assert listing["reviews"] == {"todo": 3, "in_progress": 0, "done": 0, "needs_review": 0}
+        obj = _new_object(client, "img1.png")
+        assert obj["image_state"]["review"] == "in_progress"  # the first change starts the image
+        marked = client.post("/api/review", json={"image": "img1.png", "review": "done"}).json()
+        assert marked["image_state"]["review"] == "done"
+        client.post("/api/click", json={"image": "img1.png", "object": obj["id"], "x": 40, "y": 30})
+        client.post("/api/review", json={"image": "img2.png", "review": "needs_review"})
+        bad = client.post("/api/review", json={"image": "img2.png", "review": "finished"})
+        assert bad.status_code == 422
+        flags = client.patch("/api/objects", json={"image": "img1.png", "object": obj["id"], "hidden": True,
+                                                   "solo": True}).json()
+        assert (flags["hidden"], flags["locked"], flags["solo"]) == (True, False, True)
+        assert client.patch("/api/objects", json={"image": "img1.png", "object": obj["id"],
+                                                  "hidden": "yes"}).status_code == 422
+    with TestClient(make_app(image_dir)) as client:  # all of it is in the files
+        listing = client.get("/api/images").json()
+        assert {i["name"]: i["review"] for i in listing["images"]} == {
+            "img0.png": "todo", "img1.png": "done", "img2.png": "needs_review"}  # a click keeps "done"
+        assert listing["reviews"] == {"todo": 1, "in_progress": 0, "done": 1, "needs_review": 1}
+        shown = client.get("/api/annotation", params={"name": "img1.png"}).json()
+        assert shown["review"] == "done" and shown["objects"][0]["hidden"] and shown["objects"][0]["solo"]

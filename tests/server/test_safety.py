@@ -54,7 +54,7 @@ def test_bad_requests_have_clear_4xx(client):
          422, "z"),
         (client.post("/api/box", json={"image": "img0.png", "object": obj["id"], "x0": 5, "y0": 5, "x1": 5,
                                        "y1": 9}), 422, "at least 1 pixel"),
-        (client.post("/api/objects", json={"image": "img0.png", "label": "  "}), 422, "label"),
+        (client.post("/api/objects", json={"image": "img0.png", "label": "  "}), 422, "class name"),
         (client.post("/api/undo", json={"image": "img0.png", "object": obj["id"]}), 409, "nothing to undo"),
         (client.post("/api/click", content=b"x=1", headers={"content-type": "application/x-www-form-urlencoded"}),
          415, "JSON"),

@@ -1,6 +1,6 @@
-"""SAM and its methods (Stable-SAM, FocSAM, SAM-REF and their combinations) as a :class:`Segmenter`.
+"""SAM and its methods (any registered method and combinations) as a :class:`Segmenter`.
 
-Each step goes through :class:`clicksam.methods.pipeline.Pipeline` with every click so far and the
+Each step goes through :class:`clicksam.pipeline.Pipeline` with every click so far and the
 previous step's result, exactly as :class:`clicksam.InteractiveSession` does: SAM's three-mask
 output with the best predicted IoU on a lone first click, the single-mask token afterwards, and the
 previous 256x256 low-res logits fed back as ``mask_input``. Scores are logits (threshold 0).
@@ -23,16 +23,17 @@ class SamSegmenter(Segmenter):
 
     Args:
         predictor: a ``SamPredictor`` (give it an ``EmbeddingCache`` to reuse embeddings across runs).
-        method: ``sam``, ``stable-sam``, ``focsam``, ``sam-ref`` or a ``+``-joined combination.
+        method: ``sam`` or a ``+``-joined combination of registered methods.
+        allow_untrained: run a stage that is refused without trained weights anyway (tests).
     """
 
     threshold = 0.0
 
-    def __init__(self, predictor: Any, method: str = "sam") -> None:
-        from clicksam.methods.pipeline import Pipeline
+    def __init__(self, predictor: Any, method: str = "sam", allow_untrained: bool = False) -> None:
+        from clicksam.pipeline import Pipeline
 
         self.predictor = predictor
-        self.pipeline = Pipeline(predictor, method)
+        self.pipeline = Pipeline(predictor, method, allow_untrained=allow_untrained)
         self.method = self.pipeline.method
         self.name = self.method
         self.last_encode_seconds = 0.0
@@ -58,22 +59,26 @@ class SamSegmenter(Segmenter):
 
 
 def build_sam_segmenter(model_name: str, checkpoints: Sequence[str | Path] = (), method: str = "sam",
-                        device: str = "cpu", cache_dir: str | Path | None = None) -> SamSegmenter:
+                        device: str = "cpu", cache_dir: str | Path | None = None,
+                        random_weights: bool = False, trust_checkpoint: bool = False) -> SamSegmenter:
     """Build the model, a predictor (memory LRU embedding cache, on disk under ``cache_dir`` if
     given) and the adapter.
 
     Args:
         model_name: registry name (``vit_b``, ``vit_l``, ``vit_h``, ``tiny``).
-        checkpoints: checkpoint files, base first then method files (none: random weights).
+        checkpoints: checkpoint files, base first then method files (none: the cached official file).
         method: the method string; stages it names that no checkpoint provides are attached untrained.
         device: torch device.
         cache_dir: folder of the on-disk embedding cache, or None for memory only.
+        random_weights: a real size with random weights on purpose (see :func:`clicksam.build_sam`).
+        trust_checkpoint: allow checkpoints holding pickled objects (the official FocSAM file).
     """
     import clicksam
     from clicksam.cache import EmbeddingCache
     from clicksam.methods import parse_method
 
     model = clicksam.build_sam(model_name, checkpoint=list(checkpoints) or None,
-                               methods=parse_method(method), device=device)
+                               methods=parse_method(method), device=device, random_weights=random_weights,
+                               trust_checkpoint=trust_checkpoint)
     predictor = clicksam.SamPredictor(model, cache=EmbeddingCache(cache_dir, max_items=4))
     return SamSegmenter(predictor, method)

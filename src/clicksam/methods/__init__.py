@@ -1,90 +1,137 @@
-"""Method stages that plug into SAM: Stable-SAM, FocSAM, SAM-REF, and their combinations.
+"""Methods: optional, combinable stages around SAM's decoder, as plug-ins.
 
-A *method* is a ``+``-joined set of stage names (``"sam"`` alone means no stage), e.g.
-``"stable-sam+focsam+sam-ref"``. Each stage lives in its own module, which provides
-``attach(model)`` (adds the untrained stage module to the model under a fixed attribute) and a
-:class:`~clicksam.methods.pipeline.Stage` subclass.
+A *method string* is a ``+``-joined set of method names (``"sam"`` alone means no stage), e.g.
+``"stable-sam+focsam+sam-ref"``; the stages always run in their specs' order. Each method
+registers one :class:`MethodSpec` (see :mod:`clicksam.methods.registry`); its :class:`Stage`
+subclass runs in every interaction step.
+
+Adding a method (in this package or in another one)::
+
+    from clicksam.methods import MethodSpec, Stage
+
+    class Grow(Stage):
+        def after_decode(self, ctx, result):
+            # e.g. new final logits over the padded model frame (the mask at the image size follows)
+            return dataclasses.replace(result, final_logits=grow(result.frame_logits))
+
+    SPEC = MethodSpec(name="grow", stage=Grow)
+
+A sub-package of ``clicksam.methods`` exposes it as ``SPEC``; another package declares the entry
+point ``[project.entry-points."clicksam.methods"] grow = "my_package.grow:SPEC"``. The method then
+works in ``InteractiveSession(predictor, method="sam+grow")``, ``clicksam segment/eval --method``
+and ``clicksam serve``.
 """
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
+from typing import Any, Optional
 
-# stage name -> "module:StageClass"
-METHOD_STAGES: dict[str, str] = {
-    "stable-sam": "clicksam.methods.stable_sam:StableSamStage",
-    "focsam": "clicksam.methods.focsam:FocSamStage",
-    "sam-ref": "clicksam.methods.sam_ref:SamRefStage",
-}
-# stage name -> the model attribute that holds its module
-STAGE_ATTRIBUTES: dict[str, str] = {"stable-sam": "stable_sam", "focsam": "focus_refiner", "sam-ref": "sam_ref"}
-# the order stages run in, whatever order the user writes them in
-STAGE_ORDER: tuple[str, ...] = ("stable-sam", "focsam", "sam-ref")
+from clicksam.methods.registry import (ENTRY_POINT_GROUP, UNTRAINED_IDENTITY, UNTRAINED_REFUSE, CheckpointFormat,
+                                       ConvertedCheckpoint, MethodSpec, OnnxExport, PublishedWeights, canonical_method,
+                                       get_spec,
+                                       list_methods, method_help, parse_method, register, resolve, spec_for_attribute,
+                                       specs, training_methods, unavailable_methods, unregister)
+
+__all__ = [
+    "CheckpointFormat",
+    "ConvertedCheckpoint",
+    "ENTRY_POINT_GROUP",
+    "MethodSpec",
+    "OnnxExport",
+    "PublishedWeights",
+    "Stage",
+    "UNTRAINED_IDENTITY",
+    "UNTRAINED_REFUSE",
+    "attach_stage",
+    "attached_methods",
+    "available_stages",
+    "canonical_method",
+    "get_spec",
+    "is_trained",
+    "list_methods",
+    "method_help",
+    "missing_weights",
+    "parse_method",
+    "register",
+    "resolve",
+    "spec_for_attribute",
+    "specs",
+    "stage_class",
+    "stage_module",
+    "training_methods",
+    "unavailable_methods",
+    "unregister",
+]
 
 
-def parse_method(method: str) -> list[str]:
-    """``"sam-ref+focsam"`` -> ``["focsam", "sam-ref"]``; ``"sam"`` -> ``[]``.
+def __getattr__(name: str) -> Any:
+    if name == "Stage":  # the engine imports torch; listing methods does not need it
+        from clicksam.interaction import Stage
 
-    Raises:
-        ValueError: for an unknown stage name.
-    """
-    if not isinstance(method, str) or not method.strip():
-        raise ValueError(f"method must be a non-empty string such as 'sam' or 'focsam+sam-ref', got {method!r}")
-    names = {part.strip().lower() for part in method.split("+") if part.strip()}
-    names.discard("sam")
-    unknown = sorted(names - set(METHOD_STAGES))
-    if unknown:
-        raise ValueError(
-            f"unknown method stage(s) {', '.join(unknown)} in {method!r}; "
-            f"use 'sam' or a '+'-joined combination of {', '.join(STAGE_ORDER)}"
-        )
-    return [n for n in STAGE_ORDER if n in names]
-
-
-def canonical_method(stages: list[str]) -> str:
-    """The canonical spelling of a list of stages (``"sam"`` when empty)."""
-    return "+".join(n for n in STAGE_ORDER if n in stages) or "sam"
-
-
-def _stage_module(name: str) -> ModuleType:
-    module_name = METHOD_STAGES[name].split(":")[0]
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith(module_name):
-            raise RuntimeError(f"the {name!r} method is not available in this build of clicksam") from exc
-        raise
+        return Stage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def stage_class(name: str) -> type:
-    """The Stage subclass implementing ``name``."""
-    parse_method(name)
-    return getattr(_stage_module(name), METHOD_STAGES[name].split(":")[1])
+    """The Stage subclass implementing method ``name``."""
+    return resolve(get_spec(name).stage)
 
 
 def available_stages() -> dict[str, bool]:
-    """Each stage name -> whether its implementation can be imported here."""
-    result = {}
-    for name in STAGE_ORDER:
+    """Each known method name -> whether its implementation can be used here."""
+    result = {name: False for name in unavailable_methods()}
+    for spec in specs():
         try:
-            stage_class(name)
-            result[name] = True
-        except (RuntimeError, AttributeError, ImportError):
-            result[name] = False
+            stage_class(spec.name)
+            result[spec.name] = True
+        except Exception:  # noqa: BLE001 - a stage still being written may fail in any way on import
+            result[spec.name] = False
     return result
 
 
-def attach_stage(model, name: str, metadata: dict | None = None) -> None:
-    """Attach the untrained module of stage ``name`` to ``model`` unless it is already there.
+def is_trained(module: Any) -> bool:
+    """Whether a method module holds trained weights (loaded from a file or set by training)."""
+    return bool(getattr(module, "clicksam_trained", False))
 
-    With a method file's ``metadata``, a stage whose module defines ``attach_from_metadata``
-    (a configurable design, e.g. SAM-REF's widths) is built to the file's configuration, replacing
-    an untrained default one."""
-    module = _stage_module(name)
-    existing = model.stage(STAGE_ATTRIBUTES[name])
-    if metadata is not None and hasattr(module, "attach_from_metadata"):
-        if existing is None or not getattr(existing, "clicksam_trained", False):
-            module.attach_from_metadata(model, metadata)
-        return
+
+def attach_stage(model: Any, name: str, metadata: Optional[dict[str, Any]] = None) -> Any:
+    """Attach the untrained module of method ``name`` to ``model`` unless it is already there;
+    returns the module (None for a method without one).
+
+    With a method file's ``metadata``, a method with ``attach_from_metadata`` (a configurable
+    design, e.g. refiner widths) is built to the file's configuration, replacing an untrained one.
+
+    Raises:
+        ValueError: the method does not apply to the model's family.
+    """
+    spec = get_spec(name)
+    family = getattr(model, "family", "sam")
+    if family not in spec.families:
+        raise ValueError(f"the {name!r} method applies to {', '.join(spec.families)} models, "
+                         f"not to this {family} model ({getattr(model, 'model_name', '?')})")
+    if not spec.attribute:
+        return None
+    existing = stage_module(model, spec)
+    if metadata is not None and spec.attach_from_metadata is not None:
+        if existing is None or not is_trained(existing):
+            return resolve(spec.attach_from_metadata)(model, metadata)
+        return existing
     if existing is None:
-        module.attach(model)
+        return resolve(spec.attach)(model)
+    return existing
+
+
+def stage_module(model: Any, spec: MethodSpec) -> Any:
+    """The module of method ``spec`` on ``model``, or None (not attached, or a method without one)."""
+    return model._modules.get(spec.attribute) if spec.attribute else None
+
+
+def attached_methods(model: Any) -> list[MethodSpec]:
+    """The specs of the methods whose modules ``model`` carries, in step order."""
+    return [s for s in specs() if stage_module(model, s) is not None]
+
+
+def missing_weights(spec: MethodSpec) -> str:
+    """The message for an untrained stage that ``spec`` says must be refused."""
+    hint = spec.weights_hint or f"load a {spec.name} method file (written by `clicksam train --method {spec.name}`)"
+    return (f"the {spec.name!r} stage has no trained weights, and untrained it gives meaningless masks; "
+            f"{hint}. Tests and benchmarks may opt in with allow_untrained=True")

@@ -2,18 +2,21 @@
 hypernetworks and an IoU head."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from clicksam.models.common import MLP, LayerNorm2d, upsample_conv_transpose
-from clicksam.models.transformer import KVPlugin, TwoWayTransformer
+from clicksam.models.feature_bundle import per_prompt
+from clicksam.models.hooks import NO_HOOKS, DecoderHooks
+from clicksam.models.transformer import TwoWayTransformer
 
 
 class MaskDecoder(nn.Module):
     """Predicts 4 low-res masks (token 0: single-mask output; tokens 1-3: multimask) and their IoU."""
+
+    # where the single-mask output token sits among the transformer's tokens (after the IoU token)
+    single_mask_token_index: int = 1
 
     def __init__(
         self,
@@ -68,7 +71,7 @@ class MaskDecoder(nn.Module):
         image_pe: torch.Tensor,
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
-        kv_plugin: Optional[KVPlugin] = None,
+        hooks: DecoderHooks = NO_HOOKS,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """All four outputs.
 
@@ -76,24 +79,16 @@ class MaskDecoder(nn.Module):
             image_embeddings: 1×C×64×64 (shared by every prompt) or B×C×64×64 (one per prompt).
             image_pe: 1×C×64×64.
             sparse_prompt_embeddings: B×T×C; dense_prompt_embeddings: B×C×64×64.
+            hooks: what the two-way transformer uses besides its weights (none by default).
         Returns:
             masks B×4×256×256, iou_pred B×4, mask_tokens_out B×4×C.
         """
         batch = sparse_prompt_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([output_tokens.unsqueeze(0).expand(batch, -1, -1), sparse_prompt_embeddings], dim=1)
-        if image_embeddings.shape[0] == batch:
-            src = image_embeddings
-        elif image_embeddings.shape[0] == 1:
-            src = image_embeddings.expand(batch, -1, -1, -1)
-        else:
-            raise ValueError(
-                f"image_embeddings has batch {image_embeddings.shape[0]} but the prompts have batch {batch}; "
-                "give one embedding per prompt or a single shared one"
-            )
-        src = src + dense_prompt_embeddings
+        src = per_prompt(image_embeddings, batch, "image_embeddings") + dense_prompt_embeddings
         b, c, h, w = src.shape
-        hs, src = self.transformer(src, image_pe, tokens, kv_plugin=kv_plugin)
+        hs, src = self.transformer(src, image_pe, tokens, hooks)
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
         hyper_in = torch.stack(

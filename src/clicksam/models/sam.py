@@ -1,20 +1,21 @@
 """The SAM model: image encoder, prompt encoder and mask decoder, with pre/post-processing."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence, Union
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from clicksam.models.feature_bundle import require_features
+from clicksam.models.hooks import NO_HOOKS, DecoderHooks
 from clicksam.models.image_encoder import ImageEncoderViT
 from clicksam.models.mask_decoder import MaskDecoder
 from clicksam.models.prompt_encoder import PromptEncoder
+from clicksam.transforms import PIXEL_MEAN, PIXEL_STD, SamTransforms
 
-PIXEL_MEAN = (123.675, 116.28, 103.53)
-PIXEL_STD = (58.395, 57.12, 57.375)
+# The name of the encoder's image embedding in the model's feature bundle (see ``encode_features``).
+EMBEDDING = "embedding"
 
 
 @dataclass
@@ -36,10 +37,29 @@ class DecoderOutput:
 
 
 class Sam(nn.Module):
-    """Segment Anything. Optional method stages live under ``stable_sam``, ``focus_refiner``
-    and ``sam_ref`` once attached (see :mod:`clicksam.methods`)."""
+    """Segment Anything. Optional method stages are submodules under the attributes their
+    method specs name, once attached (see :mod:`clicksam.methods`).
+
+    The model family (``family = "sam"``) decides the preprocessing (:meth:`transforms`) and
+    what the encoder hands over per image (:meth:`encode_features`); another family (SAM 2,
+    HQ-SAM) defines its own.
+    """
 
     mask_threshold: float = 0.0
+    family: str = "sam"
+    # the base model's own submodules; every other child is a method stage
+    base_modules: tuple[str, ...] = ("image_encoder", "prompt_encoder", "mask_decoder")
+    # the bundle entry the decoder reads (methods may swap it for one step)
+    embedding_key: str = EMBEDDING
+    # every entry of the feature bundle (encode_features), embedding first
+    feature_names: tuple[str, ...] = (EMBEDDING,)
+    # the attribute of the mask decoder (what the ``decoder`` training method fine-tunes)
+    decoder_attribute: str = "mask_decoder"
+    # parameters outside ``image_encoder`` that the feature bundle depends on (state-dict names or
+    # prefixes ending in "."): the embedding cache's digest covers them, method files may not change them
+    extra_feature_prefixes: tuple[str, ...] = ()
+    # keyword options of ``decode`` beyond the common ones (HQ-SAM: "hq_token_only")
+    decode_options: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -67,17 +87,28 @@ class Sam(nn.Module):
     def image_size(self) -> int:
         return self.image_encoder.img_size
 
+    def transforms(self) -> SamTransforms:
+        """The family's transforms for this model's frame, statistics and channel order."""
+        cached = self.__dict__.get("_transforms")
+        if cached is None or cached.image_format != self.image_format or cached.image_size != self.image_size:
+            cached = SamTransforms(self.image_size, self.pixel_mean.flatten().tolist(),
+                                   self.pixel_std.flatten().tolist(), self.image_format)
+            self.__dict__["_transforms"] = cached
+        return cached
+
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise a B×3×h×w image (0-255, longest side already resized) and zero-pad it
-        bottom/right to B×3×S×S."""
-        x = (x - self.pixel_mean) / self.pixel_std
-        h, w = x.shape[-2:]
-        size = self.image_size
-        return F.pad(x, (0, size - w, 0, size - h))
+        bottom/right to B×3×S×S (see :meth:`SamTransforms.normalize_pad`)."""
+        return self.transforms().normalize_pad(x)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """B×3×S×S preprocessed image -> B×256×64×64 embedding."""
         return self.image_encoder(x)
+
+    def encode_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """B×3×S×S preprocessed image -> the feature bundle cached per image: SAM's is one entry,
+        ``{"embedding": B×256×64×64}``."""
+        return {self.embedding_key: self.encode(x)}
 
     def stage(self, attribute: str) -> Optional[nn.Module]:
         """The method stage under ``attribute`` or None when it is not attached."""
@@ -85,31 +116,31 @@ class Sam(nn.Module):
 
     def decode(
         self,
-        image_embeddings: torch.Tensor,
+        image_embeddings: Union[torch.Tensor, Mapping[str, torch.Tensor]],
         points: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
         boxes: Optional[torch.Tensor] = None,
         mask_input: Optional[torch.Tensor] = None,
         multimask_output: bool = True,
-        use_stable_sam: bool = False,
+        hooks: DecoderHooks = NO_HOOKS,
     ) -> DecoderOutput:
         """Prompt encoder + mask decoder.
 
         Args:
-            image_embeddings: 1×256×64×64 or B×256×64×64.
+            image_embeddings: 1×256×64×64 or B×256×64×64, or the feature bundle of
+                :meth:`encode_features` holding it (what every family's ``decode`` takes).
             points: (coords B×N×2 (x, y) in the 1024 frame, labels B×N) or None.
             boxes: B×4 XYXY in the 1024 frame or None.
             mask_input: B×1×256×256 low-res logits or None.
             multimask_output: three masks (tokens 1-3) instead of the single-mask token.
-            use_stable_sam: route the keys/values of the 2nd block through ``self.stable_sam``.
+            hooks: what the decoder uses besides SAM's weights, e.g. a method stage's key/value
+                plugin for one two-way block (:class:`~clicksam.models.hooks.DecoderHooks`).
         """
+        if isinstance(image_embeddings, Mapping):
+            require_features(image_embeddings, self.feature_names, type(self).__name__)
+            image_embeddings = image_embeddings[self.embedding_key]
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        plugin = None
-        if use_stable_sam:
-            plugin = self.stage("stable_sam")
-            if plugin is None:
-                raise RuntimeError("use_stable_sam=True but no Stable-SAM stage is attached; build with methods=('stable-sam',)")
         masks, iou, tokens = self.mask_decoder.predict_masks(
-            image_embeddings, self.prompt_encoder.get_dense_pe(), sparse, dense, kv_plugin=plugin
+            image_embeddings, self.prompt_encoder.get_dense_pe(), sparse, dense, hooks
         )
         selected = slice(1, None) if multimask_output else slice(0, 1)
         return DecoderOutput(masks[:, selected], iou[:, selected], tokens, masks, iou)
@@ -117,21 +148,9 @@ class Sam(nn.Module):
     def postprocess_masks(
         self, masks: torch.Tensor, input_size: tuple[int, ...], original_size: tuple[int, ...]
     ) -> torch.Tensor:
-        """Low-res B×C×256×256 logits -> B×C×H×W logits at the original image size (H, W)."""
-        size = self.image_size
-        low = masks.shape[-1]
-        if masks.shape[-2] == low and size % low == 0:
-            # Upsample only the low-res rows/columns that reach the kept (unpadded) region, plus
-            # one of margin so that the border interpolates as in the full upsampling; the
-            # integer scale factor gives the same sample positions as ``size=(size, size)``.
-            factor = size // low
-            rows = min(low, math.ceil((input_size[0] - 0.5) / factor - 0.5) + 2)
-            cols = min(low, math.ceil((input_size[1] - 0.5) / factor - 0.5) + 2)
-            masks = F.interpolate(masks[..., :rows, :cols], scale_factor=float(factor), mode="bilinear", align_corners=False)
-        else:
-            masks = F.interpolate(masks, (size, size), mode="bilinear", align_corners=False)
-        masks = masks[..., : input_size[0], : input_size[1]]
-        return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
+        """Low-res B×C×256×256 logits -> B×C×H×W logits at the original image size (H, W)
+        (see :meth:`SamTransforms.postprocess_masks`)."""
+        return self.transforms().postprocess_masks(masks, input_size, original_size)
 
     def forward(self, *args, **kwargs):  # pragma: no cover - explicit API only
         raise RuntimeError("Sam has no forward(); use SamPredictor, Sam.encode and Sam.decode")

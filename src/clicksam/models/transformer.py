@@ -1,17 +1,14 @@
 """SAM's two-way transformer: prompt tokens and image features attend to each other."""
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from clicksam.models.common import MLPBlock
-
-# kv_plugin(queries B×T×C, keys B×HW×C) -> replacement keys/values B×HW×C for the
-# token-to-image cross-attention of the second block (Stable-SAM's seam).
-KVPlugin = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+from clicksam.models.hooks import NO_HOOKS, DecoderHooks, KVPlugin
 
 
 class Attention(nn.Module):
@@ -171,22 +168,20 @@ class TwoWayTransformer(nn.Module):
         image_embedding: torch.Tensor,
         image_pe: torch.Tensor,
         point_embedding: torch.Tensor,
-        kv_plugin: Optional[KVPlugin] = None,
-        kv_plugin_layer: int = 1,
+        hooks: DecoderHooks = NO_HOOKS,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Args:
             image_embedding: B×C×H×W; image_pe: 1×C×H×W (shared) or B×C×H×W; point_embedding: B×T×C.
-            kv_plugin: optional replacement of the image keys/values in layer ``kv_plugin_layer``'s
-                token-to-image attention (Stable-SAM's DSP/DRP).
+            hooks: the key/value plugins of this call (see :class:`~clicksam.models.hooks.DecoderHooks`).
         Returns:
             tokens B×T×C and image features B×HW×C.
         """
+        hooks.check(self.depth)
         keys = image_embedding.flatten(2).transpose(1, 2).contiguous()
         key_pe = image_pe.flatten(2).transpose(1, 2)
         queries = point_embedding
         for i, layer in enumerate(self.layers):
-            plugin = kv_plugin if i == kv_plugin_layer else None
-            queries, keys = layer(queries, keys, point_embedding, key_pe, plugin)
+            queries, keys = layer(queries, keys, point_embedding, key_pe, hooks.kv_plugin(i))
         q = queries + point_embedding
         queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q, keys, keys, k_pe=key_pe))
         return queries, keys

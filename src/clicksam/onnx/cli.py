@@ -30,9 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from clicksam.commands.common import load_model
-    from clicksam.onnx.export import attached_methods, check_opset, export_decoder, import_onnx, import_onnxruntime
+    from clicksam.onnx.export import (attached_methods, check_family, check_opset, export_decoder, export_methods,
+                                      import_onnx, import_onnxruntime)
+    from clicksam.registry import get_config
 
     check_opset(args.opset)  # fail on bad arguments before loading a large checkpoint
+    check_family(get_config(args.model).family, args.model)
     import_onnx()
     if args.quantize:
         import_onnxruntime()
@@ -47,4 +50,6 @@ def run(args: argparse.Namespace) -> int:
     kind = "single-mask" if args.return_single_mask else "four-mask"
     quantized = ", uint8-quantized" if args.quantize else ""
     print(f"wrote {path} ({size_mb:.1f} MB, {kind}, opset {args.opset}{quantized})")
+    for method, files in export_methods(model, path, args.opset).items():
+        print(f"{method}: wrote {', '.join(str(f) for f in files) or 'nothing'}")
     return 0

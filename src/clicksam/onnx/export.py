@@ -26,8 +26,10 @@ DEFAULT_OPSET = 17
 # 14: scaled_dot_product_attention; 20: the newest opset PyTorch's TorchScript exporter writes.
 MIN_OPSET, MAX_OPSET = 14, 20
 METADATA_PREFIX = "clicksam."
+# the model families whose decoder the graph reproduces (SAM 2's skips and object score, HQ-SAM's
+# HQ token and early feature are not in it)
+EXPORTED_FAMILIES = ("sam",)
 EXTRA_HINT = "install the ONNX extra: pip install 'clicksam[onnx]'"
-METHOD_ATTRIBUTES = ("stable_sam", "focus_refiner", "sam_ref")
 
 
 def import_onnx() -> Any:
@@ -60,9 +62,30 @@ def check_opset(opset: object) -> int:
     return opset
 
 
+def check_family(family: str, model_name: str) -> None:
+    """Refuse a model family whose decoder the exported graph does not reproduce (ValueError)."""
+    if family not in EXPORTED_FAMILIES:
+        raise ValueError(f"the ONNX decoder graph is SAM's; {family} models ({model_name}) have no ONNX export yet "
+                         "(their decoders read more image features). Run them with torch: clicksam segment / serve / "
+                         "label-studio, or SamPredictor")
+
+
 def attached_methods(model: Sam) -> list[str]:
-    """Attributes of method stages attached to ``model`` (they are not part of the exported graph)."""
-    return [name for name in METHOD_ATTRIBUTES if model.stage(name) is not None]
+    """Method stages attached to ``model`` that have no ONNX export (their spec's ``onnx`` is None):
+    they are not part of the exported graphs."""
+    from clicksam.methods import attached_methods as attached
+
+    return [spec.name for spec in attached(model) if spec.onnx is None]
+
+
+def export_methods(model: Sam, decoder_path: PathLike, opset: int = DEFAULT_OPSET) -> dict[str, list[Path]]:
+    """Run the ONNX export hook of every attached method stage that has one (``MethodSpec.onnx``);
+    returns method name -> the files it wrote beside ``decoder_path``."""
+    from clicksam.methods import attached_methods as attached
+    from clicksam.methods import resolve
+
+    return {spec.name: [Path(p) for p in resolve(spec.onnx.export)(model, Path(decoder_path), opset)]
+            for spec in attached(model) if spec.onnx is not None}
 
 
 def trace_decoder(model: Sam, return_single_mask: bool = False, opset: int = DEFAULT_OPSET) -> bytes:
@@ -77,6 +100,8 @@ def trace_decoder(model: Sam, return_single_mask: bool = False, opset: int = DEF
         number of points, outputs :data:`~clicksam.onnx.model.OUTPUT_NAMES` with a dynamic
         height and width for ``masks``.
     """
+    if getattr(model, "family", None) is not None:
+        check_family(model.family, getattr(model, "model_name", "?"))
     if not isinstance(model, Sam):
         raise ValueError(f"model must be a clicksam Sam (see clicksam.build_sam), got {type(model).__name__}")
     opset = check_opset(opset)

@@ -1,38 +1,48 @@
-"""The annotator's logic, independent of HTTP: objects, prompts, undo/redo, saving, encoding.
+"""The annotator's logic, independent of HTTP: objects, prompts, strokes, undo/redo, saving.
 
-Every change is saved at once (atomic JSON per image). A session per object is opened lazily by
-replaying the saved history, so after a restart the stored masks show immediately and the first
-new click recomputes the object from its clicks.
+Every change is saved at once (atomic JSON per image, with each prompt step's result stored beside
+it, see :mod:`clicksam.server.states`). A session per object is opened lazily from the stored
+results of the object's current steps, so after a restart the stored masks show immediately and
+the next click costs one decode, not a replay; undo, redo and a method switch cost none. Strokes,
+resets and deletes never need the model: their undo data is kept with the step. An image file that
+cannot be read answers every request about it with a 422 and the reason.
 """
 from __future__ import annotations
 
 import dataclasses
 import threading
 import time
-from collections import OrderedDict
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
-from PIL import Image
 
-from clicksam.io.rle import mask_to_rle, mask_to_runs, rle_area, rle_bbox, rle_to_mask
-from clicksam.server.backend import ObjectSession, SessionFactory
-from clicksam.server.errors import AnnotatorError, BadInput, Conflict, NotFound
+from clicksam.io.rle import mask_to_rle, rle_to_mask
+from clicksam.prompts import check_box
+from clicksam.server import history
+from clicksam.server.backend import SessionFactory
+from clicksam.server.brush import apply_overrides, override_layer, paint
+from clicksam.server.catalog import Catalog
+from clicksam.server.display import DisplayImages, ImageInfo
+from clicksam.server.errors import BadInput, Conflict, NotFound, UnreadableImage
 from clicksam.server.images import ImageFolder
-from clicksam.server.store import Action, AnnotationStore, ImageAnnotation, ObjectRecord
+from clicksam.server.sessions import SessionPool, apply_prompt
+from clicksam.server.states import StepStates
+from clicksam.server.steps import Action, Reset, Stroke
+from clicksam.server.undo import UndoRedo
+from clicksam.server.store import (REVIEW_STATES, AnnotationStore, ImageAnnotation, ObjectRecord,
+                                   check_masks)
+from clicksam.server.views import image_state, object_view
 from clicksam.server.worker import OPEN, PREFETCH, EncodingWorker
 
-__all__ = ["AnnotatorService", "MAX_LABEL_LENGTH"]
-
-MAX_LABEL_LENGTH = 100
+__all__ = ["AnnotatorService"]
 
 
-class AnnotatorService:
-    """Objects and prompts of the images of one folder.
+class AnnotatorService(UndoRedo):
+    """Objects and prompts of the images of one folder; ``catalog`` lists it and keeps its classes.
 
     Args:
         folder: the served images.
-        store: where annotations are saved.
+        store: where annotations (and the class list) are saved.
         factory: encodes images and opens sessions.
         prefetch: how many following images to encode in advance when one is opened.
         encode_timeout: seconds a prompt waits for its image's encoding before a 503.
@@ -44,20 +54,18 @@ class AnnotatorService:
     def __init__(self, folder: ImageFolder, store: AnnotationStore, factory: SessionFactory,
                  prefetch: int = 2, encode_timeout: float = 120.0, live_images: int = 8,
                  decode_slots: int = 4) -> None:
-        if decode_slots < 1:
-            raise ValueError(f"decode_slots must be >= 1, got {decode_slots}")
-        self.folder, self.store, self.factory = folder, store, factory
-        self.prefetch, self.encode_timeout, self.live_images = prefetch, encode_timeout, live_images
-        self.worker = EncodingWorker(factory.prepare, folder.read, capacity=live_images)
+        self.folder, self.store, self.factory, self.prefetch = folder, store, factory, prefetch
+        self.display = DisplayImages(folder)
+        self.worker = EncodingWorker(factory.prepare, self.display.pixels, capacity=live_images)
+        self.states = StepStates(store)
+        self.sessions = SessionPool(factory, self.worker, self.states, encode_timeout, live_images, decode_slots)
         self._options = {o.name: o for o in factory.method_options()}
         self.default_method = next((n for n, o in self._options.items() if o.available), "sam")
         self._guard = threading.Lock()
-        self._compute = threading.BoundedSemaphore(decode_slots)
         self._locks: dict[str, threading.RLock] = {}
         self._annotations: dict[str, ImageAnnotation] = {}
-        self._sessions: OrderedDict[str, dict[int, ObjectSession]] = OrderedDict()
-        self._counts = {name: len(a.objects) for name in store.images()
-                        if name in folder.names and (a := self._load_quietly(name)) is not None}
+        self._versions: dict[str, str] = {}  # the image file's version the prepared image was made from
+        self.catalog = Catalog(folder, store, self.worker)
 
     def close(self) -> None:
         """Stop the encoding worker."""
@@ -68,96 +76,124 @@ class AnnotatorService:
         """The method menu with availability."""
         return [o.to_dict() for o in self._options.values()]
 
-    def images(self) -> list[dict[str, Any]]:
-        """Every image with its encoding status and object count."""
-        return [{"name": n, "status": self.worker.status(n), "objects": self._counts.get(n, 0)}
-                for n in self.folder.rescan()]
-
-    def progress(self) -> dict[str, Any]:
-        """Encoding progress for the page."""
-        summary = self.worker.summary()
-        summary["total"] = len(self.folder.names)
-        return summary
-
     def annotation(self, name: str) -> dict[str, Any]:
-        """An image's size, status and objects (masks as row-major runs)."""
+        """An image's size, display copy and tiles, encoding and review status, history state and
+        objects (masks as runs)."""
         annotation = self._annotation(name)
         return {"image": name, "width": annotation.width, "height": annotation.height,
-                "status": self.worker.status(name), "error": self.worker.error(name),
+                **self._info(name).to_dict(), "status": self.worker.status(name),
+                "error": self.worker.error(name), **image_state(annotation),
                 "objects": [self._view(o) for o in annotation.objects]}
 
-    def image_png(self, name: str) -> bytes:
-        """The image re-encoded as PNG exactly as the model sees it (no EXIF rotation)."""
-        import cv2
+    def display_image(self, name: str) -> tuple[bytes, str]:
+        """The image's display copy, as the model sees it (EXIF orientation applied), long side at
+        most 2048: ``(bytes, media type)`` (see :mod:`clicksam.server.display`)."""
+        self._info(name)
+        return self.display.display(name)
 
-        image = self.folder.read(name)
-        ok, data = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]),
-                                [cv2.IMWRITE_PNG_COMPRESSION, 1])
-        if not ok:
-            raise BadInput(f"cannot encode image {name!r} as PNG")
-        return data.tobytes()
+    def tile(self, name: str, level: int, col: int, row: int) -> tuple[bytes, str]:
+        """A full-resolution (level 0) or intermediate tile of the image, for a zoomed-in page."""
+        self._info(name)
+        return self.display.tile(name, level, col, row)
 
-    # ----------------------------------------------------------------- encoding
+    def _info(self, name: str) -> ImageInfo:
+        """The image's size and display description; an unreadable file is a 422 and is marked
+        failed in the listing (with its reason). A changed file is encoded again."""
+        try:
+            info = self.display.info(name)
+        except UnreadableImage as exc:
+            self.worker.mark_failed(name, exc)
+            raise
+        with self._guard:
+            seen = self._versions.setdefault(name, info.version)
+            self._versions[name] = info.version
+        if seen != info.version:  # new pixels: the old embedding and sessions must not be used
+            self.worker.forget(name)
+            self.sessions.drop_image(name)
+        return info
+
     def open_image(self, name: str) -> dict[str, Any]:
         """Queue ``name`` for encoding first and prefetch the images after it."""
-        self.folder.resolve(name)
+        self._info(name)  # an unreadable file is a 422 now, not a failed encoding later
         status = self.worker.request(name, OPEN)
         for neighbour in self.folder.neighbours(name, self.prefetch):
             self.worker.request(neighbour, PREFETCH)
-        return {"image": name, "status": status, "progress": self.progress()}
+        return {"image": name, "status": status, "progress": self.catalog.progress()}
 
-    # ----------------------------------------------------------------- objects
-    def create_object(self, name: str, label: str = "object", method: Optional[str] = None) -> dict[str, Any]:
-        """Add an empty object to an image."""
+    # ----------------------------------------------------------------- image review
+    def set_review(self, name: str, review: str) -> dict[str, Any]:
+        """Set the image's review status (``todo``, ``in_progress``, ``done``, ``needs_review``)."""
+        if review not in REVIEW_STATES:
+            raise BadInput(f"review must be one of {', '.join(REVIEW_STATES)}, got {review!r}")
         with self._lock(name):
             annotation = self._annotation(name)
-            record = ObjectRecord(annotation.next_id, self._check_label(label),
+            annotation.review = review
+            self._save(annotation, started=False)
+            return {"image": name, "image_state": image_state(annotation)}
+
+    # ----------------------------------------------------------------- objects
+    def create_object(self, name: str, label: Optional[str] = None, class_id: Optional[int] = None,
+                      method: Optional[str] = None) -> dict[str, Any]:
+        """Add an empty object of a class (by id, or by name: created when new; default the first class)."""
+        with self._lock(name), self.catalog.class_lock:
+            annotation = self._annotation(name)
+            record = ObjectRecord(annotation.next_id, self.catalog.class_for(label, class_id),
                                   self._check_method(method or self.default_method))
             annotation.next_id += 1
             annotation.objects.append(record)
             self._save(annotation)
-            return self._view(record)
+            return self._answer(annotation, record)
 
     def update_object(self, name: str, object_id: int, label: Optional[str] = None,
-                      method: Optional[str] = None) -> dict[str, Any]:
-        """Rename an object and/or switch its method (its prompts are replayed with the new one)."""
-        with self._lock(name):
+                      class_id: Optional[int] = None, method: Optional[str] = None,
+                      hidden: Optional[bool] = None, locked: Optional[bool] = None,
+                      solo: Optional[bool] = None) -> dict[str, Any]:
+        """Change an object's class, method (it keeps its mask and continues from it with the new
+        method, see :meth:`_switch_method`) or display flags. None of these is a step of the history."""
+        with self._lock(name), self.catalog.class_lock:
             annotation, record = self._object(name, object_id)
-            new_label = record.label if label is None else self._check_label(label)
+            new_class = record.class_id if label is None and class_id is None else self.catalog.class_for(label, class_id)
             new_method = record.method if method is None else self._check_method(method)
-            latency, session = None, None
-            if new_method != record.method and (record.actions or record.redo):
-                # recompute with the new method first: on failure the object stays as it was
-                old_session = self._sessions.get(name, {}).pop(object_id, None)
-                started = time.perf_counter()
-                try:
-                    session = self._session(name, dataclasses.replace(record, method=new_method))
-                except AnnotatorError:
-                    if old_session is not None:
-                        self._sessions.setdefault(name, {})[object_id] = old_session
-                    raise
-                latency = time.perf_counter() - started
-            elif new_method != record.method:
-                self._sessions.get(name, {}).pop(object_id, None)
-            record.label, record.method = new_label, new_method
-            if session is not None:
-                self._store_mask(record, session)
-            self._save(annotation)
-            return self._view(record, latency)
+            latency = None
+            if new_method != record.method and record.locked:
+                raise Conflict(f"object {object_id} is locked; unlock it to switch its method")
+            if new_method != record.method:
+                latency = self._switch_method(name, record, new_method)
+            record.class_id = new_class
+            record.hidden = record.hidden if hidden is None else hidden
+            record.locked = record.locked if locked is None else locked
+            record.solo = record.solo if solo is None else solo
+            self._save(annotation, started=False)
+            return self._answer(annotation, record, latency)
 
-    def delete_object(self, name: str, object_id: int) -> None:
-        """Remove an object."""
+    def _switch_method(self, name: str, record: ObjectRecord, method: str) -> Optional[float]:
+        """Continue the object with ``method`` from its current steps' stored results (its mask
+        stays; the next prompt runs the new method); on failure the object stays as it was."""
+        if not any(isinstance(s, Action) for s in record.current):
+            self.sessions.drop(name, record.id)
+            record.method = method
+            return None
+        started = time.perf_counter()
+        live = self.sessions.build(name, record, method)
+        latency = time.perf_counter() - started
+        self.sessions.put(name, record.id, live)
+        record.method = method
+        self._refresh_mask(name, record)
+        return latency
+
+    def delete_object(self, name: str, object_id: int) -> dict[str, Any]:
+        """Delete an object: a step of the image history, so undo puts it back."""
         with self._lock(name):
-            annotation, record = self._object(name, object_id)
-            annotation.objects.remove(record)
-            self._sessions.get(name, {}).pop(object_id, None)
+            annotation, record = self._object(name, object_id, change=True)
+            history.delete_object(annotation, record)
+            self.sessions.drop(name, object_id)
             self._save(annotation)
+            return {"id": object_id, "deleted": True, "image_state": image_state(annotation)}
 
-    # ----------------------------------------------------------------- prompts
+    # ----------------------------------------------------------------- steps
     def click(self, name: str, object_id: int, x: float, y: float, positive: bool = True) -> dict[str, Any]:
         """Add a positive or negative click at pixel (x, y)."""
-        annotation = self._annotation(name)
-        self._check_point(annotation, x, y, "click")
+        self._check_point(self._annotation(name), x, y, "click")
         return self._prompt(name, object_id, Action("click", float(x), float(y), bool(positive)))
 
     def box(self, name: str, object_id: int, x0: float, y0: float, x1: float, y1: float) -> dict[str, Any]:
@@ -165,153 +201,143 @@ class AnnotatorService:
         annotation = self._annotation(name)
         self._check_point(annotation, x0, y0, "box corner")
         self._check_point(annotation, x1, y1, "box corner")
-        left, right = sorted((float(x0), float(x1)))
+        left, right = sorted((float(x0), float(x1)))  # a box may be drawn in any direction
         top, bottom = sorted((float(y0), float(y1)))
-        if right - left < 1 or bottom - top < 1:
-            raise BadInput("the box must be at least 1 pixel wide and high")
+        try:
+            check_box((left, top, right, bottom), (annotation.height, annotation.width))  # the one rule for boxes
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
         return self._prompt(name, object_id, Action("box", box=(left, top, right, bottom)))
 
-    def undo(self, name: str, object_id: int) -> dict[str, Any]:
-        """Undo the object's last prompt."""
-        return self._history(name, object_id, redo=False)
-
-    def redo(self, name: str, object_id: int) -> dict[str, Any]:
-        """Redo the last undone prompt."""
-        return self._history(name, object_id, redo=True)
+    def stroke(self, name: str, object_id: int, mode: str, radius: float,
+               points: Sequence[Sequence[float]]) -> dict[str, Any]:
+        """Paint (``mode="paint"``) or erase along the polyline ``points`` (XY pixels) with a round
+        brush of ``radius`` pixels (see :mod:`clicksam.server.brush`). Needs no model."""
+        try:
+            step = Stroke.from_dict({"mode": mode, "radius": radius, "points": [list(p) for p in points]})
+        except ValueError as exc:
+            raise BadInput(str(exc)) from exc
+        with self._lock(name):
+            annotation, record = self._object(name, object_id, change=True)
+            before = self._mask_array(annotation, record)
+            after = paint(before, step)
+            step = dataclasses.replace(step, changed=mask_to_rle(before ^ after))
+            record.mask = mask_to_rle(after)
+            history.push_step(annotation, record, step)
+            self._save(annotation)
+            return self._answer(annotation, record)
 
     def reset(self, name: str, object_id: int) -> dict[str, Any]:
-        """Clear the object's prompts and mask (keeps its label and method)."""
+        """Clear the object (keeps its class and method): a step that undo takes back."""
         with self._lock(name):
-            annotation, record = self._object(name, object_id)
-            record.actions, record.redo, record.mask, record.score = [], [], None, None
-            self._sessions.get(name, {}).pop(object_id, None)
+            annotation, record = self._object(name, object_id, change=True)
+            if not record.current:
+                raise Conflict(f"object {object_id} is empty already")
+            history.push_step(annotation, record, Reset(record.mask, record.score))
+            record.mask, record.score = None, None
+            self.sessions.drop(name, object_id)
             self._save(annotation)
-            return self._view(record)
+            return self._answer(annotation, record)
 
     # ----------------------------------------------------------------- internals
     def _prompt(self, name: str, object_id: int, action: Action) -> dict[str, Any]:
         with self._lock(name):
-            annotation, record = self._object(name, object_id)
-            session = self._session(name, record)
+            annotation, record = self._object(name, object_id, change=True)
+            session = self.sessions.get(name, record)
             try:
-                with self._compute:  # the latency shown is compute time, not time queued
+                with self.sessions.compute:  # the latency shown is compute time, not time queued
                     started = time.perf_counter()
-                    self._apply(session, action)
+                    mask = apply_prompt(session, action)
                     latency = time.perf_counter() - started
             except ValueError as exc:
                 raise BadInput(str(exc)) from exc
-            record.actions.append(action)
-            record.redo.clear()
-            self._store_mask(record, session)
+            action = dataclasses.replace(action, state=self.sessions.store_current(name, record.id))
+            history.push_step(annotation, record, action)
+            self._refresh_mask(name, record, mask)
             self._save(annotation)
-            return self._view(record, latency)
+            return self._answer(annotation, record, latency)
 
-    def _history(self, name: str, object_id: int, redo: bool) -> dict[str, Any]:
-        with self._lock(name):
-            annotation, record = self._object(name, object_id)
-            source, target = (record.redo, record.actions) if redo else (record.actions, record.redo)
-            if not source:
-                raise Conflict(f"nothing to {'redo' if redo else 'undo'} for object {object_id}")
-            session = self._session(name, record)
-            started = time.perf_counter()
-            session.redo() if redo else session.undo()
-            latency = time.perf_counter() - started
-            target.append(source.pop())
-            self._store_mask(record, session)
-            self._save(annotation)
-            return self._view(record, latency)
-
-    @staticmethod
-    def _apply(session: ObjectSession, action: Action) -> None:
-        if action.kind == "click":
-            session.add_click(action.x, action.y, positive=action.positive)
-        else:
-            session.add_box(*action.box)
-
-    def _session(self, name: str, record: ObjectRecord) -> ObjectSession:
-        """The object's live session, rebuilt by replaying its saved history when needed."""
-        live = self._sessions.get(name)
-        if live is not None and record.id in live:
-            self._sessions.move_to_end(name)
-            return live[record.id]
-        prepared = self.worker.get(name, self.encode_timeout)
-        try:
-            session = self.factory.create(prepared, record.method)
-        except ValueError as exc:
-            raise Conflict(str(exc)) from exc
-        with self._compute:
-            for action in [*record.actions, *reversed(record.redo)]:
-                self._apply(session, action)
-            for _ in record.redo:
-                session.undo()
-        with self._guard:
-            self._sessions.setdefault(name, {})[record.id] = session
-            self._sessions.move_to_end(name)
-            while len(self._sessions) > self.live_images:
-                self._sessions.popitem(last=False)
-        return session
-
-    @staticmethod
-    def _store_mask(record: ObjectRecord, session: ObjectSession) -> None:
-        mask = session.mask if record.actions else None
-        if mask is None:
+    def _refresh_mask(self, name: str, record: ObjectRecord, model_mask: Optional[np.ndarray] = None) -> None:
+        """Recompute the mask: the session's (model) mask with the strokes' overrides on top
+        (``model_mask``: the session's mask when the caller has it already; it is computed on demand)."""
+        steps = record.current
+        if not steps:
             record.mask, record.score = None, None
             return
-        record.mask = mask_to_rle(np.asarray(mask, dtype=bool))
-        score = session.score
+        annotation = self._annotation(name)
+        shape = (annotation.height, annotation.width)
+        if any(isinstance(s, Action) for s in steps):
+            session = self.sessions.get(name, record)
+            mask = session.mask if model_mask is None else model_mask
+            model, score = np.asarray(mask, dtype=bool), session.score
+        else:
+            model, score = np.zeros(shape, dtype=bool), None
+        record.mask = mask_to_rle(apply_overrides(model, override_layer(steps, shape)))
         record.score = None if score is None else round(float(score), 4)
 
+    @staticmethod
+    def _mask_array(annotation: ImageAnnotation, record: ObjectRecord) -> np.ndarray:
+        if record.mask is None:
+            return np.zeros((annotation.height, annotation.width), dtype=bool)
+        return rle_to_mask(record.mask)
+
+    @staticmethod
+    def _index(annotation: ImageAnnotation, record: ObjectRecord) -> int:
+        return next((i for i, o in enumerate(annotation.objects) if o.id == record.id), -1)
+
     def _view(self, record: ObjectRecord, latency: Optional[float] = None) -> dict[str, Any]:
-        view: dict[str, Any] = {"id": record.id, "label": record.label, "method": record.method,
-                                "clicks": record.clicks, "box": record.box, "score": record.score,
-                                "can_undo": bool(record.actions), "can_redo": bool(record.redo),
-                                "mask": None, "area": 0, "bbox": None}
-        if record.mask is not None:
-            view["mask"] = mask_to_runs(rle_to_mask(record.mask))
-            view["area"] = rle_area(record.mask)
-            view["bbox"] = rle_bbox(record.mask)
-        if latency is not None:
-            view["latency_ms"] = round(latency * 1000.0, 1)
-        return view
+        entry = self.store.classes.get(record.class_id)
+        return object_view(record, entry.name if entry is not None else "", latency)
+
+    def _answer(self, annotation: ImageAnnotation, record: ObjectRecord,
+                latency: Optional[float] = None) -> dict[str, Any]:
+        return {**self._view(record, latency), "image_state": image_state(annotation)}
 
     def _lock(self, name: str) -> threading.RLock:
         self.folder.resolve(name)
         with self._guard:
             return self._locks.setdefault(name, threading.RLock())
 
-    def _load_quietly(self, name: str) -> Optional[ImageAnnotation]:
-        try:
-            return self.store.load(name)
-        except ValueError:
-            return None
-
     def _annotation(self, name: str) -> ImageAnnotation:
-        path = self.folder.resolve(name)
+        """The image's annotation (loaded once); the image must be readable (422) and of the size
+        the annotation was made on (409)."""
+        info = self._info(name)  # the size as read_image decodes it (EXIF applied)
         with self._guard:
-            cached = self._annotations.get(name)
-        if cached is not None:
-            return cached
-        try:
-            annotation = self.store.load(name)
-        except ValueError as exc:
-            raise Conflict(str(exc)) from exc
+            annotation = self._annotations.get(name)
         if annotation is None:
-            with Image.open(path) as image:  # header only: the size, as read_image will decode it
-                width, height = image.size
-            annotation = ImageAnnotation(name, width, height)
-        with self._guard:
-            return self._annotations.setdefault(name, annotation)
+            try:
+                annotation = self.store.load(name)
+                if annotation is not None:
+                    check_masks(annotation)
+            except ValueError as exc:
+                raise Conflict(str(exc)) from exc
+            if annotation is None:
+                annotation = ImageAnnotation(name, info.width, info.height)
+            with self._guard:
+                annotation = self._annotations.setdefault(name, annotation)
+        if (annotation.width, annotation.height) != (info.width, info.height):
+            raise Conflict(f"the annotation of {name!r} was made on a {annotation.width}x{annotation.height} image but "
+                           f"the file is {info.width}x{info.height} now; put the original image back, or move "
+                           f"{self.store.path_for(name)} away to start this image again")
+        return annotation
 
-    def _object(self, name: str, object_id: int) -> tuple[ImageAnnotation, ObjectRecord]:
+    def _object(self, name: str, object_id: int, change: bool = False) -> tuple[ImageAnnotation, ObjectRecord]:
+        """The annotation and a live object; ``change`` refuses a locked object (409)."""
         annotation = self._annotation(name)
         record = annotation.find(object_id)
         if record is None:
             raise NotFound(f"image {name!r} has no object {object_id}")
+        if change and record.locked:
+            raise Conflict(f"object {object_id} is locked; unlock it to change it")
         return annotation, record
 
-    def _save(self, annotation: ImageAnnotation) -> None:
+    def _save(self, annotation: ImageAnnotation, started: bool = True) -> None:
+        """Write the file; ``started``: a change of the annotation, which moves a to-do image in progress."""
+        if started and annotation.review == "todo":
+            annotation.review = "in_progress"
         self.store.save(annotation)
-        self._counts[annotation.image] = len(annotation.objects)
+        self.states.collect(annotation)
+        self.catalog.summarise(annotation)
 
     def _check_method(self, method: str) -> str:
         from clicksam.methods import canonical_method, parse_method
@@ -327,13 +353,7 @@ class AnnotatorService:
         return canonical
 
     @staticmethod
-    def _check_label(label: str) -> str:
-        text = label.strip() if isinstance(label, str) else ""
-        if not text or len(text) > MAX_LABEL_LENGTH or any(ord(c) < 32 for c in text):
-            raise BadInput(f"label must be 1-{MAX_LABEL_LENGTH} printable characters")
-        return text
-
-    @staticmethod
     def _check_point(annotation: ImageAnnotation, x: float, y: float, what: str) -> None:
         if not (0 <= x < annotation.width and 0 <= y < annotation.height):
             raise BadInput(f"{what} ({x:g}, {y:g}) lies outside the {annotation.width}x{annotation.height} image")
+

@@ -15,12 +15,12 @@ sample's prompts depend only on its own seed, never on which other samples share
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from clicksam.train.distance import distance_transform
+from clicksam.train.distance import beyond_fraction, squared_distance_maps
 
 FRAME = 1024
 
@@ -118,13 +118,14 @@ class Clicks:
         return (self.labels >= 0).sum(1)
 
 
-def next_click(
+def sample_next_click(
     target: torch.Tensor, pred: torch.Tensor, clicks: Clicks, rng: SampleRandom, ratio: float = 1.7,
     active: torch.Tensor | None = None,
 ) -> Clicks:
     """Add the next training click (SPEC §7.3): in the error region (false negatives vs false
     positives) with the larger interior distance, uniformly among its cells whose distance is
-    above max/ratio. Samples without errors, or not ``active``, get a padding click.
+    above max/ratio. Samples without errors, or not ``active``, get a padding click. Distances are
+    exact squared integers (``squared_distance_maps``), so every comparison is exact.
 
     Args:
         target: B×1×h×w (1/0/-1) on the map grid; pred: B×1×h×w bool prediction on the same grid.
@@ -142,15 +143,15 @@ def next_click(
     gt = target[:, 0]
     fn = (gt == 1) & ~pred[:, 0]
     fp = (gt == 0) & pred[:, 0]
-    dist = distance_transform(torch.cat([fn, fp], 0))
-    dist = dist * ~torch.cat([clicks.clicked, clicks.clicked], 0)
-    dist_fn, dist_fp = dist[:b], dist[b:]
-    max_fn = dist_fn.flatten(1).max(1).values
-    max_fp = dist_fp.flatten(1).max(1).values
+    sq = squared_distance_maps(torch.cat([fn, fp], 0))
+    sq = torch.where(torch.cat([clicks.clicked, clicks.clicked], 0), 0, sq)
+    sq_fn, sq_fp = sq[:b], sq[b:]
+    max_fn = sq_fn.flatten(1).max(1).values
+    max_fp = sq_fp.flatten(1).max(1).values
     positive = max_fn > max_fp
-    chosen = torch.where(positive[:, None, None], dist_fn, dist_fp)
+    chosen = torch.where(positive[:, None, None], sq_fn, sq_fp)
     best = torch.maximum(max_fn, max_fp)
-    candidates = (chosen > (best / ratio)[:, None, None]) & (chosen > 0)
+    candidates = beyond_fraction(chosen, best, ratio) & (chosen > 0)
     rows, cols, found = _pick_cells(candidates, u)
     if active is not None:
         found = found & active.to(found.device)
@@ -210,11 +211,11 @@ def multi_point_prompts(
     n_pos = geometric_counts(rng, max_points, gamma, 1)
     n_neg = geometric_counts(rng, max_points, gamma, 0)
     use_border = rng.uniform() < border_prob
-    inner = distance_transform(obj)
+    inner = squared_distance_maps(obj)  # squared: distance ≥ 2 is inner ≥ 4
     best = inner.flatten(1).max(1).values
-    first_rows, first_cols, has_obj = _pick_cells(inner > (best / 1.7)[:, None, None], rng.uniform())
+    first_rows, first_cols, has_obj = _pick_cells(beyond_fraction(inner, best, 1.7), rng.uniform())
     first = cells_to_frame(first_rows, first_cols, w)
-    eroded = torch.where((best >= 2)[:, None, None], inner >= 2, obj)
+    eroded = torch.where((best >= 4)[:, None, None], inner >= 4, obj)
     eroded[torch.arange(b), first_rows, first_cols] = False
     rest, rest_valid = _pick_many(eroded, n_pos - 1, rng, max_points - 1)
     radius = (border_ratio * obj.flatten(1).sum(1).float().sqrt()).ceil().clamp(min=2)
@@ -300,22 +301,23 @@ def frame_points(coords: torch.Tensor, frame: int) -> torch.Tensor:
     return coords if frame == FRAME else (coords + 0.5) * (frame / FRAME) - 0.5
 
 
-def session_logits(model: torch.nn.Module, embedding: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor,
+def session_logits(model: torch.nn.Module, features: Any, coords: torch.Tensor, labels: torch.Tensor,
                    mask_input: Optional[torch.Tensor]) -> torch.Tensor:
     """SAM's low-res logits K×1×h×w for K click sequences, decoded as ``InteractiveSession``
     decodes them: a lone first click (no ``mask_input``) takes the multimask output with the
     highest predicted IoU, every later click the single-mask output.
 
     Args:
-        embedding: K×C×H×W image embeddings; coords K×N×2 (x, y) and labels K×N in the model's
-            frame; mask_input K×1×h×w previous logits or None.
+        features: the feature bundle of the K images (``Batch.features_at``; SAM also takes its
+            K×C×H×W embedding alone); coords K×N×2 (x, y) and labels K×N in the model's frame;
+            mask_input K×1×h×w previous logits or None.
     """
     points = (coords, labels)
     if mask_input is None and coords.shape[1] == 1:
-        out = model.decode(embedding, points, multimask_output=True)
+        out = model.decode(features, points, multimask_output=True)
         best = out.iou_predictions.argmax(1)
         return out.low_res_logits[torch.arange(coords.shape[0], device=best.device), best][:, None]
-    return model.decode(embedding, points, mask_input=mask_input, multimask_output=False).low_res_logits
+    return model.decode(features, points, mask_input=mask_input, multimask_output=False).low_res_logits
 
 
 def simulate_iterative_clicks(
@@ -331,7 +333,7 @@ def simulate_iterative_clicks(
         target: B×1×h×w map (1/0/-1) the clicks are placed on.
         counts: B long, clicks per sample (≥ 1), e.g. from ``geometric_counts``.
         rng: per-sample streams.
-        ratio: see ``next_click``.
+        ratio: see ``sample_next_click``.
     Returns:
         (clicks with every sample's n clicks, previous low-res logits B×1×256×256 or None when no
         sample had a round 2, has_prev B bool: samples whose previous logits are real).
@@ -341,7 +343,7 @@ def simulate_iterative_clicks(
     device = target.device
     clicks = Clicks.empty(b, h, device)
     empty = torch.zeros(b, 1, h, w, dtype=torch.bool, device=device)
-    clicks = next_click(target, empty, clicks, rng, ratio)
+    clicks = sample_next_click(target, empty, clicks, rng, ratio)
     prev: torch.Tensor | None = None
     has_prev = torch.zeros(b, dtype=torch.bool, device=device)
     for round_index in range(1, int(counts.max().item()) if b else 1):
@@ -357,5 +359,5 @@ def simulate_iterative_clicks(
         prev[idx] = logits
         has_prev[idx] = True
         pred = F.interpolate(prev, size=(h, w), mode="bilinear", align_corners=False) > 0
-        clicks = next_click(target, pred, clicks, rng, ratio, active=active)
+        clicks = sample_next_click(target, pred, clicks, rng, ratio, active=active)
     return clicks, prev, has_prev

@@ -1,25 +1,32 @@
-"""The embedding store: SAM image embeddings of a training set, computed once.
+"""The embedding store: the feature bundles of a training set's images, computed once.
 
 Layout of a store folder::
 
-    manifest.json                 format, version, signature, shard size, dataset specs, key count
-    shard-00000.safetensors       "embeddings": n×256×64×64 float16; metadata: signature, keys,
-    shard-00001.safetensors       input sizes (h, w) and original sizes (H, W) of its n images
-    ...
+    manifest.json                 format, version, signature, shard size, dataset specs, key count,
+                                  the bundle's entry names
+    shard-00000.safetensors       one float16 tensor per bundle entry, n×... (SAM: "embedding"
+    shard-00001.safetensors       n×256×64×64; SAM 2 adds "high_res_s0" n×32×256×256 and
+    ...                           "high_res_s1" n×64×128×128; HQ-SAM "early_feature" n×C×64×64);
+                                  metadata: signature, keys, input sizes (h, w) and original sizes
+                                  (H, W) of its n images
+
+A ViT-B store takes 2 MiB per image, SAM 2 8 MiB, HQ-SAM ViT-B 8 MiB (its early feature is 768 wide).
+Stores of version 1 (SAM only: one "embeddings" tensor) are still read.
 
 Image ``i`` of the fixed key order lives in shard ``i // shard_size``. Shards are written
 atomically, so an interrupted build resumes by skipping the shards already complete. The
-*signature* names the model, a digest of the encoder's weights, the channel order and the
+*signature* (:func:`clicksam.cache.feature_signature`, shared with the embedding cache, plus the
+storage dtype) names the model, a digest of the encoder's weights, the channel order and the
 preprocessing; a store whose signature differs from the model's is refused (by the builder and by
 the trainer), because its embeddings would silently be wrong.
 
-Entry points: :func:`build_embedding_store` (used by ``clicksam embed --dataset``) and
+Entry points: :func:`build_embedding_store` (used by ``clicksam embed --config/--dataset``) and
 :class:`EmbeddingStore` (read side, used by the trainer's data loader).
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
+import os
 from collections import Counter
 import json
 from dataclasses import dataclass
@@ -29,46 +36,28 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from clicksam.cache import PREPROCESS_VERSION
+from clicksam.cache import feature_signature
+from clicksam.models.sam import EMBEDDING
 from clicksam.io.atomic import atomic_write_bytes, atomic_write_json
 from clicksam.train.data import ObjectSource
 
 STORE_FORMAT = "clicksam-embedding-store"
-STORE_VERSION = 1
-
-
-def encoder_digest(model: torch.nn.Module) -> str:
-    """The checkpoint's sha256 when the model was loaded from a file, else a hash of the image
-    encoder's weights (so a fine-tuned decoder does not invalidate a store)."""
-    known = getattr(model, "weights_sha256", None)
-    if known:
-        return f"sha256:{known}"
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.image_encoder.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    return f"encoder-params:{h.hexdigest()}"
+STORE_VERSION = 2
+V1_EMBEDDINGS = "embeddings"  # version 1's one tensor: SAM's embedding
 
 
 def store_signature(model: torch.nn.Module) -> dict[str, Any]:
-    """What an embedding depends on: model, encoder weights, channel order and preprocessing."""
-    return {
-        "model_name": model.model_name,
-        "weights": encoder_digest(model),
-        "image_format": model.image_format,
-        "preprocess": PREPROCESS_VERSION,
-        "image_size": int(model.image_size),
-        "pixel_mean": [round(float(v), 6) for v in model.pixel_mean.flatten()],
-        "pixel_std": [round(float(v), 6) for v in model.pixel_std.flatten()],
-        "dtype": "float16",
-    }
+    """What the store's embeddings depend on: the model's feature signature (the one the
+    embedding cache uses: model, encoder weights, channel order, preprocessing) and the storage
+    dtype."""
+    return {**feature_signature(model), "dtype": "float16"}
 
 
 def _mismatch(stored: dict[str, Any], wanted: dict[str, Any], where: Path) -> str:
     diffs = [f"{k}: store has {stored.get(k)!r}, model has {wanted.get(k)!r}"
              for k in sorted(set(stored) | set(wanted)) if stored.get(k) != wanted.get(k)]
     return (f"the embedding store {where} was built with a different model or preprocessing "
-            f"({'; '.join(diffs)}). Rebuild it with `clicksam embed --dataset ... --out NEW_DIR` for this model")
+            f"({'; '.join(diffs)}). Rebuild it for this model with `clicksam embed --config TRAIN_CONFIG --out NEW_DIR` (or --dataset ...)")
 
 
 @dataclass
@@ -100,21 +89,18 @@ def _shard_complete(path: Path, signature: dict[str, Any], keys: Sequence[str]) 
     return json.loads(meta.get("keys", "[]")) == list(keys)
 
 
-def _encode(model: torch.nn.Module, images: list[np.ndarray]) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-    """Encode RGB images (each H×W×3 uint8) -> (n×256×64×64 float16 on the CPU, input sizes)."""
-    from clicksam.transforms import ResizeLongestSide
-
-    transform = ResizeLongestSide(model.image_size)
+def _encode(model: torch.nn.Module, images: list[np.ndarray]) -> tuple[dict[str, torch.Tensor], list[tuple[int, int]]]:
+    """Encode RGB images (each H×W×3 uint8) -> (the feature bundle, name -> n×... float16 on the CPU,
+    input sizes)."""
+    transforms = model.transforms()
     batch, sizes = [], []
     for image in images:
-        pixels = image if model.image_format == "RGB" else image[..., ::-1]
-        resized = transform.apply_image(np.ascontiguousarray(pixels))
-        sizes.append(resized.shape[:2])
-        tensor = torch.as_tensor(resized, device=model.device).permute(2, 0, 1).float()
-        batch.append(model.preprocess(tensor[None])[0])
+        model_input, size = transforms.image_to_input(image, model.device)
+        batch.append(model_input)
+        sizes.append(size)
     with torch.no_grad():
-        emb = model.encode(torch.stack(batch))
-    return emb.to(torch.float16).cpu(), sizes
+        features = model.encode_features(torch.cat(batch))
+    return {name: t.to(torch.float16).cpu() for name, t in features.items()}, sizes
 
 
 def build_embedding_store(
@@ -126,8 +112,8 @@ def build_embedding_store(
     Args:
         sources: training sources; their ``image_keys()`` give the images, in order.
         out: store folder (created; reused when it holds a partial store of the same signature).
-        model: the SAM model whose encoder produces the embeddings (eval mode, any device).
-        shard_size: images per shard file (a shard of 64 ViT embeddings is 128 MiB).
+        model: the model whose encoder produces the feature bundles (eval mode, any device).
+        shard_size: images per shard file (a shard of 64 SAM embeddings is 128 MiB, of SAM 2's 512 MiB).
         batch_size: images per encoder call.
         progress: show a tqdm bar.
         dataset_specs: the config entries of the sources, recorded in the manifest.
@@ -154,6 +140,8 @@ def build_embedding_store(
     manifest_path = out / "manifest.json"
     if manifest_path.is_file():
         old = json.loads(manifest_path.read_text())
+        if old.get("version", 1) != STORE_VERSION:
+            raise ValueError(f"{out} holds a version {old.get('version', 1)} store; build the new one in a new --out folder")
         if old.get("signature") != signature:
             raise ValueError(_mismatch(old.get("signature", {}), signature, out))
         if old.get("shard_size") != shard_size or old.get("num_images") != len(keys):
@@ -162,6 +150,7 @@ def build_embedding_store(
     atomic_write_json(manifest_path, {
         "format": STORE_FORMAT, "version": STORE_VERSION, "signature": signature, "shard_size": shard_size,
         "num_images": len(keys), "num_shards": -(-len(keys) // shard_size), "datasets": dataset_specs or [],
+        "features": list(model.feature_names),
     })
     encoded = reused = 0
     model.eval()
@@ -173,26 +162,30 @@ def build_embedding_store(
             reused += 1
             bar.update(len(shard_keys))
             continue
-        parts, sizes, originals = [], [], []
+        parts: dict[str, list[torch.Tensor]] = {}
+        sizes, originals = [], []
         first = shard * shard_size
         for start in range(0, len(shard_keys), batch_size):
             stop = min(start + batch_size, len(shard_keys))
             images = [src.read_image(k) for src, k in owner[first + start : first + stop]]
-            emb, input_sizes = _encode(model, images)
-            parts.append(emb)
+            features, input_sizes = _encode(model, images)
+            for name, tensor in features.items():
+                parts.setdefault(name, []).append(tensor)
             sizes.extend([list(s) for s in input_sizes])
             originals.extend([list(im.shape[:2]) for im in images])
             encoded += len(images)
             bar.update(len(images))
         meta = {"signature": json.dumps(signature), "keys": json.dumps(shard_keys),
                 "input_sizes": json.dumps(sizes), "original_sizes": json.dumps(originals)}
-        atomic_write_bytes(path, safetensors_bytes({"embeddings": torch.cat(parts).contiguous()}, metadata=meta))
+        tensors = {name: torch.cat(chunks).contiguous() for name, chunks in parts.items()}
+        atomic_write_bytes(path, safetensors_bytes(tensors, metadata=meta))
     bar.close()
     return StoreSummary(out, len(keys), encoded, reused)
 
 
 class EmbeddingStore:
-    """Read side of a store: ``store.get(key) -> 256×64×64 float16`` (memory-mapped, lazy).
+    """Read side of a store: ``store.get_features(key) -> {name: tensor}``, the image's feature
+    bundle in float16 (memory-mapped, lazy); ``store.get(key)`` its embedding alone (256×64×64).
 
     Safe to pass to data-loader workers: open file handles are not pickled, each process opens
     its own.
@@ -205,11 +198,15 @@ class EmbeddingStore:
         manifest = self.path / "manifest.json"
         if not manifest.is_file():
             raise FileNotFoundError(f"no embedding store at {self.path} (manifest.json missing); "
-                                    "build one with `clicksam embed --dataset TYPE --data-root DIR --out STORE`")
+                                    "build it with `clicksam embed --config TRAIN_CONFIG` (or --dataset TYPE --data-root DIR --out STORE)")
         info = json.loads(manifest.read_text())
         if info.get("format") != STORE_FORMAT:
             raise ValueError(f"{manifest} is not a clicksam embedding store manifest")
         self.signature: dict[str, Any] = info["signature"]
+        self.version = int(info.get("version", 1))
+        # shard tensor name -> bundle entry name
+        self.tensor_names = ({V1_EMBEDDINGS: EMBEDDING} if self.version == 1
+                             else {name: name for name in info.get("features", [EMBEDDING])})
         self.index: dict[str, tuple[int, int]] = {}
         self.input_sizes: dict[str, tuple[int, int]] = {}
         missing = []
@@ -240,19 +237,24 @@ class EmbeddingStore:
 
     def get(self, key: str) -> torch.Tensor:
         """The embedding of image ``key``: 256×64×64 float16."""
+        return self.get_features(key)[EMBEDDING]
+
+    def get_features(self, key: str) -> dict[str, torch.Tensor]:
+        """The feature bundle of image ``key``: name -> float16 tensor without the batch axis
+        (SAM: ``{"embedding": 256×64×64}``)."""
         from safetensors import safe_open
 
         where = self.index.get(key)
         if where is None:
             hint = f" ({len(self.missing_shards)} shards are missing: the build was interrupted?)" if self.missing_shards else ""
             raise RuntimeError(f"image {key!r} is not in the embedding store {self.path}{hint}; "
-                               "run `clicksam embed --dataset ...` again with the same --out to complete it")
+                               "run `clicksam embed --config ...` (or --dataset ...) again with the same store folder to complete it")
         shard, row = where
         handle = self._handles.get(shard)
         if handle is None:
             handle = safe_open(str(_shard_path(self.path, shard)), framework="pt")
             self._handles[shard] = handle
-        return handle.get_slice("embeddings")[row : row + 1][0]
+        return {name: handle.get_slice(stored)[row : row + 1][0] for stored, name in self.tensor_names.items()}
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -260,32 +262,73 @@ class EmbeddingStore:
         return state
 
 
+@dataclass
+class _EmbedPlan:
+    """What ``clicksam embed --config/--dataset`` builds: sources, model files, store folder."""
+
+    specs: list[dict[str, Any]]
+    min_area: int
+    model: str
+    checkpoints: Optional[list[str]]
+    out: Path
+    device: str
+    random_weights: bool
+
+
+def _plan_from_config(args: argparse.Namespace, path: Path) -> _EmbedPlan:
+    from clicksam.train.config import load_config, override_model
+
+    config = load_config(path)
+    note = override_model(config, args.model, [str(p) for p in args.checkpoint] if args.checkpoint else None)
+    if note:
+        print(f"note: {note}")
+    out = args.out or (Path(config.data.store) if config.data.store else None)
+    if out is None:
+        raise ValueError(f"{path} has no data.store; pass --out STORE (and set data.store to it for training)")
+    return _EmbedPlan([dict(s) for s in config.data.datasets], config.data.min_area, config.model,
+                      [os.path.expanduser(p) for p in config.checkpoint], Path(out), args.device or config.device,
+                      config.random_weights or args.random_weights)
+
+
+def _plan_from_dataset(args: argparse.Namespace) -> _EmbedPlan:
+    if args.out is None:
+        raise ValueError("--dataset needs --out STORE (the store folder to build)")
+    spec: dict[str, Any] = {"type": args.dataset}
+    if args.data_root is not None:
+        spec["root"] = str(args.data_root)
+    files = [str(f) for f in args.checkpoint] if args.checkpoint else None  # None: the cached official file
+    return _EmbedPlan([spec], 100, args.model or "vit_b", files, Path(args.out), args.device or "cpu", args.random_weights)
+
+
 def run_embed_dataset(args: argparse.Namespace) -> int:
-    """``clicksam embed --dataset TYPE --data-root DIR --out STORE``: build or resume a store.
+    """``clicksam embed --config FILE`` or ``--dataset TYPE --data-root DIR --out STORE``: build or
+    resume a store.
 
-    TYPE is a reader name (coco, lvis, coco-panoptic, sbd, hqseg, folder, synthetic) or a training
-    config file (JSON/TOML) whose ``data.datasets`` are used. The model comes from the usual
-    ``--model/--checkpoint/--device`` arguments; an untrained test model is initialised with
-    seed 0, as the trainer does.
+    With ``--config`` (a training config, JSON/TOML), the store is the one the run reads: its
+    ``data.datasets`` and ``data.min_area``, its ``model`` and ``checkpoint`` files, written to its
+    ``data.store``; ``--model``, ``--checkpoint``, ``--out`` and ``--device`` override them as they
+    do for ``clicksam train``. ``--dataset`` names one reader (coco, lvis, coco-panoptic, sbd,
+    hqseg, folder, synthetic), or a config file (the same as ``--config``); the model then comes
+    from ``--model`` (default vit_b) and ``--checkpoint`` (default: the cached official file). An
+    untrained test model is initialised with seed 0, as the trainer does.
     """
-    from clicksam.commands.common import resolve_checkpoints
-    from clicksam.train.config import load_config
+    from clicksam.commands.common import build_model
     from clicksam.train.readers import build_source
-    from clicksam.train.trainer import build_base_model
 
-    if Path(args.dataset).suffix.lower() in (".json", ".toml"):
-        config = load_config(args.dataset)
-        specs = [dict(s) for s in config.data.datasets]
-        min_area = config.data.min_area
-    else:
-        spec: dict[str, Any] = {"type": args.dataset}
-        if args.data_root is not None:
-            spec["root"] = str(args.data_root)
-        specs, min_area = [spec], 100
-    sources = [build_source(s, min_area=min_area) for s in specs]
-    files = resolve_checkpoints(args.model, args.checkpoint)
-    model = build_base_model(args.model, files, device=args.device, trust_checkpoint=args.trust_checkpoint)
-    summary = build_embedding_store(sources, args.out, model, dataset_specs=specs)
+    if args.config is not None and args.dataset:
+        raise ValueError("give either --config FILE or --dataset TYPE, not both")
+    config_path = args.config
+    if config_path is None and Path(args.dataset).suffix.lower() in (".json", ".toml"):
+        config_path = Path(args.dataset)
+    plan = _plan_from_config(args, config_path) if config_path is not None else _plan_from_dataset(args)
+    device = plan.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    sources = [build_source(s, min_area=plan.min_area) for s in plan.specs]
+    # seed 0 (build_sam's default), as the trainer's build_base_model: an untrained test model gets the trainer's weights
+    model = build_model(plan.model, plan.checkpoints, device=device, trust_checkpoint=args.trust_checkpoint,
+                        random_weights=plan.random_weights)
+    summary = build_embedding_store(sources, plan.out, model, dataset_specs=plan.specs)
     skipped: Counter[str] = Counter()
     for source in sources:
         skipped.update(source.skipped)

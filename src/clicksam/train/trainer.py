@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 
 from clicksam.train.config import OptimConfig, TrainConfig
-from clicksam.train.data import GlobalBatchSampler, ObjectDataset, PhotometricAugment, collate
+from clicksam.train.data import FEATURE_PREFIX, GlobalBatchSampler, ObjectDataset, PhotometricAugment, collate
 from clicksam.train.method import Batch, LossModule, TrainMethod, get_method
 from clicksam.train.prompts import SampleRandom
 from clicksam.train.readers import build_source
@@ -33,13 +33,14 @@ from clicksam.train.run_files import (CHECKPOINT_NAME, METRICS_NAME, PLOT_NAME, 
 
 
 def build_base_model(name: str, checkpoint: Optional[Sequence[str | os.PathLike]] = None, methods: Sequence[str] = (),
-                     device: str | torch.device = "cpu", trust_checkpoint: bool = False) -> torch.nn.Module:
+                     device: str | torch.device = "cpu", trust_checkpoint: bool = False,
+                     random_weights: bool = False) -> torch.nn.Module:
     """``build_sam`` with its initialisation seed fixed at 0, so untrained test models (``tiny``)
     and freshly attached stages get the same weights in every process, run and store build."""
     from clicksam.build import build_sam
 
     return build_sam(name, checkpoint=list(checkpoint) if checkpoint else None, methods=tuple(methods),
-                     device=device, trust_checkpoint=trust_checkpoint, seed=0)
+                     device=device, trust_checkpoint=trust_checkpoint, seed=0, random_weights=random_weights)
 
 
 def learning_rate(step: int, optim: OptimConfig, total_steps: int) -> float:
@@ -112,7 +113,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         method_cls = get_method(config.method)
         checkpoints = [os.path.expanduser(p) for p in config.checkpoint]
-        model = build_base_model(config.model, checkpoints, method_cls.stages, self.device)
+        model = build_base_model(config.model, checkpoints, method_cls.stages, self.device,
+                                 random_weights=config.random_weights)
         if config.data.image_size != model.image_size:
             raise ValueError(f"data.image_size {config.data.image_size} differs from the model's input size {model.image_size}")
         self.model = model
@@ -132,6 +134,7 @@ class Trainer:
             self.sources, seed=config.seed, image_size=config.data.image_size, min_area=config.data.min_area,
             augment=PhotometricAugment() if config.data.augment else None,
             with_image=self.store is None or method_cls.needs_image, store=self.store,
+            transforms=model.transforms(),
         )
         decay = [p for n, p in self.params if p.dim() >= 2]
         no_decay = [p for n, p in self.params if p.dim() < 2]
@@ -203,26 +206,24 @@ class Trainer:
             prefetch_factor=4 if workers > 0 else None,
         )
 
-    def _embeddings(self, data: dict[str, torch.Tensor]) -> torch.Tensor:
-        if "embedding" in data:
-            return data["embedding"].to(self.device, non_blocking=True).float()
-        image = data["image"].to(self.device, non_blocking=True).float()
-        if self.model.image_format == "BGR":
-            image = image.flip(1)
-        size = image.shape[-1]
-        h, w = data["input_size"][:, 0].to(self.device), data["input_size"][:, 1].to(self.device)
-        ar = torch.arange(size, device=self.device)
-        valid = (ar[None, :, None] < h[:, None, None]) & (ar[None, None, :] < w[:, None, None])
-        x = (image - self.model.pixel_mean) / self.model.pixel_std * valid[:, None]
+    def _features(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The batch's feature bundle (float32 on the device): from the store, or the frozen encoder."""
+        stored = {k[len(FEATURE_PREFIX):]: v for k, v in data.items() if k.startswith(FEATURE_PREFIX)}
+        if stored:
+            return {name: t.to(self.device, non_blocking=True).float() for name, t in stored.items()}
+        image = data["image"].to(self.device, non_blocking=True)
+        x = self.model.transforms().padded_batch_to_input(image, data["input_size"])
         with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
-            return self.model.encode(x).float()
+            return {name: t.float() for name, t in self.model.encode_features(x).items()}
 
     def _train_step(self, data: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
         lr = learning_rate(self.step, self.config.optim, self.config.steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        features = self._features(data)
         batch = Batch(
-            embedding=self._embeddings(data), target=data["target"].to(self.device, non_blocking=True),
+            embedding=features[self.model.embedding_key], features=features,
+            target=data["target"].to(self.device, non_blocking=True),
             input_size=data["input_size"].to(self.device), rng=SampleRandom(data["seed"].tolist(), self.device),
             step=self.step, index=data["index"],
             image=data["image"].to(self.device, non_blocking=True) if self.method.needs_image else None,

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from clicksam.methods.registry import ConvertedCheckpoint
+
 # official prefix -> clicksam prefix (the refiner's keys are returned without a prefix)
 _PREFIXES: dict[str, str] = {
     "backbone.": "image_encoder.",
@@ -93,6 +95,15 @@ def convert_official(obj: Any) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
             f"{shown}{' ...' if len(unknown) > 5 else ''}"
         )
     return sam, refiner
+
+
+def convert_checkpoint(obj: Any, attribute: str = "focus_refiner") -> ConvertedCheckpoint:
+    """The official file on clicksam's names, for ``build_sam``'s loader: the SAM weights, the
+    refiner's under ``attribute + "."``, and the BGR channel order their pipeline feeds SAM
+    (BGR pixels normalised with the RGB statistics)."""
+    sam, refiner = convert_official(obj)
+    state = {**sam, **{f"{attribute}.{key}": value for key, value in refiner.items()}}
+    return ConvertedCheckpoint(state, image_format="BGR")
 
 
 def read_shapes(shapes: str | Path | Sequence[tuple[str, Sequence[int]]]) -> list[tuple[str, tuple[int, ...]]]:

@@ -2,18 +2,20 @@
 
 Click 1 decodes on the encoder's embedding F. At click 2 a coarse decode on F gives the coarse
 logits and the single-mask token, the FocusRefiner turns them into F_r once, and click 2 is
-decoded on F_r; later clicks decode on F_r. F_r travels in the step's ``state``, so undo back to
-click 1 drops it and redo restores it. The single-mask token is used throughout.
+decoded on F_r; later clicks decode on F_r. F_r travels in the step's ``state`` (one tensor shared
+by every later step), so undo back to click 1 drops it and redo restores it; a stored step keeps F_r
+and, restored, points it at the encoder embedding again. The single-mask token is used throughout.
 """
 from __future__ import annotations
 
 import time
+from typing import Any, Mapping, Optional
 
 import torch
 from torch import nn
 
+from clicksam.interaction import DecodeContext, Stage
 from clicksam.methods.focsam.refiner import FocusRefiner
-from clicksam.methods.pipeline import DecodeContext, Stage
 
 # Keys of this stage's entries in ``StepResult.state``.
 STATE_EMBEDDING = "focsam.embedding"  # 1×256×64×64 refined embedding F_r
@@ -22,9 +24,13 @@ REFOCUS_CLICK = 2  # FocSAM refocuses once, at the second click
 
 
 def attach(model: nn.Module) -> FocusRefiner:
-    """Attach an untrained FocusRefiner at ``model.focus_refiner`` (on the model's device) and return it."""
+    """Attach an untrained FocusRefiner at ``model.focus_refiner`` (on the model's device) and return it.
+
+    Its windows cover a quarter of the embedding grid per side, as FocSAM's 16×16 cells do on
+    SAM's 64×64 grid, and its focus box reads logits in the model's frame."""
     device = next(model.parameters()).device
-    refiner = FocusRefiner().to(device).eval()
+    grid = int(model.prompt_encoder.image_embedding_size[0])
+    refiner = FocusRefiner(window_size=max(2, grid // 4), frame_size=int(model.image_size)).to(device).eval()
     model.add_module("focus_refiner", refiner)
     return refiner
 
@@ -36,17 +42,21 @@ class FocSamStage(Stage):
     ``"refine"``), empty on steps that reuse F_r or decode on F.
     """
 
-    name = "focsam"
-    attribute = "focus_refiner"
+    state_keys = (STATE_EMBEDDING,)
 
-    def __init__(self, model) -> None:
-        super().__init__(model)
+    def __init__(self, model: nn.Module, module: Optional[nn.Module] = None) -> None:
+        super().__init__(model, module)
         if not isinstance(self.module, FocusRefiner):
             raise RuntimeError(
                 "the 'focsam' stage needs model.focus_refiner; build the model with "
                 "build_sam(..., methods=['focsam']), load the official FocSAM checkpoint or a focsam method file"
             )
         self.last_timings: dict[str, float] = {}
+
+    def state_from_tensors(self, tensors: Mapping[str, torch.Tensor], embedding: torch.Tensor) -> dict[str, Any]:
+        """F_r, marked as computed from ``embedding`` (the image's encoder embedding) so it is reused."""
+        refined = tensors.get(STATE_EMBEDDING)
+        return {} if refined is None else {STATE_EMBEDDING: refined, STATE_SOURCE: embedding}
 
     @torch.no_grad()
     def before_decode(self, ctx: DecodeContext) -> None:

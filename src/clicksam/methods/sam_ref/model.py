@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .config import SamRefConfig
-from .prompt_map import prompt_map, upsample_logits
+from .prompt_maps import prompt_map, upsample_logits
 from .refiner import DetailRefiner, RefinerContext
 from .window import (Window, crop_embedding, crop_resize, detail_window, error_area, paste,
                      use_previous_base)
@@ -249,14 +249,14 @@ def attach(model: nn.Module, config: SamRefConfig | None = None) -> SamRef:
 
 def save_sam_ref_file(path: "os.PathLike[str] | str", model: nn.Module,
                       extra_metadata: dict[str, Any] | None = None) -> Path:
-    """Write ``model.sam_ref`` to a clicksam method file, its config in the metadata."""
+    """Write ``model.sam_ref`` to a clicksam method file, its config in the metadata (through
+    :func:`file_metadata`, which ``save_method_file`` asks for every stage it writes)."""
     from clicksam.checkpoint import save_method_file
 
     module = getattr(model, "sam_ref", None)
     if not isinstance(module, SamRef):
         raise ValueError("the model has no SAM-REF stage (model.sam_ref); attach and train it first")
-    meta = {METADATA_KEY: module.config.to_dict(), **(extra_metadata or {})}
-    return save_method_file(path, model, ["sam_ref."], ["sam-ref"], extra_metadata=meta)
+    return save_method_file(path, model, ["sam_ref."], ["sam-ref"], extra_metadata=extra_metadata)
 
 
 def load_sam_ref_file(model: nn.Module, path: "os.PathLike[str] | str") -> dict[str, Any]:
@@ -272,6 +272,11 @@ def load_sam_ref_file(model: nn.Module, path: "os.PathLike[str] | str") -> dict[
     if config is not None:
         attach(model, config)
     return load_method_file(model, Path(path))
+
+
+def file_metadata(module: SamRef) -> dict[str, Any]:
+    """What a method file records about ``module``: its :class:`SamRefConfig`."""
+    return {METADATA_KEY: module.config.to_dict()}
 
 
 def attach_from_metadata(model: nn.Module, metadata: dict[str, Any]) -> SamRef:

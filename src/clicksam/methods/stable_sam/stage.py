@@ -1,24 +1,25 @@
 """``StableSamStage``: Stable-SAM in the interaction pipeline.
 
-The stage only switches the decoder's second two-way block to the plugin's keys/values
-(``ctx.use_stable_sam = True``); every decode of the step goes through it, FocSAM's coarse decode
-included, so it combines with ``focsam`` and ``sam-ref`` without further coordination.
+The stage only hands the decoder the plugin as the key/value plugin of its second two-way block
+(``ctx.hooks``); every decode of the step goes through it, FocSAM's coarse decode included, so it
+combines with ``focsam`` and ``sam-ref`` without further coordination.
 """
 from __future__ import annotations
 
-from clicksam.methods.pipeline import DecodeContext, Stage
+from typing import Optional
 
-from .plugin import StableSamPlugin
+from torch import nn
+
+from clicksam.interaction import DecodeContext, Stage
+
+from .plugin import StableSamPlugin, decoder_hooks
 
 
 class StableSamStage(Stage):
     """Routes the decoder's 2nd-block cross-attention through ``model.stable_sam``."""
 
-    name = "stable-sam"
-    attribute = "stable_sam"
-
-    def __init__(self, model) -> None:
-        super().__init__(model)
+    def __init__(self, model: nn.Module, module: Optional[nn.Module] = None) -> None:
+        super().__init__(model, module)
         if not isinstance(self.module, StableSamPlugin):
             raise RuntimeError(
                 "the 'stable-sam' stage needs model.stable_sam; build the model with "
@@ -26,4 +27,4 @@ class StableSamStage(Stage):
             )
 
     def before_decode(self, ctx: DecodeContext) -> None:
-        ctx.use_stable_sam = True
+        ctx.hooks = decoder_hooks(self.module, ctx.hooks)

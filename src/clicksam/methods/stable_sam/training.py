@@ -27,7 +27,7 @@ from clicksam.train import losses
 from clicksam.train.method import Batch, LossOutput, TrainMethod, register_method
 from clicksam.train.prompts import frame_points, noisy_boxes, object_boxes, random_positive_points
 
-from .plugin import StableSamPlugin
+from .plugin import StableSamPlugin, decoder_hooks
 
 CLEAN_BOX, NOISY_BOX, POINTS = 0, 1, 2
 
@@ -130,8 +130,9 @@ class StableSamTraining(TrainMethod):
         dice = torch.zeros(batch.size, device=emb.device)
         ious = torch.zeros(batch.size, device=emb.device)
         alpha1 = torch.zeros(batch.size, device=emb.device)
+        hooks = decoder_hooks(self.plugin)
         for idx, prompt in groups:
-            out = self.model.decode(emb[idx], multimask_output=False, use_stable_sam=True, **prompt)
+            out = self.model.decode(batch.features_at(idx, emb[idx]), multimask_output=False, hooks=hooks, **prompt)
             logits, t = out.low_res_logits, target[idx]
             b_loss, d_loss = losses.bce_loss(logits, t), losses.dice_loss(logits, t)
             loss = b_loss + float(self.options["dice_weight"]) * d_loss

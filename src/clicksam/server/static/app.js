@@ -1,62 +1,51 @@
-// The annotator page: image list, objects, prompts, undo/redo, display options, shortcuts.
+// The annotator page: images and review status, objects, prompts and strokes, image-level
+// undo/redo, classes, display options, zoom and pan, keyboard shortcuts.
 import { api } from "./api.js";
-import { View, objectColour } from "./view.js";
+import { loadClasses, wireClassForm } from "./classes.js";
+import { wireExports } from "./exports.js";
+import { listedImages, nextToDo, noteReview, renderImages } from "./images.js";
+import { renderObjects, renderSelected } from "./objects.js";
+import { wirePointer } from "./pointer.js";
+import { $, REVIEW_NAMES, colourOf, isVisible, message, selectedObject, state } from "./state.js";
+import { View } from "./view.js";
 
-const $ = (id) => document.getElementById(id);
 const view = new View($("view"));
-const state = {
-  info: null, images: [], current: null, status: "new", width: 0, height: 0,
-  objects: [], selected: null, pending: 0, latencies: [],
-};
-const DRAG_PIXELS = 5; // screen pixels a press must move to become a box
+view.onTile = () => redraw();
+let revision = 0; // stamps every object view received, so the mask layers know what changed
+let frame = 0;
 
-function message(text, error = false) {
-  $("message").textContent = text;
-  $("message").className = error ? "error" : "";
-}
-
-function selectedObject() {
-  return state.objects.find((o) => o.id === state.selected) || null;
-}
-
+// ---------------------------------------------------------------- drawing
 function render() {
-  view.draw(state.objects, state.selected);
+  const shown = state.objects.filter(isVisible);
+  const key = shown.map((o) => `${o.id}.${o.rev}.${colourOf(o).join()}`).join("|") + `|${state.selected}`;
+  view.draw(shown, state.selected, colourOf, key);
+  $("undo").disabled = !state.canUndo;
+  $("redo").disabled = !state.canRedo;
   const obj = selectedObject();
-  $("undo").disabled = !obj || !obj.can_undo;
-  $("redo").disabled = !obj || !obj.can_redo;
-  $("reset").disabled = !obj || (!obj.can_undo && !obj.can_redo);
+  $("delete").disabled = !obj || obj.locked;
+  $("zoom-value").textContent = `${Math.round(view.viewport.scale * 100)}%`;
 }
 
-function fit() {
-  const stage = $("stage");
-  if (!state.width) return;
-  const k = Math.min(stage.clientWidth / state.width, stage.clientHeight / state.height);
-  $("view").style.width = `${Math.floor(state.width * k)}px`;
-  $("view").style.height = `${Math.floor(state.height * k)}px`;
+const redraw = () => { if (!frame) frame = requestAnimationFrame(() => { frame = 0; render(); }); };
+
+const objectHandlers = {
+  select: (id) => { state.selected = id; renderAll(); },
+  update: (id, changeSet) => change(() => api.updateObject(state.current, id, changeSet)),
+  remove: (id) => deleteObject(id),
+};
+
+function renderAll() {
+  renderObjects(objectHandlers);
+  renderSelected(objectHandlers);
   render();
 }
 
-// ---------------------------------------------------------------- images and progress
-function renderImages() {
-  const list = $("images");
-  list.replaceChildren(...state.images.map((img) => {
-    const li = document.createElement("li");
-    li.dataset.name = img.name;
-    li.className = img.name === state.current ? "current" : "";
-    const dot = document.createElement("span");
-    dot.className = `dot ${img.status}`;
-    dot.title = img.status;
-    const name = document.createElement("span");
-    name.textContent = img.name;
-    const count = document.createElement("span");
-    count.className = "count";
-    count.textContent = img.objects ? `${img.objects} obj` : "";
-    li.append(dot, name, count);
-    li.addEventListener("click", () => openImage(img.name));
-    return li;
-  }));
-}
+const imageHandlers = {
+  open: (name) => openImage(name),
+  filter: (value) => { state.filter = value; renderImages(imageHandlers); },
+};
 
+// ---------------------------------------------------------------- images and progress
 function renderProgress(progress) {
   const done = progress.encoded;
   $("progress-fill").style.width = `${progress.total ? (100 * done) / progress.total : 0}%`;
@@ -69,20 +58,32 @@ function renderProgress(progress) {
   state.status = current ? current.status : state.status;
   const waiting = ["new", "queued", "encoding"].includes(state.status);
   $("banner").hidden = !waiting;
-  if (waiting) $("banner").textContent = `Encoding this image (${state.status})… clicks wait for it`;
-  if (state.status === "failed") message("encoding this image failed; open it again to retry", true);
+  if (waiting) $("banner").textContent = `Encoding this image (${state.status})… clicks wait for it; the brush works now`;
+  if (state.status === "failed") message(state.failure || "encoding this image failed; open it again to retry", true);
 }
 
 async function poll() {
   try {
     const data = await api.images();
     state.images = data.images;
-    renderImages();
+    state.reviews = data.reviews;
+    renderImages(imageHandlers);
     renderProgress(data.progress);
+    const classes = (await api.classes()).classes;
+    if (JSON.stringify(classes) !== JSON.stringify(state.classes)) await loadClasses(renderAll);
   } catch (err) {
     $("progress-text").textContent = `server unreachable (${err.message})`;
   }
   setTimeout(poll, state.images.some((i) => ["queued", "encoding"].includes(i.status)) ? 700 : 2000);
+}
+
+function takeImageState(s) {
+  state.canUndo = s.can_undo;
+  state.canRedo = s.can_redo;
+  state.review = s.review;
+  $("review").value = s.review;
+  noteReview(s.review);
+  renderImages(imageHandlers);
 }
 
 async function openImage(name) {
@@ -90,192 +91,219 @@ async function openImage(name) {
   state.current = name;
   history.replaceState(null, "", `${location.pathname}${location.search}#image=${encodeURIComponent(name)}`);
   $("image-name").textContent = name;
-  renderImages();
-  api.open(name).catch((err) => message(err.message, true));
-  const [annotation, img] = await Promise.all([api.annotation(name), loadImage(api.imageUrl(name))]);
+  // nothing of the previous image stays on screen while this one loads, or if it cannot be read
+  Object.assign(state, { objects: [], selected: null, canUndo: false, canRedo: false, failure: "" });
+  view.setImage(null);
+  renderImages(imageHandlers);
+  renderAll();
+  api.open(name).catch((err) => failed(name, err.message));
+  let annotation;
+  let img;
+  try {
+    annotation = await api.annotation(name);
+    img = await loadImage(api.imageUrl(name, annotation.version));
+  } catch (err) {
+    failed(name, err.message);
+    return;
+  }
   if (state.current !== name) return; // the user moved on meanwhile
   state.width = annotation.width;
   state.height = annotation.height;
   state.status = annotation.status;
-  state.objects = annotation.objects;
+  state.objects = annotation.objects.map((o) => ({ ...o, rev: ++revision }));
   state.selected = state.objects.length ? state.objects[state.objects.length - 1].id : null;
-  view.setImage(img);
-  renderObjects();
-  fit();
+  takeImageState(annotation);
+  const tiles = { ...annotation.tiles, url: (level, col, row) => api.tileUrl(name, annotation.version, level, col, row) };
+  view.setImage(img, annotation.width, annotation.height, tiles);
+  renderAll();
   if (!state.pending) $("save-state").textContent = "all changes saved";
   message(state.objects.length ? `${state.objects.length} object(s) restored` : "click on an object to segment it");
+}
+
+/** An image that cannot be opened: the canvas and the object list stay empty, the list marks it. */
+function failed(name, reason) {
+  if (state.current !== name) return;
+  const image = state.images.find((i) => i.name === name);
+  if (image) image.status = "failed";
+  state.status = "failed";
+  state.failure = `cannot open ${name}: ${reason}`;
+  renderImages(imageHandlers);
+  message(state.failure, true);
 }
 
 function loadImage(url) {
   return new Promise((resolve, reject) => {
     const img = new Image();
     img.onload = () => resolve(img);
-    img.onerror = () => reject(new Error(`cannot load ${url}`));
+    img.onerror = () => reject(new Error("the browser cannot show the image"));
     img.src = url;
   });
 }
 
-// ---------------------------------------------------------------- objects
-function methodSelect(obj) {
-  const select = document.createElement("select");
-  select.title = "method of this object";
-  for (const m of state.info.methods) {
-    const option = document.createElement("option");
-    option.value = m.name;
-    option.disabled = !m.available;
-    option.textContent = m.available ? m.name : `${m.name} (unavailable)`;
-    if (!m.available) option.title = m.reason;
-    option.selected = m.name === obj.method;
-    select.append(option);
+function nextImage(step) {
+  const names = listedImages().map((i) => i.name);
+  const i = names.indexOf(state.current);
+  const target = i < 0 ? names[0] : names[Math.min(Math.max(i + step, 0), names.length - 1)];
+  if (target && target !== state.current) openImage(target);
+}
+
+async function setReview(review) {
+  const image = state.current;
+  const answer = await change(() => api.review(image, review), image);
+  return answer !== null;
+}
+
+async function doneAndNext() {
+  if (!state.current || !(await setReview("done"))) return;
+  const next = nextToDo();
+  if (next) openImage(next);
+  else message("no image left to do");
+}
+
+// ---------------------------------------------------------------- changes
+/** Take a server answer: an object view (maybe deleted), and the image's history and review state. */
+function take(answer) {
+  if (answer.image_state) takeImageState(answer.image_state);
+  if (answer.id === undefined) return;
+  const i = state.objects.findIndex((o) => o.id === answer.id);
+  if (answer.deleted) {
+    if (i >= 0) state.objects.splice(i, 1);
+    if (state.selected === answer.id) state.selected = state.objects.length ? state.objects[state.objects.length - 1].id : null;
+    return;
   }
-  select.addEventListener("change", () => change(() => api.updateObject(state.current, obj.id, { method: select.value })));
-  return select;
+  const updated = { ...answer, rev: ++revision };
+  if (i >= 0) state.objects[i] = updated;
+  else state.objects.splice(answer.index >= 0 ? answer.index : state.objects.length, 0, updated);
 }
 
-function renderObjects() {
-  $("objects").replaceChildren(...state.objects.map((obj, index) => {
-    const li = document.createElement("li");
-    li.dataset.id = obj.id;
-    li.className = obj.id === state.selected ? "selected" : "";
-    const swatch = document.createElement("span");
-    swatch.className = "swatch";
-    swatch.style.background = `rgb(${objectColour(obj.id).join(",")})`;
-    const label = document.createElement("input");
-    label.value = obj.label;
-    label.title = `label of object ${index + 1}`;
-    label.addEventListener("change", () => change(() => api.updateObject(state.current, obj.id, { label: label.value })));
-    const remove = document.createElement("button");
-    remove.className = "delete";
-    remove.title = "delete this object";
-    remove.textContent = "×";
-    remove.addEventListener("click", (e) => { e.stopPropagation(); deleteObject(obj.id); });
-    const meta = document.createElement("span");
-    meta.className = "meta";
-    const negatives = obj.clicks.filter((c) => !c[2]).length;
-    meta.textContent = `${index + 1} · ${obj.clicks.length} click(s), ${negatives} negative${obj.box ? ", box" : ""}` +
-      ` · ${obj.area} px${obj.score == null ? "" : ` · score ${obj.score.toFixed(2)}`}`;
-    li.append(swatch, label, remove, methodSelect(obj), meta);
-    li.addEventListener("click", () => { state.selected = obj.id; renderObjects(); render(); });
-    return li;
-  }));
-}
-
-function replaceObject(updated) {
-  const i = state.objects.findIndex((o) => o.id === updated.id);
-  if (i >= 0) state.objects[i] = updated; else state.objects.push(updated);
-}
-
-/** Send one change, show its latency, and redraw with the server's answer. */
+/** Send one change, show its latency, and redraw with the server's answer (null on an error). */
 async function change(send, image = state.current) {
   state.pending += 1;
   $("save-state").textContent = "saving…";
   const started = performance.now();
   try {
-    const updated = await send();
-    if (image !== state.current) return null;
-    if (updated && updated.id !== undefined) replaceObject(updated);
-    if (updated && updated.latency_ms !== undefined) {
+    const answer = await send();
+    if (image !== state.current) return answer;
+    take(answer);
+    if (answer.class !== undefined && !state.classes.some((c) => c.id === answer.class)) await loadClasses(renderAll);
+    if (answer.latency_ms !== undefined) {
       const total = performance.now() - started;
-      state.latencies = [...state.latencies.slice(-19), updated.latency_ms];
+      state.latencies = [...state.latencies.slice(-19), answer.latency_ms];
       const mean = state.latencies.reduce((a, b) => a + b, 0) / state.latencies.length;
-      $("latency").textContent = `latency: ${updated.latency_ms.toFixed(0)} ms server · ${total.toFixed(0)} ms total · mean ${mean.toFixed(0)} ms`;
+      $("latency").textContent = `latency: ${answer.latency_ms.toFixed(0)} ms server · ${total.toFixed(0)} ms total · mean ${mean.toFixed(0)} ms`;
     }
     message("");
-    return updated;
+    return answer;
   } catch (err) {
     message(err.message, true);
     return null;
   } finally {
     state.pending -= 1;
     $("save-state").textContent = state.pending ? "saving…" : "all changes saved";
-    renderObjects();
-    render();
+    renderAll();
   }
 }
 
+let creating = null; // a new object on its way: prompts made meanwhile go to it
 async function newObject() {
   if (!state.current) return null;
   const image = state.current;
-  const created = await change(() => api.newObject(image, "object", state.info.default_method));
-  if (created) { state.selected = created.id; renderObjects(); render(); }
+  creating = change(() => api.newObject(image, state.currentClass, state.info.default_method), image);
+  const created = await creating;
+  creating = null;
+  if (created && image === state.current) { state.selected = created.id; renderAll(); }
   return created;
 }
 
-async function deleteObject(id) {
+function deleteObject(id) {
+  const obj = state.objects.find((o) => o.id === id);
+  if (!obj) return;
+  if (obj.locked) { message(`object #${id} is locked; unlock it (L) to delete it`, true); return; }
   const image = state.current;
-  await change(() => api.deleteObject(image, id));
-  if (image !== state.current) return;
-  state.objects = state.objects.filter((o) => o.id !== id);
-  if (state.selected === id) state.selected = state.objects.length ? state.objects[state.objects.length - 1].id : null;
-  renderObjects();
-  render();
+  change(() => api.deleteObject(image, id), image).then((answer) => {
+    if (answer) message(`deleted object #${id}; Ctrl+Z brings it back`);
+  });
+}
+
+/** Why the object cannot take prompts or strokes now, or "" when it can. */
+function refusal(obj) {
+  if (obj.locked) return `object #${obj.id} is locked; unlock it (L) or press N for a new object`;
+  if (!isVisible(obj)) return `object #${obj.id} is hidden; show it (H) or press N for a new object`;
+  return "";
 }
 
 async function targetObject() {
+  if (creating) return ((await creating) || {}).id;
   const obj = selectedObject();
-  return obj ? obj.id : (await newObject() || {}).id;
+  if (!obj) return ((await newObject()) || {}).id;
+  const why = refusal(obj);
+  if (why) { message(why, true); return undefined; }
+  return obj.id;
 }
 
-async function sendClick(x, y, positive) {
+async function prompt(send) {
   const image = state.current;
   const id = await targetObject();
-  if (id === undefined) return;
-  await change(() => api.click(image, id, x, y, positive), image);
+  if (id !== undefined && image === state.current) await change(() => send(image, id), image);
 }
 
-async function sendBox(box) {
-  const image = state.current;
-  const id = await targetObject();
-  if (id === undefined) return;
-  await change(() => api.box(image, id, box), image);
-}
+const stroke = {
+  begin(s) {
+    const obj = selectedObject();
+    const why = obj && !creating ? refusal(obj) : "";
+    if (why) { message(why, true); return false; }
+    s.object = obj;
+    return true;
+  },
+  end(s) {
+    prompt((image, id) => api.stroke(image, id, s.mode, s.radius, s.points));
+  },
+};
 
 async function historyStep(action) {
-  const obj = selectedObject();
-  if (!obj) return;
-  await change(() => api.history(action, state.current, obj.id));
+  if (!state.current) return;
+  const answer = await change(() => api.history(action, state.current));
+  if (answer && answer.id !== undefined && !answer.deleted) { state.selected = answer.id; renderAll(); }
 }
 
-// ---------------------------------------------------------------- mouse and keyboard
-let press = null;
-const canvas = $("view");
-canvas.addEventListener("contextmenu", (e) => e.preventDefault());
-canvas.addEventListener("mousedown", (e) => {
-  const at = view.toImage(e);
-  if (!at || !state.current) return;
-  press = { at, button: e.button, shift: e.shiftKey, sx: e.clientX, sy: e.clientY, dragging: false };
-});
-window.addEventListener("mousemove", (e) => {
-  if (!press || press.button !== 0) return;
-  if (!press.dragging && Math.hypot(e.clientX - press.sx, e.clientY - press.sy) < DRAG_PIXELS) return;
-  press.dragging = true;
-  const rect = canvas.getBoundingClientRect();
-  const x = Math.min(Math.max((e.clientX - rect.left) * canvas.width / rect.width, 0), canvas.width - 1);
-  const y = Math.min(Math.max((e.clientY - rect.top) * canvas.height / rect.height, 0), canvas.height - 1);
-  view.drag = { x0: press.at.x, y0: press.at.y, x1: Math.floor(x), y1: Math.floor(y) };
-  render();
-});
-window.addEventListener("mouseup", (e) => {
-  if (!press) return;
-  const done = press;
-  press = null;
-  if (done.dragging) {
-    const { x0, y0, x1, y1 } = view.drag;
-    view.drag = null;
-    render();
-    if (Math.abs(x1 - x0) >= 1 && Math.abs(y1 - y0) >= 1) sendBox([x0, y0, x1, y1]);
-    return;
-  }
-  if (e.target !== canvas) return;
-  const positive = done.button === 0 && !done.shift && !e.shiftKey;
-  if (done.button === 0 || done.button === 2) sendClick(done.at.x, done.at.y, positive);
-});
+function toggleFlag(flag) {
+  const obj = selectedObject();
+  if (obj) objectHandlers.update(obj.id, { [flag]: !obj[flag] });
+}
 
-function nextImage(step) {
-  const names = state.images.map((i) => i.name);
-  const i = names.indexOf(state.current);
-  const target = names[Math.min(Math.max(i + step, 0), names.length - 1)];
-  if (target && target !== state.current) openImage(target);
+function cycleObject(step) {
+  if (!state.objects.length) return;
+  const i = state.objects.findIndex((o) => o.id === state.selected);
+  const next = (i + step + state.objects.length) % state.objects.length;
+  objectHandlers.select(state.objects[i < 0 ? 0 : next].id);
+}
+
+function chooseClass(index) {
+  const cls = state.classes[index];
+  if (!cls) return;
+  state.currentClass = cls.id;
+  const obj = selectedObject();
+  if (obj && obj.class !== cls.id) objectHandlers.update(obj.id, { class: cls.id });
+  else renderAll();
+  message(`class: ${cls.name}`);
+}
+
+// ---------------------------------------------------------------- tools, display, keyboard
+function setTool(tool) {
+  state.tool = tool;
+  for (const button of document.querySelectorAll("[data-tool]")) button.setAttribute("aria-pressed", String(button.dataset.tool === tool));
+  pointer.updateCursor();
+  view.cursor = null;
+  render();
+}
+
+function setRadius(value) {
+  const { min_radius: lo, max_radius: hi } = state.info.brush;
+  state.radius = Math.min(Math.max(Math.round(value * 2) / 2, lo), hi);
+  $("radius").value = state.radius;
+  $("radius-value").textContent = state.radius;
+  view.cursorRadius = state.radius;
+  redraw();
 }
 
 function setOpacity(percent) {
@@ -286,9 +314,34 @@ function setOpacity(percent) {
   render();
 }
 
+const pointer = wirePointer(view, {
+  tool: () => state.tool,
+  radius: () => state.radius,
+  maxPoints: 2000,
+  click: (x, y, positive) => prompt((image, id) => api.click(image, id, x, y, positive)),
+  box: (box) => prompt((image, id) => api.box(image, id, box)),
+  stroke,
+  redraw,
+});
+
+const KEYS = {
+  n: newObject, a: () => nextImage(-1), d: () => nextImage(1),
+  o: () => { $("outline").checked = !$("outline").checked; view.outline = $("outline").checked; render(); },
+  "+": () => setOpacity(Number($("opacity").value) + 10), "=": () => setOpacity(Number($("opacity").value) + 10),
+  "-": () => setOpacity(Number($("opacity").value) - 10),
+  v: () => setTool("click"), b: () => setTool("brush"), e: () => setTool("eraser"),
+  "[": () => setRadius(state.radius / 1.25), "]": () => setRadius(state.radius * 1.25),
+  f: () => { view.fit(); render(); },
+  h: () => toggleFlag("hidden"), l: () => toggleFlag("locked"), s: () => toggleFlag("solo"),
+  delete: () => state.selected !== null && deleteObject(state.selected),
+  backspace: () => state.selected !== null && deleteObject(state.selected),
+  enter: doneAndNext,
+};
+
 window.addEventListener("keydown", (e) => {
-  const typing = ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName) &&
-    document.activeElement.type !== "range" && document.activeElement.type !== "checkbox";
+  const active = document.activeElement;
+  const typing = ["INPUT", "SELECT", "TEXTAREA"].includes(active.tagName) &&
+    !["range", "checkbox", "color"].includes(active.type);
   const key = e.key.toLowerCase();
   if ((e.ctrlKey || e.metaKey) && (key === "z" || key === "y")) {
     if (typing) return; // let text fields undo their own typing
@@ -296,36 +349,50 @@ window.addEventListener("keydown", (e) => {
     historyStep(key === "y" || e.shiftKey ? "redo" : "undo");
     return;
   }
-  if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
-  if (key === "escape" && press) { press = null; view.drag = null; render(); }
-  else if (key === "n") newObject();
-  else if (key === "delete" || key === "backspace") { if (state.selected !== null) deleteObject(state.selected); }
-  else if (key === "a") nextImage(-1);
-  else if (key === "d") nextImage(1);
-  else if (key === "o") { $("outline").checked = !$("outline").checked; view.outline = $("outline").checked; render(); }
-  else if (key === "+" || key === "=") setOpacity(Number($("opacity").value) + 10);
-  else if (key === "-") setOpacity(Number($("opacity").value) - 10);
-  else if (/^[1-9]$/.test(key) && state.objects[Number(key) - 1]) {
-    state.selected = state.objects[Number(key) - 1].id; renderObjects(); render();
-  } else return;
+  if (typing || e.ctrlKey || e.metaKey || e.altKey || e.repeat && key === "enter") return;
+  if (key === "enter" && active.tagName === "BUTTON") return; // the button takes it
+  if (key === "tab") cycleObject(e.shiftKey ? -1 : 1);
+  else if (/^[0-9]$/.test(key)) chooseClass((Number(key) + 9) % 10);
+  else if (KEYS[key]) KEYS[key]();
+  else return;
   e.preventDefault();
 });
 
+// buttons do not keep the focus after a mouse click, so Enter and Space stay shortcuts
+document.addEventListener("mousedown", (e) => { if (e.target.closest("button")) e.preventDefault(); });
+for (const button of document.querySelectorAll("[data-tool]")) button.addEventListener("click", () => setTool(button.dataset.tool));
+$("radius").addEventListener("input", () => setRadius(Number($("radius").value)));
+$("fit").addEventListener("click", KEYS.f);
+$("review").addEventListener("change", () => setReview($("review").value));
+$("done-next").addEventListener("click", doneAndNext);
 $("new-object").addEventListener("click", newObject);
 $("undo").addEventListener("click", () => historyStep("undo"));
 $("redo").addEventListener("click", () => historyStep("redo"));
-$("reset").addEventListener("click", () => historyStep("reset"));
+$("reset").addEventListener("click", () => {
+  const obj = selectedObject();
+  if (obj) change(() => api.reset(state.current, obj.id)).then((a) => a && message(`object #${obj.id} cleared; Ctrl+Z brings it back`));
+});
+$("delete").addEventListener("click", KEYS.delete);
+wireExports();
 $("opacity").addEventListener("input", () => setOpacity(Number($("opacity").value)));
 $("outline").addEventListener("change", () => { view.outline = $("outline").checked; render(); });
 $("show-prompts").addEventListener("change", () => { view.showPrompts = $("show-prompts").checked; render(); });
-window.addEventListener("resize", fit);
+$("colour-by").addEventListener("change", () => { state.colourBy = $("colour-by").value; renderAll(); });
+new ResizeObserver(() => { view.resize(); render(); }).observe($("stage"));
+wireClassForm(renderAll);
 
 async function init() {
   state.info = await api.info();
-  $("model").textContent = `model ${state.info.model}`;
+  $("model").textContent = `model ${state.info.model}` + (state.info.random_weights ? " (random weights: masks are meaningless)" : "");
+  $("model").classList.toggle("warn", Boolean(state.info.random_weights));
+  $("review").replaceChildren(...state.info.review_states.map((value) => new Option(REVIEW_NAMES[value], value)));
+  setTool("click");
+  setRadius(state.radius);
+  await loadClasses(renderAll);
   const data = await api.images();
   state.images = data.images;
-  renderImages();
+  state.reviews = data.reviews;
+  renderImages(imageHandlers);
   renderProgress(data.progress);
   const fromHash = decodeURIComponent((location.hash.match(/image=([^&]+)/) || [])[1] || "");
   const names = state.images.map((i) => i.name);

@@ -1,7 +1,6 @@
-"""The encoding worker's priorities and the annotation store's validation."""
+"""The encoding worker's priorities, failures, timeouts and retries."""
 from __future__ import annotations
 
-import json
 import threading
 import time
 
@@ -9,7 +8,6 @@ import numpy as np
 import pytest
 
 from clicksam.server.errors import NotReady
-from clicksam.server.store import Action, AnnotationStore, ImageAnnotation, ObjectRecord
 from clicksam.server.worker import OPEN, PREFETCH, EncodingWorker
 
 
@@ -64,27 +62,3 @@ def test_worker_failure_timeout_and_retry():
     finally:
         worker.stop()
 
-
-def test_store_round_trip_and_validation(tmp_path):
-    store = AnnotationStore(tmp_path / "ann")
-    record = ObjectRecord(3, "cat", "focsam", [Action("click", 1.5, 2.0, True), Action("box", box=(0, 0, 4, 4))],
-                          [Action("click", 3, 3, False)], {"size": [5, 5], "counts": "25"}, 0.5)
-    annotation = ImageAnnotation("sub/a.png", 5, 5, [record], next_id=4)
-    path = store.save(annotation)
-    assert path == tmp_path / "ann" / "sub" / "a.png.json"
-    loaded = store.load("sub/a.png")
-    assert loaded is not None and loaded.objects[0] == record and loaded.next_id == 4
-    assert store.images() == ["sub/a.png"]
-    saved = json.loads(path.read_text())
-    assert saved["objects"][0]["clicks"] == [[1.5, 2.0, True]] and saved["objects"][0]["box"] == [0, 0, 4, 4]
-    for broken, message in ((dict(saved, format="other"), "not a clicksam"),
-                            (dict(saved, version=9), "unsupported annotation version"),
-                            (dict(saved, width=0), "positive ints"),
-                            (dict(saved, objects=[{"id": "x"}]), "positive int"),
-                            (dict(saved, objects=[dict(saved["objects"][0], actions=[{"kind": "tap"}])]), "kind")):
-        path.write_text(json.dumps(broken))
-        with pytest.raises(ValueError, match=message):
-            store.load("sub/a.png")
-    assert store.load("missing.png") is None
-    with pytest.raises(ValueError, match="finite"):
-        Action.from_dict({"kind": "click", "x": float("inf"), "y": 0})
