@@ -107,7 +107,7 @@ def prepare_inputs(model, images: Sequence[np.ndarray]) -> tuple[np.ndarray, lis
 def onnx_graphs(model, names: Sequence[str], calibration: Optional[np.ndarray], cache_dir: Optional[Path],
                 log: Callable[[str], None] = print) -> dict[str, Path]:
     """The ONNX graph of every onnx variant in ``names`` (exported and quantised once, then cached)."""
-    from clicksam.cache import weights_digest
+    from clicksam.cache import encoder_digest
     from clicksam.onnx.encoder import EXPORT_REVISION, export_encoder
     from clicksam.onnx.export import DEFAULT_OPSET
     from clicksam.onnx.graph_cache import GRAPH_FILE, GraphKey, cached_graph
@@ -128,7 +128,7 @@ def onnx_graphs(model, names: Sequence[str], calibration: Optional[np.ndarray], 
         options = {"revision": EXPORT_REVISION, "recipe": json.dumps(variant.recipe, sort_keys=True)}
         if variant.static:
             options["calibration"] = hashlib.sha256(np.ascontiguousarray(calibration).tobytes()).hexdigest()[:16]
-        key = GraphKey.make(weights_digest(model), f"encoder-candidate-{name}", DEFAULT_OPSET, **options)
+        key = GraphKey.make(encoder_digest(model), f"encoder-candidate-{name}", DEFAULT_OPSET, **options)
 
         def build(folder: Path, variant: Variant = variant) -> None:
             if variant.static:

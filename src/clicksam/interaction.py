@@ -45,8 +45,9 @@ class DecodeResult:
 
 @dataclass(frozen=True)
 class ImageSizer:
-    """Takes logits over the padded model frame back to one image's size (the predictor's transforms,
-    with that image's sizes fixed, so a result keeps its own image's size whatever the predictor does next).
+    """Takes logits over the padded model frame back to one image's size (the predictor's
+    postprocessor: its family's transforms, or the onnx runtime's upscaling graph), with that
+    image's sizes fixed, so a result keeps its own image's size whatever the predictor does next.
 
     input_size: (h, w) of the resized image in the frame; original_size: (H, W) of the image.
     """
@@ -172,7 +173,7 @@ class DecodeContext:
         self.embedding: torch.Tensor = self.encoder_embedding
         self.original_size: tuple[int, int] = predictor.original_size
         self.input_size: tuple[int, int] = predictor.input_size
-        self.sizer = ImageSizer(predictor.transforms, self.input_size, self.original_size)
+        self.sizer = ImageSizer(predictor.postprocessor, self.input_size, self.original_size)
         self.clicks = tuple(clicks)
         self.box = None if box is None else tuple(float(v) for v in box)
         self.points, self.boxes = self.prompts()

@@ -59,7 +59,7 @@ class Pipeline:
         model = predictor.model
         self.specs: list[MethodSpec] = [get_spec(name) for name in self.stage_names]
         for spec in self.specs:
-            problem = stage_problem(model, spec, allow_untrained)
+            problem = stage_problem(model, spec, allow_untrained) or predictor.runtime.stage_problem(spec)
             if problem is not None:
                 raise ValueError(f"method {self.method!r}: {problem}")
         self.stages: list[Stage] = [resolve(spec.stage)(model, stage_module(model, spec)) for spec in self.specs]
@@ -123,6 +123,6 @@ class Pipeline:
         state: dict = {}
         for stage in self.stages:
             state.update(stage.state_from_tensors(own, predictor.features))
-        sizer = ImageSizer(predictor.transforms, predictor.input_size, predictor.original_size)
+        sizer = ImageSizer(predictor.postprocessor, predictor.input_size, predictor.original_size)
         return StepResult(low_res.to(device), float(score), state,
                           None if final is None else final.to(device), sizer, predictor.model.mask_threshold)

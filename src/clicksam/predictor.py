@@ -10,7 +10,8 @@ the interaction engine (:mod:`clicksam.interaction`) uses the same three steps w
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional, Union
+import os
+from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 import torch
@@ -34,8 +35,17 @@ class SamPredictor:
     Args:
         sam_model: the model (see :func:`clicksam.build_sam`).
         cache: optional :class:`~clicksam.cache.EmbeddingCache`; ``set_image`` then never re-runs the
-            encoder for an image it has seen with the same model, weights and preprocessing (the
-            whole feature bundle is cached, e.g. SAM 2's three levels).
+            encoder for an image it has seen with the same model, weights, preprocessing and encoder
+            runtime/precision (the whole feature bundle is cached, e.g. SAM 2's three levels).
+        runtime: ``"torch"`` (default: every family and method, any device) or ``"onnx"``: the image
+            encoder, each click's prompt encoder + decoder and the upscaling to the image size run on
+            onnxruntime (CPU; graphs exported once per weights and cached on disk, see
+            :mod:`clicksam.runtime`). Needs ``pip install 'clicksam[onnx]'``; a family or method
+            stage without an ONNX path is refused.
+        encoder_precision: ``"fp32"`` (default) or ``"int8"`` (onnx only: an int8 encoder, faster,
+            embeddings slightly different; docs/ONNX.md has the measured agreement).
+        onnx_cache_dir: onnx: root of the cache of exported graphs (default ``$CLICKSAM_CACHE`` or
+            ``~/.cache/clicksam``).
 
     Attributes:
         image_features: the current image's feature bundle (name -> tensor; SAM:
@@ -47,9 +57,13 @@ class SamPredictor:
             (SAM: the resized image, top-left; SAM 2: the whole S×S frame).
     """
 
-    def __init__(self, sam_model: Sam, cache: Optional[EmbeddingCache] = None) -> None:
+    def __init__(self, sam_model: Sam, cache: Optional[EmbeddingCache] = None, runtime: str = "torch",
+                 encoder_precision: str = "fp32", onnx_cache_dir: Optional[Union[str, "os.PathLike[str]"]] = None) -> None:
+        from clicksam.runtime import make_runtime
+
         self.model = sam_model
         self.cache = cache
+        self.runtime = make_runtime(sam_model, runtime, encoder_precision, cache_dir=onnx_cache_dir)
         self.reset_image()
 
     @property
@@ -60,6 +74,12 @@ class SamPredictor:
     def transforms(self) -> SamTransforms:
         """The model family's transforms (image, prompts, masks) for this model."""
         return self.model.transforms()
+
+    @property
+    def postprocessor(self) -> Any:
+        """What takes frame logits to the image size (``postprocess_masks(logits, input_size,
+        original_size)``): the family's transforms on torch, the upscaling graph on onnx."""
+        return self.runtime.postprocessor
 
     @property
     def transform(self) -> ResizeLongestSide:
@@ -121,7 +141,7 @@ class SamPredictor:
 
     def signature(self, rgb: np.ndarray) -> EmbeddingSignature:
         """The cache signature of an RGB image for this predictor's model."""
-        return EmbeddingSignature(image_digest(rgb), feature_signature(self.model))
+        return EmbeddingSignature(image_digest(rgb), {**feature_signature(self.model), **self.runtime.signature()})
 
     def _set_input(self, model_input: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, ...]) -> None:
         self.reset_image()
@@ -132,7 +152,7 @@ class SamPredictor:
 
     @torch.no_grad()
     def _encode(self) -> None:
-        self.image_features = self.model.encode_features(self.input_image)
+        self.image_features = self.runtime.encode_features(self.input_image)
 
     def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
         """Encode a 1×3×h×w image already resized into the model frame (0-255 values, the model's
@@ -246,14 +266,14 @@ class SamPredictor:
                 raise ValueError(f"hq_token_only applies to HQ-SAM models; this is a {self.model.family} model "
                                  f"({self.model.model_name})")
             options["hq_token_only"] = True
-        return self.model.decode(features, points, boxes, mask_input, multimask_output, hooks, **options)
+        return self.runtime.decode(features, points, boxes, mask_input, multimask_output, hooks, **options)
 
     @torch.no_grad()
     def postprocess(self, logits: torch.Tensor) -> torch.Tensor:
         """B×C×g×g logits over the padded model frame (g = 256 low-res, or the frame itself) ->
         B×C×H×W logits at the image size: the one place logits go back to the image."""
         self._require_image()
-        return self.transforms.postprocess_masks(logits, self.input_size, self.original_size)
+        return self.postprocessor.postprocess_masks(logits, self.input_size, self.original_size)
 
     def output_low_res(self, logits: torch.Tensor) -> torch.Tensor:
         """The low-res logits handed back to the caller (and taken again as ``mask_input``): SAM's as

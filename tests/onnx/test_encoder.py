@@ -58,7 +58,7 @@ def sqnr_db(ours: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def test_fp32_matches_sam_encode(fp32_encoder, model, photo_input, reference):
-    from clicksam.cache import weights_digest
+    from clicksam.cache import encoder_digest
 
     ours = fp32_encoder.encode(photo_input)
     assert ours.shape == reference.shape == (1, 256, 64, 64) and ours.dtype == torch.float32
@@ -67,7 +67,7 @@ def test_fp32_matches_sam_encode(fp32_encoder, model, photo_input, reference):
     assert fp32_encoder.precision == "fp32" and fp32_encoder.image_size == 1024
     meta = fp32_encoder.metadata
     assert meta["format"] == "sam-encoder" and meta["model"] == "tiny" and meta["quantization"] == "none"
-    assert meta["weights_digest"] == weights_digest(model)
+    assert meta["weights_digest"] == encoder_digest(model)
 
 
 def test_batch_of_two_and_numpy_run(fp32_encoder, model):

@@ -24,7 +24,7 @@ import torch
 
 from clicksam.models.sam import Sam
 from clicksam.onnx.encoder_model import EncoderExportModule
-from clicksam.onnx.export import DEFAULT_OPSET, check_opset, import_onnx, import_onnxruntime, set_metadata
+from clicksam.onnx.export import DEFAULT_OPSET, check_family, check_opset, import_onnx, import_onnxruntime, set_metadata
 from clicksam.onnx.graph_cache import GRAPH_FILE, GraphKey, PathLike, cached_graph, save_graph
 from clicksam.onnx.sessions import graph_metadata, make_session
 
@@ -125,14 +125,18 @@ def export_encoder(
     Returns:
         the path of the cached graph (load it by path; see :class:`OnnxEncoder`).
     """
-    from clicksam.cache import weights_digest
+    from clicksam.cache import encoder_digest
 
     precision = check_precision(precision)
     opset = check_opset(opset)
+    if getattr(model, "family", None) is not None:
+        check_family(model.family, getattr(model, "model_name", "?"))
+    if not isinstance(model, Sam):
+        raise ValueError(f"model must be a clicksam Sam (see clicksam.build_sam), got {type(model).__name__}")
     import_onnx()
     if precision == "int8":
         import_onnxruntime()  # fail before a long export when the quantiser is missing
-    digest = weights_digest(model)
+    digest = encoder_digest(model)
     fp32_key = GraphKey.make(digest, "encoder-fp32", opset, revision=EXPORT_REVISION)
 
     def build_fp32(folder: Path) -> None:
