@@ -41,7 +41,8 @@ class SamPredictor:
             encoder, each click's prompt encoder + decoder and the upscaling to the image size run on
             onnxruntime (CPU; graphs exported once per weights and cached on disk, see
             :mod:`clicksam.runtime`). Needs ``pip install 'clicksam[onnx]'``; a family or method
-            stage without an ONNX path is refused.
+            stage without an ONNX path is refused. A runtime object from
+            :func:`clicksam.runtime.make_runtime` for the same model is used as it is (shared sessions).
         encoder_precision: ``"fp32"`` (default) or ``"int8"`` (onnx only: an int8 encoder, faster,
             embeddings slightly different; docs/ONNX.md has the measured agreement).
         onnx_cache_dir: onnx: root of the cache of exported graphs (default ``$CLICKSAM_CACHE`` or
@@ -57,7 +58,7 @@ class SamPredictor:
             (SAM: the resized image, top-left; SAM 2: the whole S×S frame).
     """
 
-    def __init__(self, sam_model: Sam, cache: Optional[EmbeddingCache] = None, runtime: str = "torch",
+    def __init__(self, sam_model: Sam, cache: Optional[EmbeddingCache] = None, runtime: Any = "torch",
                  encoder_precision: str = "fp32", onnx_cache_dir: Optional[Union[str, "os.PathLike[str]"]] = None) -> None:
         from clicksam.runtime import make_runtime
 

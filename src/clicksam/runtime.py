@@ -13,15 +13,16 @@ runtime is what it calls at those three points::
   onnxruntime (CPU), fp32 or with an int8 encoder; graphs are exported once per weights and cached
   on disk. Families and method stages without an ONNX path are refused, never run on torch instead.
 
-This module imports neither onnx nor onnxruntime.
+This module imports neither torch, onnx nor onnxruntime.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Protocol
 
-import torch
+if TYPE_CHECKING:  # this module is imported by the command line's argument parsers: no torch at import
+    import torch
 
-from clicksam.models.hooks import NO_HOOKS, DecoderHooks
+    from clicksam.models.hooks import DecoderHooks
 
 RUNTIMES = ("torch", "onnx")
 ENCODER_PRECISIONS = ("fp32", "int8")
@@ -44,7 +45,7 @@ class Runtime(Protocol):
     def encode_features(self, model_input: torch.Tensor) -> dict[str, torch.Tensor]: ...
 
     def decode(self, features: Mapping[str, torch.Tensor], points, boxes, mask_input, multimask_output: bool,
-               hooks: DecoderHooks = NO_HOOKS, **options: Any): ...
+               hooks: "DecoderHooks", **options: Any): ...
 
     def signature(self) -> dict[str, str]: ...
 
@@ -68,7 +69,7 @@ class TorchRuntime:
         """B×3×S×S preprocessed images -> the model's feature bundle."""
         return self.model.encode_features(model_input)
 
-    def decode(self, features, points, boxes, mask_input, multimask_output, hooks=NO_HOOKS, **options):
+    def decode(self, features, points, boxes, mask_input, multimask_output, hooks, **options):
         """``model.decode`` (see :meth:`clicksam.models.sam.Sam.decode`)."""
         return self.model.decode(features, points, boxes, mask_input, multimask_output, hooks, **options)
 
@@ -99,7 +100,8 @@ def make_runtime(model: Any, runtime: str = "torch", encoder_precision: str = "f
 
     Args:
         model: a clicksam model (see :func:`clicksam.build_sam`).
-        runtime: ``"torch"`` or ``"onnx"``.
+        runtime: ``"torch"`` or ``"onnx"``, or a runtime made earlier for ``model`` (returned as it
+            is: a server shares one runtime, hence one set of onnxruntime sessions, between predictors).
         encoder_precision: ``"fp32"``, or ``"int8"`` (onnx only).
         cache_dir: onnx: root of the cache of exported graphs (default ``$CLICKSAM_CACHE`` or
             ``~/.cache/clicksam``).
@@ -108,6 +110,11 @@ def make_runtime(model: Any, runtime: str = "torch", encoder_precision: str = "f
         ValueError: an unknown choice, or a model the onnx runtime cannot run (family, device).
         RuntimeError: onnx chosen without onnxruntime installed (the message names the extra).
     """
+    if not isinstance(runtime, str):  # a runtime made earlier (one per model, shared by many predictors)
+        if getattr(runtime, "model", None) is not model:
+            raise ValueError("a runtime object passed to a predictor must have been made for the same model "
+                             "(make_runtime(model, ...))")
+        return runtime
     runtime, encoder_precision = check_runtime(runtime, encoder_precision)
     if runtime == "torch":
         return TorchRuntime(model)

@@ -32,6 +32,39 @@ def add_random_weights_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--random-weights", action="store_true", help=RANDOM_WEIGHTS_HELP)
 
 
+RUNTIME_HELP = ("where the model runs: torch (default; every model family and method, any device) or onnx "
+                "(encoder, clicks and upscaling on onnxruntime, CPU; needs pip install 'clicksam[onnx]'; graphs "
+                "exported once per weights and cached)")
+PRECISION_HELP = ("image encoder precision: fp32 (default) or int8 (with --runtime onnx: faster, embeddings slightly "
+                  "different; compare with clicksam eval)")
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--runtime`` and ``--encoder-precision`` (see :func:`runtime_options`)."""
+    from clicksam.runtime import ENCODER_PRECISIONS, RUNTIMES
+
+    parser.add_argument("--runtime", default="torch", choices=RUNTIMES, help=RUNTIME_HELP)
+    parser.add_argument("--encoder-precision", default="fp32", choices=ENCODER_PRECISIONS, help=PRECISION_HELP)
+
+
+def runtime_options(args: argparse.Namespace) -> dict[str, str]:
+    """``SamPredictor`` keywords from ``--runtime``/``--encoder-precision``, checked before a model is
+    built (ValueError in one line: int8 without onnx, onnx on a GPU device)."""
+    from clicksam.runtime import check_runtime
+
+    runtime = getattr(args, "runtime", None) or "torch"
+    precision = getattr(args, "encoder_precision", None) or "fp32"
+    try:
+        check_runtime(runtime, precision)
+    except ValueError:
+        raise ValueError(f"--encoder-precision {precision} runs on onnxruntime: add --runtime onnx "
+                         "(or use --encoder-precision fp32)") from None
+    device = getattr(args, "device", None) or "cpu"
+    if runtime == "onnx" and not str(device).startswith("cpu"):
+        raise ValueError(f"--runtime onnx runs on the CPU; drop --device {device} (or use --runtime torch on the GPU)")
+    return {"runtime": runtime, "encoder_precision": precision}
+
+
 def resolve_device(name: str) -> Any:
     """The torch device called ``name``; ValueError in one line when it cannot be used here.
 

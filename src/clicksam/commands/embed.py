@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from clicksam.commands.common import add_model_arguments, load_model
+from clicksam.commands.common import add_model_arguments, add_runtime_arguments, load_model, runtime_options
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -18,6 +18,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="*", type=Path, help="image files or folders of images")
     add_model_arguments(parser, method=False)
+    add_runtime_arguments(parser)
     # None = not given: a training config's model/device apply unless these are given
     parser.set_defaults(model=None, device=None)
     parser.add_argument("--out", type=Path,
@@ -43,6 +44,9 @@ def collect_images(paths: list[Path]) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     if args.dataset or args.config:
+        if (args.runtime, args.encoder_precision) != ("torch", "fp32"):
+            raise ValueError("a training embedding store is computed with torch in fp32 (what training reads); "
+                             "drop --runtime/--encoder-precision with --dataset/--config")
         from clicksam.train.store import run_embed_dataset  # the training package's store builder
 
         return run_embed_dataset(args)
@@ -60,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     if not images:
         raise ValueError("no images given; pass image files or folders (or --dataset NAME --data-root DIR)")
     cache = EmbeddingCache(args.out, max_items=1)
-    predictor = SamPredictor(load_model(args), cache=cache)
+    options = runtime_options(args)
+    predictor = SamPredictor(load_model(args), cache=cache, **options)
     computed = reused = 0
     skipped: list[Path] = []
     for path in tqdm(images, desc="embedding", unit="img"):

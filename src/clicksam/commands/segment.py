@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from clicksam.commands.common import add_model_arguments, load_model, parse_xy
+from clicksam.commands.common import add_model_arguments, add_runtime_arguments, load_model, parse_xy, runtime_options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", type=Path, help="image file")
     add_model_arguments(parser)
+    add_runtime_arguments(parser)
     parser.add_argument("--click", action="append", default=[], metavar="X,Y[,LABEL]",
                         help="a click in image pixels (x right, y down, as the image is shown); LABEL 1 positive "
                              "(default) or 0 negative; repeat, in order")
@@ -49,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--click {text!r}: LABEL must be 1 (positive) or 0 (negative)")
         clicks.append((x, y, label == "1"))
     image = read_image(args.image)
-    predictor = SamPredictor(load_model(args))
+    options = runtime_options(args)
+    predictor = SamPredictor(load_model(args), **options)
     predictor.set_image(image)
     session = InteractiveSession(predictor, method=args.method)
     if args.box:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from clicksam.commands.common import RANDOM_WEIGHTS_HELP
+from clicksam.commands.common import RANDOM_WEIGHTS_HELP, add_runtime_arguments
 from clicksam.methods import method_help
 
 from .datasets import EvalDataset, EvalObject, FolderDataset, ForegroundRule, load_dataset
@@ -50,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--device", default="cpu", help="torch device (default cpu)")
     model.add_argument("--trust-checkpoint", action="store_true",
                        help="allow pickled objects in a checkpoint (an official mmengine training file); trusted files only")
+    add_runtime_arguments(model)
     model.add_argument("--embedding-cache", type=Path, default=None, metavar="DIR",
                        help="keep image embeddings on disk here (reused by later runs and resumes)")
     model.add_argument("--oracle", default=None, metavar="SPEC",
@@ -96,14 +97,16 @@ def _oracle_for(spec: str, dataset: EvalDataset) -> Segmenter:
 
 
 def _model_segmenter(args: argparse.Namespace) -> Segmenter:
-    from clicksam.commands.common import announce_weights, cli_weights_message, resolve_device
+    from clicksam.commands.common import announce_weights, cli_weights_message, resolve_device, runtime_options
 
     from .sam_segmenter import build_sam_segmenter
 
     resolve_device(args.device)
+    options = runtime_options(args)
     with cli_weights_message():
         segmenter = build_sam_segmenter(args.model, args.checkpoint, args.method, args.device, args.embedding_cache,
-                                        random_weights=args.random_weights, trust_checkpoint=args.trust_checkpoint)
+                                        random_weights=args.random_weights, trust_checkpoint=args.trust_checkpoint,
+                                        **options)
     announce_weights(segmenter.predictor.model, args.model)
     return segmenter
 

@@ -55,12 +55,22 @@ class SamSegmenter(Segmenter):
             "threshold": self.threshold,
             "model": getattr(model, "model_name", None),
             "weights_sha256": getattr(model, "weights_sha256", None),
+            # only where they differ from torch fp32, so that older run folders resume unchanged
+            **runtime_description(self.predictor),
         }
+
+
+def runtime_description(predictor: Any) -> dict[str, str]:
+    """``{"runtime", "encoder_precision"}`` of a predictor not on torch fp32 (empty on torch fp32)."""
+    runtime = getattr(predictor, "runtime", None)
+    name, precision = getattr(runtime, "name", "torch"), getattr(runtime, "encoder_precision", "fp32")
+    return {} if (name, precision) == ("torch", "fp32") else {"runtime": name, "encoder_precision": precision}
 
 
 def build_sam_segmenter(model_name: str, checkpoints: Sequence[str | Path] = (), method: str = "sam",
                         device: str = "cpu", cache_dir: str | Path | None = None,
-                        random_weights: bool = False, trust_checkpoint: bool = False) -> SamSegmenter:
+                        random_weights: bool = False, trust_checkpoint: bool = False,
+                        runtime: str = "torch", encoder_precision: str = "fp32") -> SamSegmenter:
     """Build the model, a predictor (memory LRU embedding cache, on disk under ``cache_dir`` if
     given) and the adapter.
 
@@ -72,6 +82,8 @@ def build_sam_segmenter(model_name: str, checkpoints: Sequence[str | Path] = (),
         cache_dir: folder of the on-disk embedding cache, or None for memory only.
         random_weights: a real size with random weights on purpose (see :func:`clicksam.build_sam`).
         trust_checkpoint: allow checkpoints holding pickled objects (the official FocSAM file).
+        runtime, encoder_precision: where the predictor runs (see :class:`clicksam.SamPredictor`); a
+            run folder records them (resuming with others is refused).
     """
     import clicksam
     from clicksam.cache import EmbeddingCache
@@ -80,5 +92,6 @@ def build_sam_segmenter(model_name: str, checkpoints: Sequence[str | Path] = (),
     model = clicksam.build_sam(model_name, checkpoint=list(checkpoints) or None,
                                methods=parse_method(method), device=device, random_weights=random_weights,
                                trust_checkpoint=trust_checkpoint)
-    predictor = clicksam.SamPredictor(model, cache=EmbeddingCache(cache_dir, max_items=4))
+    predictor = clicksam.SamPredictor(model, cache=EmbeddingCache(cache_dir, max_items=4), runtime=runtime,
+                                      encoder_precision=encoder_precision)
     return SamSegmenter(predictor, method)

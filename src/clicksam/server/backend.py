@@ -103,9 +103,10 @@ def all_method_names() -> list[str]:
     return names
 
 
-def method_options_for(model: Any) -> list[MethodOption]:
+def method_options_for(model: Any, runtime: Any = None) -> list[MethodOption]:
     """The menu for ``model``: a method is available when its stages import, apply to the model's
-    family, are attached and, where their spec refuses an untrained stage, have trained weights."""
+    family, are attached, run on ``runtime`` (default torch: all do) and, where their spec refuses an
+    untrained stage, have trained weights."""
     from clicksam.methods import available_stages, get_spec, parse_method, stage_module
     from clicksam.pipeline import stage_problem
 
@@ -118,6 +119,8 @@ def method_options_for(model: Any) -> list[MethodOption]:
         other_family = [s for s in stages if family not in get_spec(s).families]
         not_loaded = [s for s in stages if get_spec(s).attribute and stage_module(model, get_spec(s)) is None]
         untrained = [problem for s in stages if (problem := stage_problem(model, get_spec(s))) is not None]
+        off_runtime = [problem for s in stages if runtime is not None
+                       and (problem := runtime.stage_problem(get_spec(s))) is not None]
         if missing_code:
             reason = f"{', '.join(missing_code)} not implemented in this build"
         elif other_family:
@@ -126,6 +129,8 @@ def method_options_for(model: Any) -> list[MethodOption]:
             reason = f"{', '.join(not_loaded)} not loaded (start the server with --method {name})"
         elif untrained:
             reason = untrained[0]
+        elif off_runtime:
+            reason = off_runtime[0]
         else:
             reason = ""
         options.append(MethodOption(name, not reason, reason))
@@ -139,16 +144,20 @@ class SamSessionFactory:
         model: a model from :func:`clicksam.build_sam`.
         cache: an :class:`clicksam.cache.EmbeddingCache`; ``None`` makes the default one
             (``$CLICKSAM_CACHE/embeddings``), so reopening an image after a restart is instant.
+        runtime, encoder_precision: where the predictors run (see :class:`clicksam.SamPredictor`); one
+            runtime (one set of onnxruntime sessions) serves every image.
     """
 
-    def __init__(self, model: Any, cache: Any = None) -> None:
+    def __init__(self, model: Any, cache: Any = None, runtime: str = "torch", encoder_precision: str = "fp32") -> None:
         from clicksam.cache import EmbeddingCache, default_cache_dir
+        from clicksam.runtime import make_runtime
 
         self.model = model
+        self.runtime = make_runtime(model, runtime, encoder_precision)
         self.model_name = str(getattr(model, "model_name", "sam"))
         self.random_weights = bool(getattr(model, "random_weights", False))
         self.cache = cache if cache is not None else EmbeddingCache(default_cache_dir() / "embeddings")
-        self._options = method_options_for(model)
+        self._options = method_options_for(model, self.runtime)
         self._encode_lock = threading.Lock()
         self._model_digest: Optional[str] = None
         self._keys: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
@@ -161,7 +170,7 @@ class SamSessionFactory:
         """A :class:`clicksam.SamPredictor` with ``image`` set (from the cache when possible)."""
         from clicksam.predictor import SamPredictor
 
-        predictor = SamPredictor(self.model, cache=self.cache)
+        predictor = SamPredictor(self.model, cache=self.cache, runtime=self.runtime)
         with self._encode_lock:  # one encoder pass at a time: it already uses every core
             predictor.set_image(image)
         self._keys[predictor] = self._history_key(predictor.signature(predictor.image_rgb).key)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from clicksam.commands.common import RANDOM_WEIGHTS_HELP
+from clicksam.commands.common import RANDOM_WEIGHTS_HELP, add_runtime_arguments
 
 __all__ = ["add_arguments", "run", "is_loopback", "build_app", "bind_socket"]
 
@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-checkpoint", action="store_true",
                         help="allow pickled objects in a checkpoint (e.g. a method's official training checkpoint); trusted files only")
     parser.add_argument("--random-weights", action="store_true", help=RANDOM_WEIGHTS_HELP)
+    add_runtime_arguments(parser)
 
 
 def is_loopback(host: str) -> bool:
@@ -62,7 +63,8 @@ def build_app(images: Path, model: str = "vit_b", checkpoint: Optional[list[str]
               methods: Optional[list[str]] = None, annotations: Optional[Path] = None,
               token: Optional[str] = None, prefetch: int = 2, device: str = "cpu",
               trust_checkpoint: bool = False, loopback_only: bool = False, decode_slots: int = 4,
-              classes: Optional[Path] = None, random_weights: bool = False) -> Any:
+              classes: Optional[Path] = None, random_weights: bool = False, runtime: str = "torch",
+              encoder_precision: str = "fp32") -> Any:
     """Build the model, the session factory, the service and the FastAPI app.
 
     ``loopback_only`` makes the app refuse requests whose Host header is not a loopback name.
@@ -70,6 +72,7 @@ def build_app(images: Path, model: str = "vit_b", checkpoint: Optional[list[str]
     class list; ``app.state.classes_added`` is ``(file, names added)`` or ``None``.
     ``random_weights``: a real size with random weights on purpose (see :func:`clicksam.build_sam`);
     the page is told (``/api/info`` ``random_weights``).
+    ``runtime``/``encoder_precision``: where the model runs (see :class:`clicksam.SamPredictor`).
     """
     from clicksam.build import build_sam
     from clicksam.server.app import LOOPBACK_HOSTS, create_app
@@ -91,7 +94,8 @@ def build_app(images: Path, model: str = "vit_b", checkpoint: Optional[list[str]
     stages, default_method = parse_method_list(methods or [])
     sam = build_sam(model, checkpoint=checkpoint, methods=stages, device=device, trust_checkpoint=trust_checkpoint,
                     random_weights=random_weights)
-    factory = SamSessionFactory(sam)  # embeddings cached under $CLICKSAM_CACHE/embeddings
+    # embeddings cached under $CLICKSAM_CACHE/embeddings
+    factory = SamSessionFactory(sam, runtime=runtime, encoder_precision=encoder_precision)
     service = AnnotatorService(folder, store, factory, prefetch=prefetch, decode_slots=decode_slots)
     options = {o["name"]: o for o in service.method_options()}
     if default_method in options and options[default_method]["available"]:
@@ -127,7 +131,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 def run(args: argparse.Namespace) -> int:
     """Start the server and block until it is stopped."""
-    from clicksam.commands.common import announce_weights, cli_weights_message, resolve_device
+    from clicksam.commands.common import announce_weights, cli_weights_message, resolve_device, runtime_options
 
     try:
         import uvicorn
@@ -136,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port < 65536:
         raise ValueError(f"--port must be 1-65535 (0: any free port), got {args.port}")
     resolve_device(args.device)
+    options = runtime_options(args)
     token = args.token or os.environ.get(TOKEN_ENV) or None
     if token is None and not is_loopback(args.host):
         token = secrets.token_urlsafe(16)
@@ -144,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
         with cli_weights_message():
             app = build_app(args.images, args.model, args.checkpoint, args.method, args.annotations, token,
                             args.prefetch, args.device, args.trust_checkpoint, loopback_only=is_loopback(args.host),
-                            decode_slots=args.decode_slots, classes=args.classes, random_weights=args.random_weights)
+                            decode_slots=args.decode_slots, classes=args.classes, random_weights=args.random_weights,
+                            **options)
         service = app.state.service
         announce_weights(service.factory.model, args.model)
         shown_host = f"[{args.host}]" if ":" in args.host else args.host
