@@ -82,10 +82,15 @@ class OnnxExport:
 
     export: ``export(model, decoder_path, opset) -> list[Path]``: write what the stage needs at run
         time (e.g. its own graphs) next to ``decoder_path`` and return the files written.
+    in_runtime: True when ``SamPredictor(..., runtime="onnx")`` runs the stage on onnxruntime: all
+        its run-time work is decoder hooks whose plugins are ``nn.Module`` s (traced into the click
+        graph, cached per weights). A method without an ``OnnxExport``, or with ``in_runtime``
+        False, is refused by the onnx runtime (never run on torch behind the user's back).
     A method without an ``OnnxExport`` is left out of the export (the command says so).
     """
 
     export: Lazy
+    in_runtime: bool = False
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clicksam.models.hooks import NO_HOOKS, DecoderHooks
 from clicksam.models.sam import Sam
 from clicksam.onnx.export import DEFAULT_OPSET, check_family, check_opset, import_onnx, set_metadata
 from clicksam.onnx.graph_cache import GRAPH_FILE, GraphKey, PathLike, cached_graph, save_graph
@@ -52,13 +53,41 @@ def decoder_digest(model: Sam) -> str:
 
 class ClickDecoderModule(DecoderExportModule):
     """Prompt encoder + mask decoder with all four tokens and their transformer outputs (see the
-    module docstring); the weights are the model's, shared."""
+    module docstring); the weights are the model's, shared.
+
+    Args:
+        model: the SAM model.
+        hooks: decoder hooks traced into the graph (a method stage's key/value plugins; each plugin
+            an ``nn.Module``, registered here so that its weights are the graph's).
+    """
+
+    def __init__(self, model: Sam, hooks: DecoderHooks = NO_HOOKS) -> None:
+        super().__init__(model, hooks=hooks)
 
     def forward(self, image_embeddings: torch.Tensor, point_coords: torch.Tensor, point_labels: torch.Tensor,
                 mask_input: torch.Tensor, has_mask_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         sparse = self.embed_points(point_coords, point_labels)
         dense = self.embed_mask(mask_input, has_mask_input)
-        return self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse, dense)
+        return self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse, dense, self.hooks)
+
+
+def hooks_problem(hooks: DecoderHooks) -> Optional[str]:
+    """Why ``hooks`` cannot be traced into a click-decoder graph (None when they can)."""
+    odd = sorted(b for b, p in hooks.kv_plugins.items() if not isinstance(p, nn.Module))
+    if odd:
+        return f"the key/value plugin of two-way block(s) {odd} is not an nn.Module, so it cannot be traced"
+    return None
+
+
+def hooks_digest(hooks: DecoderHooks) -> str:
+    """What the traced hooks depend on: per block, the plugin's class and its tensors."""
+    h = hashlib.sha256()
+    for block, plugin in sorted(hooks.kv_plugins.items()):
+        h.update(f"{block}:{type(plugin).__module__}.{type(plugin).__qualname__}".encode())
+        for name, tensor in sorted(plugin.state_dict().items()):
+            h.update(f"{name}:{tuple(tensor.shape)}".encode())
+            h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 class UpscaleModule(nn.Module):
@@ -90,17 +119,26 @@ def _finish(traced: Path, target: Path, metadata: dict[str, str]) -> None:
     save_graph(proto, target)
 
 
-def export_click_decoder(model: Sam, *, opset: int = DEFAULT_OPSET, cache_dir: Optional[PathLike] = None,
-                         log: Optional[Callable[[str], None]] = None) -> Path:
-    """The cached click-decoder graph of ``model`` (exported on first use). Returns its path."""
+def export_click_decoder(model: Sam, hooks: DecoderHooks = NO_HOOKS, *, opset: int = DEFAULT_OPSET,
+                         cache_dir: Optional[PathLike] = None, log: Optional[Callable[[str], None]] = None) -> Path:
+    """The cached click-decoder graph of ``model`` with ``hooks`` traced in (exported on first use;
+    keyed by the decoder's and the hooks' weights). Returns its path.
+
+    Raises:
+        ValueError: a family without an ONNX path, or hooks that cannot be traced.
+    """
     check_family(getattr(model, "family", "sam"), getattr(model, "model_name", "?"))
+    problem = hooks_problem(hooks)
+    if problem is not None:
+        raise ValueError(f"runtime='onnx': {problem}; use runtime='torch'")
     opset = check_opset(opset)
     import_onnx()
     digest = decoder_digest(model)
-    key = GraphKey.make(digest, "click-decoder", opset, revision=CLICK_REVISION, methods="")
+    key = GraphKey.make(digest, "click-decoder", opset, revision=CLICK_REVISION,
+                        hooks=hooks_digest(hooks) if hooks.kv_plugins else "")
 
     def build(folder: Path) -> None:
-        module = ClickDecoderModule(model).eval()
+        module = ClickDecoderModule(model, hooks).eval()
         grid = model.prompt_encoder.image_embedding_size[0]
         generator = torch.Generator().manual_seed(0)
         inputs = (torch.randn(1, module.embed_dim, grid, grid, generator=generator),

@@ -17,6 +17,7 @@ from typing import Any, Union
 import torch
 
 from clicksam.io.atomic import atomic_write_bytes
+from clicksam.models.hooks import NO_HOOKS, DecoderHooks
 from clicksam.models.sam import Sam
 from clicksam.onnx.model import INPUT_NAMES, OUTPUT_NAMES, DecoderExportModule, example_inputs
 
@@ -88,13 +89,15 @@ def export_methods(model: Sam, decoder_path: PathLike, opset: int = DEFAULT_OPSE
             for spec in attached(model) if spec.onnx is not None}
 
 
-def trace_decoder(model: Sam, return_single_mask: bool = False, opset: int = DEFAULT_OPSET) -> bytes:
+def trace_decoder(model: Sam, return_single_mask: bool = False, opset: int = DEFAULT_OPSET,
+                  hooks: DecoderHooks = NO_HOOKS) -> bytes:
     """Trace the decoder of ``model`` and return the serialised ONNX model (no metadata yet).
 
     Args:
         model: a float32 :class:`~clicksam.models.sam.Sam`.
         return_single_mask: one output mask chosen by SAM's rule instead of all four.
         opset: ONNX opset version, ``MIN_OPSET``..``MAX_OPSET``.
+        hooks: decoder hooks traced into the graph (a method's key/value plugins).
     Returns:
         the ONNX protobuf bytes; inputs :data:`~clicksam.onnx.model.INPUT_NAMES` with a dynamic
         number of points, outputs :data:`~clicksam.onnx.model.OUTPUT_NAMES` with a dynamic
@@ -108,7 +111,7 @@ def trace_decoder(model: Sam, return_single_mask: bool = False, opset: int = DEF
     dtype = model.mask_decoder.iou_token.weight.dtype
     if dtype != torch.float32:
         raise ValueError(f"the decoder weights are {dtype}; export a float32 model (model.float()) and use --quantize to shrink it")
-    module = DecoderExportModule(model, return_single_mask=return_single_mask).eval()
+    module = DecoderExportModule(model, return_single_mask=return_single_mask, hooks=hooks).eval()
     inputs = tuple(t.to(model.device) for t in example_inputs(module.embed_dim, model.prompt_encoder.image_embedding_size[0]))
     dynamic_axes = {
         "point_coords": {1: "num_points"},
@@ -193,6 +196,7 @@ def export_decoder(
     return_single_mask: bool = False,
     opset: int = DEFAULT_OPSET,
     quantize: bool = False,
+    hooks: DecoderHooks = NO_HOOKS,
 ) -> Path:
     """Write the ONNX decoder of ``model`` to ``output`` (atomically: temp file + ``os.replace``).
 
@@ -204,6 +208,8 @@ def export_decoder(
         quantize: store the matrix weights as uint8 (onnxruntime dynamic quantization): a file
             about half the size (the 1×256×64×64 positional encoding stays float), logits that
             differ slightly from the float model's.
+        hooks: decoder hooks traced into the graph (a method's key/value plugins; the methods'
+            export hooks use it, see ``MethodSpec.onnx``).
     Returns:
         the path written. Inputs, outputs and shapes are those of
         :class:`~clicksam.onnx.model.DecoderExportModule`; the file's metadata records the model
@@ -215,7 +221,7 @@ def export_decoder(
     import_onnx()
     if quantize:
         import_onnxruntime()
-    model_bytes = trace_decoder(model, return_single_mask=return_single_mask, opset=opset)
+    model_bytes = trace_decoder(model, return_single_mask=return_single_mask, opset=opset, hooks=hooks)
     metadata = {
         "format": "sam-decoder",
         "model": getattr(model, "model_name", "custom"),

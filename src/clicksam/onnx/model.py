@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clicksam.models.hooks import NO_HOOKS, DecoderHooks
 from clicksam.models.sam import Sam
 
 INPUT_NAMES = (
@@ -41,6 +42,8 @@ class DecoderExportModule(nn.Module):
             it (Stable-SAM, FocSAM, SAM-REF) are not part of this graph.
         return_single_mask: return one mask chosen by SAM's rule (see :meth:`select_single_mask`)
             instead of all four.
+        hooks: decoder hooks traced into the graph (a method's key/value plugins, ``nn.Module`` s;
+            see ``MethodSpec.onnx``).
 
     ``forward`` inputs (batch B = 1 in the exported file; the module itself accepts any B):
         image_embeddings: B×256×64×64 float32, from the image encoder.
@@ -62,8 +65,10 @@ class DecoderExportModule(nn.Module):
         ``return_single_mask``.
     """
 
-    def __init__(self, model: Sam, return_single_mask: bool = False) -> None:
+    def __init__(self, model: Sam, return_single_mask: bool = False, hooks: DecoderHooks = NO_HOOKS) -> None:
         super().__init__()
+        self.hooks = hooks  # a method stage's decoder hooks, traced into the graph
+        self.plugins = nn.ModuleList(p for _, p in sorted(hooks.kv_plugins.items()) if isinstance(p, nn.Module))
         prompt_encoder = model.prompt_encoder
         self.mask_decoder = model.mask_decoder
         self.point_embeddings = prompt_encoder.point_embeddings
@@ -163,7 +168,7 @@ class DecoderExportModule(nn.Module):
         """See the class docstring for shapes; returns (masks, iou_predictions, low_res_masks)."""
         sparse = self.embed_points(point_coords, point_labels)
         dense = self.embed_mask(mask_input, has_mask_input)
-        low_res, iou, _ = self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse, dense)
+        low_res, iou, _ = self.mask_decoder.predict_masks(image_embeddings, self.dense_pe, sparse, dense, self.hooks)
         if self.return_single_mask:
             low_res, iou = self.select_single_mask(low_res, iou, point_coords.shape[1])
         masks = self.upscale_masks(low_res, orig_im_size)

@@ -17,7 +17,8 @@ import torch
 
 from clicksam.models.hooks import NO_HOOKS, DecoderHooks
 from clicksam.models.sam import DecoderOutput
-from clicksam.onnx.click_graphs import DECODER_OUTPUTS, UPSCALE_OUTPUTS, export_click_decoder, export_upscale
+from clicksam.onnx.click_graphs import (DECODER_OUTPUTS, UPSCALE_OUTPUTS, export_click_decoder, export_upscale,
+                                        hooks_digest)
 from clicksam.onnx.encoder import OnnxEncoder, _stderr
 from clicksam.onnx.export import check_family, import_onnxruntime
 from clicksam.onnx.model import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_PADDING
@@ -50,6 +51,8 @@ class OnnxRuntime:
                              "(--device cpu), or use runtime='torch' on the GPU")
         self.model = model
         self.encoder_precision = encoder_precision
+        self.cache_dir, self.num_threads, self.log = cache_dir, num_threads, log
+        self.hooked: dict[str, Any] = {}  # hooks digest -> session
         self.encoder = OnnxEncoder.from_model(model, encoder_precision, num_threads, cache_dir=cache_dir, log=log)
         self.decoder = make_session(export_click_decoder(model, cache_dir=cache_dir, log=log), num_threads)
         self.upscaler = make_session(export_upscale(model.image_size, cache_dir=cache_dir, log=log), num_threads)
@@ -64,7 +67,7 @@ class OnnxRuntime:
 
     def stage_problem(self, spec: Any) -> Optional[str]:
         """Why method ``spec``'s stage cannot run here (None when it can)."""
-        if getattr(spec, "onnx", None) is None:
+        if getattr(spec, "onnx", None) is None or not spec.onnx.in_runtime:
             return (f"the {spec.name!r} method has no ONNX path yet, so it cannot run with runtime='onnx'; "
                     "use runtime='torch' (--runtime torch) for it")
         return None
@@ -112,12 +115,13 @@ class OnnxRuntime:
                multimask_output: bool = True, hooks: DecoderHooks = NO_HOOKS, **options: Any) -> DecoderOutput:
         """``Sam.decode`` on onnxruntime (shapes as there; B prompts run one after another).
 
+        Decoder hooks (a method stage's plugins) run inside a click-decoder graph traced with them
+        (:meth:`hooked_decoder`).
+
         Raises:
-            ValueError: decoder hooks (a method stage's plugin: not in this graph) or decode options.
+            ValueError: decode options, or hooks that cannot be traced (not ``nn.Module`` s).
         """
-        if hooks.kv_plugins:
-            raise ValueError("runtime='onnx': this step carries decoder hooks of a method stage that has no ONNX "
-                             "path; use runtime='torch' for it")
+        session = self.decoder if not hooks.kv_plugins else self.hooked_decoder(hooks)
         if options:
             raise ValueError(f"runtime='onnx' takes no decode options ({', '.join(options)}); SAM's graph has none")
         embedding = features[self.model.embedding_key]
@@ -130,10 +134,21 @@ class OnnxRuntime:
                 None if points is None else points[0][b], None if points is None else points[1][b],
                 None if boxes is None else boxes[b if boxes.shape[0] > 1 else 0],
                 None if mask_input is None else mask_input[b if mask_input.shape[0] > 1 else 0])
-            outs.append(self.decoder.run(list(DECODER_OUTPUTS), feed))
+            outs.append(session.run(list(DECODER_OUTPUTS), feed))
         masks, iou, tokens = (torch.from_numpy(np.concatenate([o[i] for o in outs])) for i in range(3))
         selected = slice(1, None) if multimask_output else slice(0, 1)
         return DecoderOutput(masks[:, selected], iou[:, selected], tokens, masks, iou)
+
+    def hooked_decoder(self, hooks: DecoderHooks) -> Any:
+        """The session of the click-decoder graph with ``hooks`` traced in (a method stage's plugins),
+        exported on first use and cached on disk under the decoder's and the plugins' weights; the
+        plugins' weights are digested on every call, so a changed plugin gets its own graph."""
+        key = hooks_digest(hooks)
+        session = self.hooked.get(key)
+        if session is None:
+            path = export_click_decoder(self.model, hooks, cache_dir=self.cache_dir, log=self.log)
+            session = self.hooked[key] = make_session(path, self.num_threads)
+        return session
 
     # -- to the image size -------------------------------------------------------------------------
     def postprocess_masks(self, masks: torch.Tensor, input_size, original_size) -> torch.Tensor:

@@ -15,7 +15,7 @@ The names load on first use, so that listing the registered methods imports no m
 """
 from __future__ import annotations
 
-from clicksam.methods.registry import UNTRAINED_IDENTITY, MethodSpec, lazy_exports
+from clicksam.methods.registry import UNTRAINED_IDENTITY, MethodSpec, OnnxExport, lazy_exports
 
 # The model families the plugin applies to: it needs the decoder's second two-way block and a square
 # grid of image tokens, which SAM's, HQ-SAM's and SAM 2's decoders share (SAM 2 keeps the single-mask
@@ -44,6 +44,8 @@ SPEC = MethodSpec(
     training="clicksam.methods.stable_sam.training:StableSamTraining",
     families=FAMILIES,
     untrained=UNTRAINED_IDENTITY,
+    # on runtime="onnx" the plugin is traced into the click-decoder graph (its stage only sets hooks)
+    onnx=OnnxExport(export="clicksam.methods.stable_sam.onnx:export", in_runtime=True),
     weights_hint="load a stable-sam method file (written by `clicksam train --method stable-sam`)",
     description="Stable-SAM: deformable sampling + dynamic routing in the decoder (ICLR 2025)",
 )

@@ -100,6 +100,9 @@ def sample_tokens_at_offsets(tokens: torch.Tensor, offsets: torch.Tensor, side: 
     # a tap outside the grid reads row 0 with weight 0: it adds nothing and passes no gradient
     index = torch.where(inside, first_row + tap_y * side + tap_x, torch.zeros_like(tap_x))
     weights = weights * inside
+    if torch.onnx.is_in_onnx_export():  # ONNX has no embedding_bag: the same weighted sum of gathered rows
+        taps = tokens.reshape(b * n, c)[index.reshape(-1)].reshape(-1, 4, c)
+        return (taps * weights.reshape(-1, 4, 1)).sum(dim=1).reshape(b, n, c)
     out = F.embedding_bag(index.reshape(-1, 4), tokens.reshape(b * n, c), mode="sum",
                           per_sample_weights=weights.reshape(-1, 4))
     return out.reshape(b, n, c)
@@ -115,6 +118,7 @@ class DeformableSamplingPlugin(nn.Module):
 
     def __init__(self, dim: int = 256, kernel_size: int = 5) -> None:
         super().__init__()
+        self.dim = int(dim)  # a constant for the exported graph's layer norm
         self.proj = nn.Conv2d(dim, dim, 1)
         self.offset_dw = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
         self.offset_norm = LayerNorm2d(dim)
@@ -147,7 +151,7 @@ class DeformableSamplingPlugin(nn.Module):
         grid = projected.reshape(b, side, side, c).permute(0, 3, 1, 2)
         hidden = self.offset_dw(grid).permute(0, 2, 3, 1)  # B×H×W×C
         norm = self.offset_norm
-        hidden = self.offset_act(F.layer_norm(hidden, (c,), norm.weight, norm.bias, norm.eps))
+        hidden = self.offset_act(F.layer_norm(hidden, (self.dim,), norm.weight, norm.bias, norm.eps))
         # Offsets and sampling positions in float32 even under bf16/fp16 autocast: a bf16 grid
         # would place samples only to about 1/8 of a cell on a 64-cell grid.
         with torch.autocast(tokens.device.type, enabled=False):
