@@ -17,6 +17,7 @@ from typing import Any, Union
 import torch
 
 from clicksam.io.atomic import atomic_write_bytes
+from clicksam.onnx.deps import EXTRA_HINT, import_onnx, import_onnxruntime  # noqa: F401 - re-exported
 from clicksam.models.hooks import NO_HOOKS, DecoderHooks
 from clicksam.models.sam import Sam
 from clicksam.onnx.model import INPUT_NAMES, OUTPUT_NAMES, DecoderExportModule, example_inputs
@@ -30,27 +31,6 @@ METADATA_PREFIX = "clicksam."
 # the model families whose decoder the graph reproduces (SAM 2's skips and object score, HQ-SAM's
 # HQ token and early feature are not in it)
 EXPORTED_FAMILIES = ("sam",)
-EXTRA_HINT = "install the ONNX extra: pip install 'clicksam[onnx]'"
-
-
-def import_onnx() -> Any:
-    """The ``onnx`` module, or a RuntimeError naming the extra to install."""
-    try:
-        import onnx
-    except ImportError as exc:
-        raise RuntimeError(f"ONNX export needs the 'onnx' package ({exc}); {EXTRA_HINT}") from exc
-    return onnx
-
-
-def import_onnxruntime() -> Any:
-    """The ``onnxruntime`` module, or a RuntimeError naming the extra to install."""
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise RuntimeError(f"running or quantizing an ONNX graph needs 'onnxruntime' ({exc}); {EXTRA_HINT}") from exc
-    return onnxruntime
-
-
 def check_opset(opset: object) -> int:
     """Validate an ONNX opset number; returns it as int."""
     if isinstance(opset, bool) or not isinstance(opset, int):

@@ -5,8 +5,8 @@
 The three graphs (image encoder at the chosen precision, click decoder, upscaling) are exported on
 first use and cached on disk under the weights' digests (:mod:`clicksam.onnx.graph_cache`); later
 predictors of the same weights load them. The runtime runs SAM's family on the CPU; method stages
-run only where their method has an ONNX path (``MethodSpec.onnx``), any other is refused by the
-pipeline with a one-line reason — nothing falls back to torch behind the user's back.
+run only where their method has an ONNX path (``MethodSpec.onnx`` with ``in_runtime``: decoder hooks
+traced into the click-decoder graph), any other is refused by the pipeline with a one-line reason — nothing falls back to torch behind the user's back.
 """
 from __future__ import annotations
 

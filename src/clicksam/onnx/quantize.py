@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
-from clicksam.onnx.export import EXTRA_HINT, import_onnxruntime
+from clicksam.onnx.deps import EXTRA_HINT, import_onnxruntime
 
 PathLike = Union[str, "os.PathLike[str]"]
 WEIGHT_TYPES = ("int8", "uint8")
