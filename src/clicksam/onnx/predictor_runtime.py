@@ -18,7 +18,7 @@ import torch
 from clicksam.models.hooks import NO_HOOKS, DecoderHooks
 from clicksam.models.sam import DecoderOutput
 from clicksam.onnx.click_graphs import (DECODER_OUTPUTS, UPSCALE_OUTPUTS, export_click_decoder, export_upscale,
-                                        hooks_digest)
+                                        hooks_digest, hooks_problem)
 from clicksam.onnx.encoder import OnnxEncoder, _stderr
 from clicksam.onnx.export import check_family, import_onnxruntime
 from clicksam.onnx.model import LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_PADDING
@@ -53,7 +53,7 @@ class OnnxRuntime:
         self.encoder_precision = encoder_precision
         self.cache_dir, self.num_threads, self.log = cache_dir, num_threads, log
         self.hooked: dict[str, Any] = {}  # hooks digest -> session
-        self.encoder = OnnxEncoder.from_model(model, encoder_precision, num_threads, cache_dir=cache_dir, log=log)
+        self._encoder: Optional[OnnxEncoder] = None  # exported/loaded on the first encoding
         self.decoder = make_session(export_click_decoder(model, cache_dir=cache_dir, log=log), num_threads)
         self.upscaler = make_session(export_upscale(model.image_size, cache_dir=cache_dir, log=log), num_threads)
 
@@ -73,6 +73,15 @@ class OnnxRuntime:
         return None
 
     # -- encode --------------------------------------------------------------------------------
+    @property
+    def encoder(self) -> OnnxEncoder:
+        """The image encoder at ``encoder_precision`` (exported and loaded on first use: a predictor
+        given embeddings only never pays for it)."""
+        if self._encoder is None:
+            self._encoder = OnnxEncoder.from_model(self.model, self.encoder_precision, self.num_threads,
+                                                   cache_dir=self.cache_dir, log=self.log)
+        return self._encoder
+
     def encode_features(self, model_input: torch.Tensor) -> dict[str, torch.Tensor]:
         """B×3×S×S preprocessed images -> ``{"embedding": B×256×64×64}`` (onnxruntime)."""
         return {self.model.embedding_key: self.encoder.encode(model_input)}
@@ -143,6 +152,9 @@ class OnnxRuntime:
         """The session of the click-decoder graph with ``hooks`` traced in (a method stage's plugins),
         exported on first use and cached on disk under the decoder's and the plugins' weights; the
         plugins' weights are digested on every call, so a changed plugin gets its own graph."""
+        problem = hooks_problem(hooks)
+        if problem is not None:
+            raise ValueError(f"runtime='onnx': {problem}; use runtime='torch'")
         key = hooks_digest(hooks)
         session = self.hooked.get(key)
         if session is None:
