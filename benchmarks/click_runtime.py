@@ -45,7 +45,7 @@ CLICK_GOAL = 0.4  # issue 17: a click through runtime="onnx" at most 0.4x of the
 FIRST, LATER = (288.0, 140.0, True), (162.0, 323.0, False)
 
 
-def perturb(module: torch.nn.Module, seed: int = 1, scale: float = 0.1) -> None:
+def perturb(module: torch.nn.Module, seed: int = 1, scale: float = 0.01) -> None:
     """Random, non-trivial weights for a method stage (benchmark only: meaningless masks)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():

@@ -62,7 +62,9 @@ class Pipeline:
             problem = stage_problem(model, spec, allow_untrained) or predictor.runtime.stage_problem(spec)
             if problem is not None:
                 raise ValueError(f"method {self.method!r}: {problem}")
-        self.stages: list[Stage] = [resolve(spec.stage)(model, stage_module(model, spec)) for spec in self.specs]
+        runtime = predictor.runtime
+        self.stages: list[Stage] = [resolve(spec.stage)(model, runtime.stage_module(spec, stage_module(model, spec)))
+                                    for spec in self.specs]
         for spec in self.specs:
             module = stage_module(model, spec)
             if module is not None and not is_trained(module):

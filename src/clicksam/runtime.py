@@ -51,6 +51,8 @@ class Runtime(Protocol):
 
     def stage_problem(self, spec: Any) -> Optional[str]: ...
 
+    def stage_module(self, spec: Any, module: Any) -> Any: ...
+
 
 class TorchRuntime:
     """The model run by PyTorch (the default; every family and method)."""
@@ -80,6 +82,10 @@ class TorchRuntime:
     def stage_problem(self, spec: Any) -> Optional[str]:
         """Why a method stage cannot run on this runtime (None: torch runs every stage)."""
         return None
+
+    def stage_module(self, spec: Any, module: Any) -> Any:
+        """What method ``spec``'s stage is built with: its torch module."""
+        return module
 
 
 def check_runtime(runtime: object, encoder_precision: object) -> tuple[str, str]:

@@ -82,15 +82,20 @@ class OnnxExport:
 
     export: ``export(model, decoder_path, opset) -> list[Path]``: write what the stage needs at run
         time (e.g. its own graphs) next to ``decoder_path`` and return the files written.
-    in_runtime: True when ``SamPredictor(..., runtime="onnx")`` runs the stage on onnxruntime: all
-        its run-time work is decoder hooks whose plugins are ``nn.Module`` s (traced into the click
-        graph, cached per weights). A method without an ``OnnxExport``, or with ``in_runtime``
-        False, is refused by the onnx runtime (never run on torch behind the user's back).
+    in_runtime: True when ``SamPredictor(..., runtime="onnx")`` runs the stage on onnxruntime: its
+        run-time work is decoder hooks whose plugins are ``nn.Module`` s (traced into the click
+        graph, cached per weights) and/or its module replaced by ``runtime_module``'s. A method
+        without an ``OnnxExport``, or with ``in_runtime`` False, is refused by the onnx runtime
+        (never run on torch behind the user's back).
+    runtime_module: ``runtime_module(module, runtime) -> object``: what the stage is built with on
+        the onnx runtime instead of its torch module (e.g. a refiner run as a cached graph; called
+        like the module). ``runtime`` gives ``cache_dir``, ``num_threads`` and ``log``.
     A method without an ``OnnxExport`` is left out of the export (the command says so).
     """
 
     export: Lazy
     in_runtime: bool = False
+    runtime_module: Optional[Lazy] = None
 
 
 @dataclass(frozen=True)

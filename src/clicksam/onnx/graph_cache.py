@@ -76,6 +76,16 @@ class GraphKey:
         return f"{safe_kind}-{digest[:16]}"
 
 
+def module_digest(module: Any) -> str:
+    """sha256 over a module's class and tensors (names, shapes, float32 bytes): what a graph traced
+    from it depends on (a method's plugin or refiner)."""
+    h = hashlib.sha256(f"{type(module).__module__}.{type(module).__qualname__}".encode())
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(f"{name}:{tuple(tensor.shape)}".encode())
+        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def graph_cache_dir(cache_dir: Optional[PathLike] = None) -> Path:
     """The folder of cached graphs: ``<cache_dir>/onnx``, by default under
     :func:`clicksam.cache.default_cache_dir` (``$CLICKSAM_CACHE`` or ``~/.cache/clicksam``)."""

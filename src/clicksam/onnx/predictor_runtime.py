@@ -72,6 +72,17 @@ class OnnxRuntime:
                     "use runtime='torch' (--runtime torch) for it")
         return None
 
+    def stage_module(self, spec: Any, module: Any) -> Any:
+        """What method ``spec``'s stage is built with here: its ``OnnxExport.runtime_module``'s
+        graph-backed stand-in (made once per module and weights), else the module itself (a
+        plugin whose decoder hooks are traced into the click graph)."""
+        make = getattr(getattr(spec, "onnx", None), "runtime_module", None)
+        if make is None or module is None:
+            return module
+        from clicksam.methods import resolve
+
+        return resolve(make)(module, self)
+
     # -- encode --------------------------------------------------------------------------------
     @property
     def encoder(self) -> OnnxEncoder:

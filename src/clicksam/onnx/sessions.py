@@ -46,6 +46,7 @@ def session_options(num_threads: Optional[int] = None) -> Any:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.enable_mem_pattern = False
+    options.log_severity_level = 3  # errors only: the optimiser's notes on subgraph names are not the user's business
     return options
 
 

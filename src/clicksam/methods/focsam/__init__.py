@@ -10,7 +10,8 @@ untrained stage refused: sessions ask for the official checkpoint or a trained m
 """
 from __future__ import annotations
 
-from clicksam.methods.registry import UNTRAINED_REFUSE, CheckpointFormat, MethodSpec, PublishedWeights, lazy_exports
+from clicksam.methods.registry import (UNTRAINED_REFUSE, CheckpointFormat, MethodSpec, OnnxExport, PublishedWeights,
+                                       lazy_exports)
 
 # The model families FocSAM applies to: the refiner works on the 256×64×64 embedding, the coarse
 # low-res logits and the single-mask token, which SAM, HQ-SAM and SAM 2 share (the refocused
@@ -48,6 +49,9 @@ SPEC = MethodSpec(
                          recognise=f"{_CHECKPOINT}:is_official_focsam", convert=f"{_CHECKPOINT}:convert_checkpoint"),
     ),
     families=FAMILIES,
+    # on runtime="onnx" the refiner runs as a graph of its own (the coarse decode is the click graph's)
+    onnx=OnnxExport(export="clicksam.methods.focsam.onnx:export", in_runtime=True,
+                    runtime_module="clicksam.methods.focsam.onnx:runtime_module"),
     untrained=UNTRAINED_REFUSE,
     weights_hint=(
         "load the official FocSAM checkpoint (iter_160000.pth, a ViT-H file: build_sam('vit_h', checkpoint=PATH, "

@@ -115,9 +115,16 @@ def modulated_deform_conv2d(
     # rows ordered (b, hout, wout, k) so that each output pixel's K samples are one row of K·C
     index = index.permute(0, 2, 3, 1, 4).reshape(batch, -1, 4)
     tap_weight = tap_weight.permute(0, 2, 3, 1, 4).reshape(batch, -1, 4)
-    table = x.permute(0, 2, 3, 1).reshape(batch * height * width, channels)  # channels-last rows
+    table = x.permute(0, 2, 3, 1).reshape(-1, channels)  # channels-last rows, B·H·W
     # weight O×C×kh×kw -> (K·C)×O, matching the (k, c) order of a sample row
     weight_matrix = weight.permute(2, 3, 1, 0).reshape(num_points * channels, out_channels)
+    if torch.onnx.is_in_onnx_export():
+        # ONNX has no embedding_bag and the number of windows varies per click: one gather and a
+        # weighted sum of the four corners over the whole batch (the same formula)
+        taps = table[index.reshape(-1)].reshape(-1, 4, channels)
+        sampled = (taps * tap_weight.reshape(-1, 4, 1)).sum(dim=1).reshape(-1, num_points * channels)
+        out = sampled @ weight_matrix if bias is None else torch.addmm(bias, sampled, weight_matrix)
+        return out.reshape(-1, height_out, width_out, out_channels).permute(0, 3, 1, 2)
     pieces = []
     # A few images at a time keep the (Hout·Wout)×(K·C) sample matrix in cache.
     chunk = max(1, torch.get_num_threads())

@@ -74,6 +74,8 @@ def scalar_relu_mlp(s: Tensor, first: nn.Linear, second: nn.Linear, scale: float
     """
     if s.shape[-1] != 1 or first.in_features != 1:
         raise ValueError(f"scalar_relu_mlp needs ...×1 inputs and a Linear(1, H), got {tuple(s.shape)}")
+    if torch.onnx.is_in_onnx_export():  # ONNX has no searchsorted: the dense MLP, the same function
+        return scale * second(torch.relu(first(s)))
     breaks, table, segments = _cached_tables(first, second, scale, s.dtype, cache)
     flat = s.reshape(-1)
     segment = torch.searchsorted(breaks, flat.detach().contiguous())

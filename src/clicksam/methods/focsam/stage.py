@@ -46,7 +46,9 @@ class FocSamStage(Stage):
 
     def __init__(self, model: nn.Module, module: Optional[nn.Module] = None) -> None:
         super().__init__(model, module)
-        if not isinstance(self.module, FocusRefiner):
+        from clicksam.methods.focsam.onnx import OnnxFocusRefiner  # the stand-in on runtime="onnx"
+
+        if not isinstance(self.module, (FocusRefiner, OnnxFocusRefiner)):
             raise RuntimeError(
                 "the 'focsam' stage needs model.focus_refiner; build the model with "
                 "build_sam(..., methods=['focsam']), load the official FocSAM checkpoint or a focsam method file"
@@ -76,7 +78,7 @@ class FocSamStage(Stage):
         coarse = ctx.run_decoder(embedding=source, multimask=False)
         self.last_timings["coarse"] = time.perf_counter() - start
         start = time.perf_counter()
-        refiner: FocusRefiner = self.module  # type: ignore[assignment]
+        refiner = self.module  # the FocusRefiner, or its graph on runtime="onnx"
         refined = refiner(source, coarse.low_res_logits.to(source.dtype), coarse.mask_token.to(source.dtype))
         self.last_timings["refine"] = time.perf_counter() - start
         ctx.state[STATE_EMBEDDING] = refined
