@@ -44,7 +44,7 @@ class GraphKey:
     """What an exported graph depends on.
 
     Attributes:
-        weights_digest: :func:`clicksam.cache.encoder_digest` (decoder graphs: :func:`clicksam.onnx.predictor_runtime.decoder_digest`) of the model the graph was traced from.
+        weights_digest: :func:`clicksam.cache.encoder_digest` (decoder graphs: :func:`clicksam.onnx.click_graphs.decoder_digest`) of the model the graph was traced from.
         kind: the graph's role and precision, e.g. ``"encoder-fp32"``, ``"encoder-int8"``.
         opset: the ONNX opset it was exported with.
         version: the clicksam version that exported it.
