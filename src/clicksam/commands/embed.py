@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from clicksam.commands.common import add_model_arguments, load_model
+from clicksam.commands.common import add_model_arguments, load_model, resolve_checkpoints
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -31,8 +31,6 @@ def collect_images(paths: list[Path]) -> list[Path]:
 
 def run(args: argparse.Namespace) -> int:
     if args.dataset:
-        from clicksam.train.store import run_embed_dataset  # the training package's store builder
-
         return run_embed_dataset(args)
     from tqdm import tqdm
 
@@ -53,4 +51,41 @@ def run(args: argparse.Namespace) -> int:
         else:
             computed += 1
     print(f"{len(images)} images: {computed} encoded, {reused} already in {args.out}")
+    return 0
+
+
+def run_embed_dataset(args: argparse.Namespace) -> int:
+    """``clicksam embed --dataset TYPE --data-root DIR --out STORE``: build or resume a store.
+
+    TYPE is a reader name (coco, lvis, coco-panoptic, sbd, hqseg, folder, synthetic) or a training
+    config file (JSON/TOML) whose ``data.datasets`` are used. The model comes from the usual
+    ``--model/--checkpoint/--device`` arguments; an untrained test model is initialised with
+    seed 0, as the trainer does.
+    """
+    from collections import Counter
+
+    from clicksam.build import build_sam
+    from clicksam.train.readers import build_source
+    from clicksam.train.store import build_embedding_store
+    from clicksam.training.config import load_config
+
+    if Path(args.dataset).suffix.lower() in (".json", ".toml"):
+        config = load_config(args.dataset)
+        specs = [dict(s) for s in config.data.datasets]
+        min_area = config.data.min_area
+    else:
+        spec: dict = {"type": args.dataset}
+        if args.data_root is not None:
+            spec["root"] = str(args.data_root)
+        specs, min_area = [spec], 100
+    sources = [build_source(s, min_area=min_area) for s in specs]
+    files = resolve_checkpoints(args.model, args.checkpoint)
+    # seed 0, as the trainer's build_base_model: an untrained test model gets the trainer's weights
+    model = build_sam(args.model, checkpoint=files, device=args.device, trust_checkpoint=args.trust_checkpoint, seed=0)
+    summary = build_embedding_store(sources, args.out, model, dataset_specs=specs)
+    skipped: Counter = Counter()
+    for source in sources:
+        skipped.update(source.skipped)
+    print(f"{summary.images} images in {summary.path}: {summary.encoded} encoded now, "
+          f"{summary.shards_reused} shards reused; annotations skipped: {dict(skipped) or 'none'}")
     return 0

@@ -14,13 +14,11 @@ storage dtype) names the model, a digest of the encoder's weights, the channel o
 preprocessing; a store whose signature differs from the model's is refused (by the builder and by
 the trainer), because its embeddings would silently be wrong.
 
-Entry points: :func:`build_embedding_store` (used by ``clicksam embed --dataset``) and
+Entry points: :func:`build_embedding_store` (used by ``clicksam embed --dataset``, :mod:`clicksam.commands.embed`) and
 :class:`EmbeddingStore` (read side, used by the trainer's data loader).
 """
 from __future__ import annotations
 
-import argparse
-from collections import Counter
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,38 +232,3 @@ class EmbeddingStore:
         state = self.__dict__.copy()
         state["_handles"] = {}
         return state
-
-
-def run_embed_dataset(args: argparse.Namespace) -> int:
-    """``clicksam embed --dataset TYPE --data-root DIR --out STORE``: build or resume a store.
-
-    TYPE is a reader name (coco, lvis, coco-panoptic, sbd, hqseg, folder, synthetic) or a training
-    config file (JSON/TOML) whose ``data.datasets`` are used. The model comes from the usual
-    ``--model/--checkpoint/--device`` arguments; an untrained test model is initialised with
-    seed 0, as the trainer does.
-    """
-    from clicksam.build import build_sam
-    from clicksam.commands.common import resolve_checkpoints
-    from clicksam.train.config import load_config
-    from clicksam.train.readers import build_source
-
-    if Path(args.dataset).suffix.lower() in (".json", ".toml"):
-        config = load_config(args.dataset)
-        specs = [dict(s) for s in config.data.datasets]
-        min_area = config.data.min_area
-    else:
-        spec: dict[str, Any] = {"type": args.dataset}
-        if args.data_root is not None:
-            spec["root"] = str(args.data_root)
-        specs, min_area = [spec], 100
-    sources = [build_source(s, min_area=min_area) for s in specs]
-    files = resolve_checkpoints(args.model, args.checkpoint)
-    # seed 0, as the trainer's build_base_model: an untrained test model gets the trainer's weights
-    model = build_sam(args.model, checkpoint=files, device=args.device, trust_checkpoint=args.trust_checkpoint, seed=0)
-    summary = build_embedding_store(sources, args.out, model, dataset_specs=specs)
-    skipped: Counter[str] = Counter()
-    for source in sources:
-        skipped.update(source.skipped)
-    print(f"{summary.images} images in {summary.path}: {summary.encoded} encoded now, "
-          f"{summary.shards_reused} shards reused; annotations skipped: {dict(skipped) or 'none'}")
-    return 0

@@ -6,8 +6,9 @@ import json
 import pytest
 
 from clicksam.cli import main
-from clicksam.train.config import config_from_dict
-from clicksam.train.method import TrainMethod, get_method
+from clicksam.training.config import config_from_dict
+from clicksam.train.method import TrainMethod
+from clicksam.training.methods import get_method
 
 
 def test_print_config_round_trips(capsys):
@@ -31,7 +32,7 @@ def test_method_registry():
     assert issubclass(decoder, TrainMethod) and decoder.trainable_prefixes == ("mask_decoder",)
     with pytest.raises(ValueError, match="unknown training method"):
         get_method("nope")
-    from clicksam.train.trainer import build_base_model
+    from clicksam.training.trainer import build_base_model
 
     with pytest.raises(ValueError, match="no option"):
         decoder(build_base_model("tiny"), {"gama": 0.5})
@@ -44,7 +45,7 @@ def test_embed_dataset_builds_a_store(tmp_path, capsys):
     assert main(["embed", "--dataset", str(cfg), "--model", "tiny", "--out", str(out)]) == 0
     assert "2 images" in capsys.readouterr().out
     from clicksam.train.store import EmbeddingStore
-    from clicksam.train.trainer import build_base_model
+    from clicksam.training.trainer import build_base_model
 
     store = EmbeddingStore(out)
     store.check(build_base_model("tiny"))  # same seed-0 weights as the trainer builds
