@@ -4,7 +4,8 @@ metrics, without any model. Goal: at most 10 ms per click on the 2-core CPU.
     python benchmarks/eval_speed.py --data-root ../shared/data --objects 20 --repeats 5 \
         --out benchmarks/results/eval_speed.json
 
-Per click = threshold the score map (> 0.49) + IoU + next click (two OpenCV distance transforms).
+Per click = threshold the score map (> 0.49) + IoU + next click (the farthest pixels of the two
+error regions, exact integer distances: `clicksam.distance`).
 Predictions are prepared before timing: the object eroded or dilated by a few pixels with some
 spurious blobs, so the error regions look like a real model's. The boundary IoU (only with
 ``--boundary`` in ``clicksam eval``) is timed separately. Reported: the median over repeats of the

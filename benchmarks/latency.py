@@ -67,11 +67,11 @@ def main() -> int:
     ref = _build_sam(cfg.encoder_embed_dim, cfg.encoder_depth, cfg.encoder_num_heads, list(cfg.encoder_global_attn_indexes)).eval()
     ours = sam_from_config(cfg).eval()
     ours.load_state_dict(ref.state_dict())
-    image = read_image(ROOT / "examples/coffee.jpg")
+    image = read_image(ROOT / "src/clicksam/examples/coffee.jpg")
     ref_pred, our_pred = RefPredictor(ref), clicksam.SamPredictor(ours)
 
     results: dict = {"model": args.model, "threads": torch.get_num_threads(), "torch": torch.__version__,
-                     "cpu": platform.processor() or platform.machine(), "image": "examples/coffee.jpg", "image_size": list(image.shape[:2])}
+                     "cpu": platform.processor() or platform.machine(), "image": "src/clicksam/examples/coffee.jpg", "image_size": list(image.shape[:2])}
     if not args.skip_encoder:
         with torch.inference_mode():
             r, o, rt, ot = paired_median(lambda: ref_pred.set_image(image), lambda: our_pred.set_image(image), args.repeats)

@@ -48,7 +48,7 @@ def main() -> int:
     parser.add_argument("--model", default="tiny", help="registry name (default tiny: SAM's full decoder, random weights)")
     parser.add_argument("--checkpoint", type=Path, help="optional weights for --model")
     parser.add_argument("--image-size", type=int, nargs=2, default=(400, 600), metavar=("H", "W"),
-                        help="original image size the masks are upscaled to (default 400 600, examples/coffee.jpg)")
+                        help="original image size the masks are upscaled to (default 400 600, the demo's coffee.jpg)")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch and onnxruntime threads (default: all cores)")
     parser.add_argument("--no-quantized", action="store_true", help="skip the uint8-quantized ONNX variant")
@@ -63,7 +63,8 @@ def main() -> int:
     from clicksam.onnx import OnnxDecoder, export_decoder
 
     torch.manual_seed(0)
-    model = clicksam.build_sam(args.model, checkpoint=args.checkpoint).eval()
+    # no checkpoint: random weights on purpose (the decoder speed does not depend on the weights)
+    model = clicksam.build_sam(args.model, checkpoint=args.checkpoint, random_weights=args.checkpoint is None).eval()
     predictor = clicksam.SamPredictor(model)
     height, width = args.image_size
     embedding = torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(1))

@@ -54,7 +54,7 @@ def randomize(module: torch.nn.Module, seed: int = 0, scale: float = 0.05) -> No
 
 
 def run(model_name: str, rounds: int, config: SamRefConfig) -> dict:
-    model = build_sam(model_name)
+    model = build_sam(model_name, random_weights=True)  # per-click speed only: random weights on purpose
     attach(model, config)
     randomize(model.sam_ref)
     predictor = SamPredictor(model)

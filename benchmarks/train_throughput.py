@@ -52,12 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_store:
             store = Path(tmp) / "store"
             t0 = time.perf_counter()
-            model = build_base_model(args.model, device=device)
+            model = build_base_model(args.model, device=device, random_weights=True)  # throughput only
             build_embedding_store([build_source(dataset)], store, model, batch_size=2, progress=False)
             store_s = time.perf_counter() - t0
             del model
         config = config_from_dict({
-            "method": args.method, "model": args.model, "device": device, "amp": args.amp,
+            "method": args.method, "model": args.model, "random_weights": True, "device": device, "amp": args.amp,
             "data": {"datasets": [dataset], "store": str(store) if store else None, "num_workers": args.workers},
             "optim": {"lr": 1e-4, "warmup_steps": 1}, "batch_size": args.batch,
             "steps": args.warmup + args.steps, "out_dir": str(Path(tmp) / "run"), "checkpoint_every": 10**9,

@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "CLICKSAM_CACHE": str(Path(tmp, "cache"))}
         log = open(Path(tmp, "server.log"), "wb")  # a file, not a pipe: a full pipe would stall the server
         server = subprocess.Popen([sys.executable, "-m", "clicksam", "serve", "--model", args.model, "--images",
-                                   str(folder), "--host", HOST, "--port", str(port),
+                                   str(folder), "--host", HOST, "--port", str(port), "--random-weights",
                                    "--decode-slots", str(args.decode_slots)],
                                   env=env, stdout=log, stderr=subprocess.STDOUT)
         try:

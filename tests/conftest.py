@@ -35,10 +35,11 @@ def tiny_model():
 
 @pytest.fixture
 def photo():
-    """A real photo from examples/ (H×W×3 uint8 RGB, 400×600)."""
+    """A real photo from the package's examples (H×W×3 uint8 RGB, 400×600)."""
+    from clicksam.commands.demo import EXAMPLES
     from clicksam.images import read_image
 
-    return read_image(Path(__file__).resolve().parents[1] / "examples" / "coffee.jpg")
+    return read_image(EXAMPLES / "coffee.jpg")
 
 
 @pytest.fixture

@@ -88,3 +88,88 @@ def test_model_built_in_inference_mode_decodes():
         model = clicksam.build_sam("tiny")
         out = model.decode(torch.zeros(1, 256, 64, 64), points=(torch.tensor([[[5.0, 5.0]]]), torch.ones(1, 1)))
     assert out.low_res_logits.shape == (1, 3, 256, 256)
+
+
+# ---------------------------------------------------------------- weights: never silently random
+def _official_tiny(monkeypatch, cache_dir, seed: int = 3):
+    """Make ``tiny`` look like a real size whose official file is ``tiny_official.pth`` (saved from a
+    seeded build); returns that model. The file is not in the cache until the test puts it there."""
+    import hashlib
+    from dataclasses import replace
+
+    from clicksam import registry
+    from clicksam.registry import WeightsInfo
+
+    source = clicksam.build_sam("tiny", seed=seed)
+    staged = cache_dir.parent / "staged.pth"
+    torch.save(source.state_dict(), staged)
+    info = WeightsInfo("tiny_official.pth", staged.stat().st_size, hashlib.sha256(staged.read_bytes()).hexdigest())
+    monkeypatch.setitem(registry._REGISTRY, "tiny", replace(registry.get_config("tiny"), weights=info, tags=()))
+    return source, staged, info
+
+
+def test_real_sizes_have_official_weights_test_configs_do_not():
+    assert all(clicksam.get_config(n).has_official_weights for n in ("vit_b", "vit_l", "vit_h"))
+    assert not clicksam.get_config("tiny").has_official_weights
+
+
+def test_a_real_size_without_weights_is_refused_with_the_download_instruction():
+    from clicksam.download import MissingWeightsError, cached_checkpoint
+
+    with pytest.raises(MissingWeightsError) as info:
+        clicksam.build_sam("vit_b")
+    message = str(info.value)
+    assert "clicksam download vit_b" in message and str(cached_checkpoint("vit_b")) in message
+    assert "random_weights=True" in message and "checkpoint=" in message
+    assert info.value.model_name == "vit_b"
+
+
+def test_random_weights_on_request_are_marked(tiny_model):
+    with torch.device("meta"):  # the check happens before any weight is made: no 90 M parameters here
+        model = clicksam.build_sam("vit_b", random_weights=True, device="meta")
+    assert model.random_weights and model.model_name == "vit_b"
+    assert tiny_model.random_weights  # a test config: random, and says so
+
+
+def test_the_cached_official_file_is_found_and_used(tmp_path, monkeypatch):
+    from clicksam.cache import default_cache_dir
+    from clicksam.download import MissingWeightsError
+
+    cache = default_cache_dir()
+    source, staged, info = _official_tiny(monkeypatch, cache / "x")
+    with pytest.raises(MissingWeightsError, match="tiny_official.pth"):
+        clicksam.build_sam("tiny")
+    cache.mkdir(parents=True, exist_ok=True)
+    staged.rename(cache / info.filename)
+    model = clicksam.build_sam("tiny")
+    assert not model.random_weights and model.weights_sha256 == info.sha256
+    assert torch.equal(model.mask_decoder.iou_token.weight, source.mask_decoder.iou_token.weight)
+    forced = clicksam.build_sam("tiny", random_weights=True)  # random on purpose: the file is not used
+    assert forced.random_weights and forced.weights_sha256 is None
+
+
+def test_a_method_file_alone_gets_the_cached_base_or_is_refused(tmp_path, monkeypatch):
+    from clicksam.cache import default_cache_dir
+    from clicksam.checkpoint import save_method_file
+    from clicksam.download import MissingWeightsError
+
+    trained = clicksam.build_sam("tiny", methods=["stable-sam"], seed=7)
+    method_file = tmp_path / "ssam.safetensors"
+    save_method_file(method_file, trained, ["stable_sam."], ["stable-sam"])
+    cache = default_cache_dir()
+    source, staged, info = _official_tiny(monkeypatch, cache / "x")
+    with pytest.raises(MissingWeightsError):  # the method file alone would sit on a random base
+        clicksam.build_sam("tiny", checkpoint=[method_file])
+    assert clicksam.build_sam("tiny", checkpoint=[method_file], random_weights=True).random_weights
+    cache.mkdir(parents=True, exist_ok=True)
+    staged.rename(cache / info.filename)
+    model = clicksam.build_sam("tiny", checkpoint=[method_file])
+    assert not model.random_weights and model.weights_sha256 == info.sha256 and model.stable_sam is not None
+
+
+def test_random_weights_contradicting_a_base_checkpoint_is_refused(tmp_path):
+    path = tmp_path / "base.pth"
+    torch.save(clicksam.build_sam("tiny").state_dict(), path)
+    with pytest.raises(ValueError, match="random_weights=True contradicts"):
+        clicksam.build_sam("tiny", checkpoint=path, random_weights=True)
+    assert not clicksam.build_sam("tiny", checkpoint=path).random_weights

@@ -107,3 +107,45 @@ def test_lru_evicts_oldest(tiny_model, photo):
     assert not predictor.last_encode_cached and cache.hits == 0
     with pytest.raises(ValueError, match="max_items must be >= 1"):
         EmbeddingCache(max_items=0)
+
+
+def test_an_entry_corrupted_at_the_same_size_is_re_encoded_never_nan(tmp_path, tiny_model, photo, monkeypatch):
+    import numpy as np
+
+    calls = _counting(tiny_model, monkeypatch)
+    predictor = clicksam.SamPredictor(tiny_model, cache=EmbeddingCache(tmp_path))
+    predictor.set_image(photo)
+    good = predictor.features.clone()
+    path = next(tmp_path.rglob("*.safetensors"))
+    data = bytearray(path.read_bytes())
+    data[-40_000:-39_000] = b"\xff" * 1000  # inside the tensor bytes: 250 float32 NaNs, same file size
+    path.write_bytes(bytes(data))
+    cache = EmbeddingCache(tmp_path)
+    reopened = clicksam.SamPredictor(tiny_model, cache=cache)
+    reopened.set_image(photo)
+    assert len(calls) == 2 and cache.rejected == 1 and not reopened.last_encode_cached
+    assert torch.allclose(reopened.features, good) and not torch.isnan(reopened.features).any()
+    _, scores, _ = reopened.predict(point_coords=np.array([[300.0, 200.0]]), point_labels=np.array([1]))
+    assert np.isfinite(scores).all()
+    again = clicksam.SamPredictor(tiny_model, cache=EmbeddingCache(tmp_path))  # the rewritten entry is good
+    again.set_image(photo)
+    assert again.last_encode_cached and len(calls) == 2
+
+
+def test_an_entry_without_a_checksum_is_re_encoded(tmp_path, tiny_model, photo, monkeypatch):
+    from safetensors.torch import load_file, safe_open, save_file
+
+    predictor = clicksam.SamPredictor(tiny_model, cache=EmbeddingCache(tmp_path))
+    predictor.set_image(photo)
+    path = next(tmp_path.rglob("*.safetensors"))
+    with safe_open(str(path), framework="pt") as f:
+        meta = {k: v for k, v in f.metadata().items() if k != "tensor_sha256"}
+    save_file(load_file(path), path, metadata=meta)  # an entry written before checksums existed
+    cache = EmbeddingCache(tmp_path)
+    clicksam.SamPredictor(tiny_model, cache=cache).set_image(photo)
+    assert cache.rejected == 1
+
+
+def test_the_cache_folder_expands_the_user(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert EmbeddingCache("~/.cache/clicksam/emb").directory == tmp_path / ".cache/clicksam/emb"

@@ -4,7 +4,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +12,7 @@ from PIL import Image
 
 from clicksam import registry
 from clicksam.cli import COMMANDS, main
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+from clicksam.commands.demo import EXAMPLES
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

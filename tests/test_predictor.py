@@ -89,7 +89,7 @@ def test_read_image_errors(tmp_path):
         clicksam.read_image(tmp_path / "nope.jpg")
     bad = tmp_path / "bad.jpg"
     bad.write_text("not an image")
-    with pytest.raises(ValueError, match="bad.jpg is not a readable image file"):
+    with pytest.raises(ValueError, match="cannot read image .*bad.jpg: it is not an image file"):
         clicksam.read_image(bad)
 
 

@@ -34,12 +34,13 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     from clicksam import build_sam
+    from clicksam.commands.demo import EXAMPLES
 
     work = Path(tempfile.mkdtemp())
     images = work / "images"
     images.mkdir()
     for name in ("coffee", "chelsea", "astronaut", "rocket"):
-        shutil.copy(ROOT / "examples" / f"{name}.jpg", images / f"{name}.jpg")
+        shutil.copy(EXAMPLES / f"{name}.jpg", images / f"{name}.jpg")
     (images / "classes.txt").write_text("cup\nsaucer\nspoon\ncat\nperson\n")
     torch.manual_seed(0)
     torch.save(build_sam("tiny").state_dict(), work / "tiny.pth")

@@ -55,6 +55,7 @@ def build_sam(
     device: Union[str, torch.device] = "cpu",
     trust_checkpoint: bool = False,
     seed: int = 0,
+    random_weights: bool = False,
 ) -> Sam:
     """Build a SAM model by registry name.
 
@@ -62,7 +63,7 @@ def build_sam(
         name: ``vit_b``, ``vit_l``, ``vit_h`` or ``tiny`` (see :func:`clicksam.list_models`).
         checkpoint: a path, or a list of paths loaded in order: an official SAM file, an official
             FocSAM file (mmengine ``iter_*.pth``), and/or clicksam method files (``*.safetensors``).
-            Method files need the base weights first unless the model is ``tiny``.
+            Method files given alone sit on the cached official base of a real size.
         methods: stages to attach untrained (``"stable-sam"``, ``"focsam"``, ``"sam-ref"``); stages
             named by a method file are attached automatically.
         device: where to put the model.
@@ -70,13 +71,18 @@ def build_sam(
             optimizer/meta entries of an mmengine file) to be unpickled. Only for files you trust.
         seed: seed of the random initialisation of whatever no checkpoint overwrites (the ``tiny``
             test model, untrained stages), so a build is the same in every process.
+        random_weights: build a real size (one with official weights) with random weights on purpose
+            (tests, speed checks). Without it, a real size given no base checkpoint loads its cached
+            official file, or raises :class:`clicksam.download.MissingWeightsError` saying how to get
+            it. Test configurations (``tiny``) are always allowed to be random.
     Returns:
-        the model in eval mode.
+        the model in eval mode; ``model.random_weights`` tells whether its base weights are random.
     """
     from clicksam.checkpoint import load_into_model
     from clicksam.methods import attach_stage, parse_method
 
     config = get_config(name)
+    paths = _checkpoint_paths(config, checkpoint, random_weights)  # refuse before building anything
     stages = parse_method("+".join(methods) if methods else "sam")
     # Untrained weights come from a fixed seed, so the same call gives the same model in every
     # process (test models, untrained stages); the caller's RNG state is left untouched.
@@ -85,13 +91,39 @@ def build_sam(
         model = sam_from_config(config)
         for stage in stages:
             attach_stage(model, stage)
-    if checkpoint is not None:
-        paths = [checkpoint] if isinstance(checkpoint, (str, os.PathLike)) else list(checkpoint)
-        for i, path in enumerate(paths):
-            load_into_model(model, Path(path), first=(i == 0), trust_checkpoint=trust_checkpoint)
+    for i, path in enumerate(paths):
+        load_into_model(model, path, first=(i == 0), trust_checkpoint=trust_checkpoint)
+    model.random_weights = not (paths and _is_base_file(paths[0]))
     model.to(device)
     model.eval()
     return model
+
+
+def _is_base_file(path: Path) -> bool:
+    return path.suffix != ".safetensors"  # clicksam method files; every other file holds SAM weights
+
+
+def _checkpoint_paths(config: ModelConfig, checkpoint: Union[PathLike, Sequence[PathLike], None],
+                      random_weights: bool) -> list[Path]:
+    """The files to load in order: the given ones, with the cached official file in front when a real
+    size would otherwise get a random base (MissingWeightsError when it is not cached)."""
+    if checkpoint is None:
+        paths = []
+    elif isinstance(checkpoint, (str, os.PathLike)):
+        paths = [Path(checkpoint)]
+    else:
+        paths = [Path(p) for p in checkpoint]
+    has_base = bool(paths) and _is_base_file(paths[0])
+    if random_weights and has_base:
+        raise ValueError(f"random_weights=True contradicts the base checkpoint {paths[0]}; pass one or the other")
+    if has_base or random_weights or not config.has_official_weights:
+        return paths
+    from clicksam.download import MissingWeightsError, cached_checkpoint, missing_checkpoint_message
+
+    cached = cached_checkpoint(config.name)
+    if not cached.is_file():
+        raise MissingWeightsError(config.name, missing_checkpoint_message(config.name, cli=False))
+    return [cached, *paths]
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

@@ -3,9 +3,9 @@
 An entry is an image's *feature bundle* (what the model family's encoder hands over per image;
 SAM: one ``"embedding"`` tensor 1×256×64×64), keyed by an :class:`EmbeddingSignature`: the image's
 content hash and the model's :func:`feature_signature` (model, encoder weights, preprocessing),
-the same signature the training embedding store records. The signature is stored inside the
-entry as well and checked on every read, so a stale, foreign or corrupt file is detected and
-recomputed, never silently used.
+the same signature the training embedding store records. The signature and a sha256 of the tensor
+bytes are stored inside the entry as well and checked on every read, so a stale, foreign or corrupt
+file (even one damaged at the same size) is detected and recomputed, never silently used.
 """
 from __future__ import annotations
 
@@ -67,6 +67,16 @@ class CachedFeatures:
     input_size: tuple[int, int]
 
 
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the tensors' names, dtypes, shapes and bytes, in name order (an entry's checksum)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        h.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
 def default_cache_dir() -> Path:
     """``$CLICKSAM_CACHE`` or ``~/.cache/clicksam``."""
     return Path(os.environ.get("CLICKSAM_CACHE") or Path.home() / ".cache" / "clicksam")
@@ -78,7 +88,7 @@ class EmbeddingCache:
     def __init__(self, directory: Union[str, Path, None] = None, max_items: int = 8) -> None:
         if max_items < 1:
             raise ValueError(f"max_items must be >= 1, got {max_items}")
-        self.directory = Path(directory) if directory is not None else None
+        self.directory = Path(directory).expanduser() if directory is not None else None
         self.max_items = max_items
         self._memory: "OrderedDict[str, tuple[EmbeddingSignature, CachedFeatures]]" = OrderedDict()
         self.hits = 0
@@ -118,11 +128,12 @@ class EmbeddingCache:
 
         from clicksam.io.atomic import atomic_path
 
+        tensors = {name: t.detach().float().cpu().contiguous() for name, t in entry.features.items()}
         meta = {"signature": json.dumps(asdict(sig), sort_keys=True),
                 "original_size": json.dumps(list(entry.original_size)),
-                "input_size": json.dumps(list(entry.input_size))}
+                "input_size": json.dumps(list(entry.input_size)),
+                "tensor_sha256": tensor_digest(tensors)}
         with atomic_path(path) as tmp:
-            tensors = {name: t.detach().float().cpu().contiguous() for name, t in entry.features.items()}
             save_file(tensors, str(tmp), metadata=meta)
 
     def _remember(self, sig: EmbeddingSignature, entry: CachedFeatures) -> None:
@@ -145,6 +156,8 @@ class EmbeddingCache:
             input_size = tuple(json.loads(meta["input_size"]))
         except Exception:  # noqa: BLE001 - any unreadable file is a cache miss, recomputed
             return None
+        if meta.get("tensor_sha256") != tensor_digest(features):
+            return None  # damaged bytes (or an entry from before checksums): recomputed, never used
         if not features or any(t.ndim < 2 or t.shape[0] != 1 for t in features.values()):
             return None
         return CachedFeatures(features, original, input_size)  # type: ignore[arg-type]

@@ -26,22 +26,68 @@ def cached_checkpoint(name: str, cache_dir: Optional[Path] = None) -> Path:
     return Path(cache_dir or default_cache_dir()) / weights_info(name).filename
 
 
-def missing_checkpoint_message(name: str, cache_dir: Optional[Path] = None) -> str:
+class MissingWeightsError(RuntimeError):
+    """A real model size was asked for without weights, and its official file is not in the cache.
+
+    ``model_name`` names the model; the message says where to put the file and how to download it.
+    """
+
+    def __init__(self, model_name: str, message: str) -> None:
+        super().__init__(message)
+        self.model_name = model_name
+
+
+def missing_checkpoint_message(name: str, cache_dir: Optional[Path] = None, cli: bool = True) -> str:
+    """Where to put the official file of ``name`` and how to get it, worded for the command line
+    (``--checkpoint``, ``--random-weights``) or for Python (``checkpoint=``, ``random_weights=True``)."""
     info = weights_info(name)
     target = cached_checkpoint(name, cache_dir)
+    checkpoint, random_weights = (("--checkpoint PATH", "--random-weights") if cli
+                                  else ("checkpoint=PATH", "random_weights=True"))
     return (
         f"the {name} checkpoint is not in the cache. Run `clicksam download {name}`, or download "
         f"{info.download_url} ({info.num_bytes:,} bytes) by hand and put it at {target} "
-        "(set CLICKSAM_CACHE to use another folder), or pass --checkpoint PATH"
+        f"(set CLICKSAM_CACHE to use another folder), or pass {checkpoint}. To run it with random weights "
+        f"on purpose (meaningless masks: tests and speed checks only), pass {random_weights}"
     )
 
 
 def find_checkpoint(name: str, cache_dir: Optional[Path] = None) -> Path:
-    """The cached official file of ``name``; RuntimeError with the download instruction if absent."""
+    """The cached official file of ``name``; :class:`MissingWeightsError` with the download instruction if absent."""
     path = cached_checkpoint(name, cache_dir)
     if not path.is_file():
-        raise RuntimeError(missing_checkpoint_message(name, cache_dir))
+        raise MissingWeightsError(name, missing_checkpoint_message(name, cache_dir))
     return path
+
+
+def cache_state(name: str, verify: bool = False, cache_dir: Optional[Path] = None) -> tuple[str, bool]:
+    """What the cache holds for ``name``'s official file: ``(state, usable)``.
+
+    ``state`` is one of "cached", "cached, sha256 verified" (with ``verify``), "not downloaded",
+    "partial download (N%, resumable)", "incomplete (A of B bytes)", "wrong size (A bytes, expected B)",
+    "corrupt (sha256 mismatch)" or "random weights (test config)" for a model without official weights;
+    ``usable`` is True for the first two only. The size is always checked, the sha256 only with ``verify``.
+    """
+    config = get_config(name)
+    if config.weights is None:
+        return "random weights (test config)", False
+    info = config.weights
+    path = cached_checkpoint(name, cache_dir)
+    if not path.is_file():
+        part = path.with_name(path.name + ".part")
+        if part.is_file():
+            return f"partial download ({100 * part.stat().st_size // info.num_bytes}%, resumable)", False
+        return "not downloaded", False
+    size = path.stat().st_size
+    if size < info.num_bytes:
+        return f"incomplete ({size:,} of {info.num_bytes:,} bytes)", False
+    if size > info.num_bytes:
+        return f"wrong size ({size:,} bytes, expected {info.num_bytes:,})", False
+    if not verify:
+        return "cached", True
+    if _sha256_of(path) != info.sha256:
+        return "corrupt (sha256 mismatch)", False
+    return "cached, sha256 verified", True
 
 
 def _sha256_of(path: Path) -> str:

@@ -47,8 +47,15 @@ def check_point(x: float, y: float, size: tuple[int, int]) -> None:
         raise ValueError(f"click (x={x}, y={y}) is outside the {w}x{h} (WxH) image; x must be in [0, {w}) and y in [0, {h})")
 
 
+MIN_BOX_SIZE = 1.0  # pixels: a thinner box is a mis-click (a drag of zero length), not a prompt
+
+
 def check_box(box, size: tuple[int, int]) -> np.ndarray:
-    """Validate one XYXY box for an image of size (H, W); returns it as float32[4]."""
+    """Validate one XYXY box for an image of size (H, W); returns it as float32[4].
+
+    The one rule for boxes (library, session, CLI and web API): finite values, x0 <= x1 and y0 <= y1,
+    at least ``MIN_BOX_SIZE`` pixels wide and high, not entirely outside the image.
+    """
     arr = np.asarray(box, dtype=np.float64).reshape(-1)
     if arr.shape != (4,):
         raise ValueError(f"box must have 4 values (x0, y0, x1, y1), got {np.asarray(box).shape}")
@@ -57,6 +64,9 @@ def check_box(box, size: tuple[int, int]) -> np.ndarray:
     x0, y0, x1, y1 = arr
     if x1 < x0 or y1 < y0:
         raise ValueError(f"box (x0={x0}, y0={y0}, x1={x1}, y1={y1}) has x1 < x0 or y1 < y0; give (x0, y0, x1, y1) with x0 <= x1 and y0 <= y1")
+    if x1 - x0 < MIN_BOX_SIZE or y1 - y0 < MIN_BOX_SIZE:
+        raise ValueError(f"box (x0={x0:g}, y0={y0:g}, x1={x1:g}, y1={y1:g}) is {x1 - x0:g}x{y1 - y0:g} pixels; "
+                         f"the box must be at least {MIN_BOX_SIZE:g} pixel wide and high")
     h, w = size
     if x1 < 0 or y1 < 0 or x0 > w or y0 > h:
         raise ValueError(f"box {arr.tolist()} lies entirely outside the {w}x{h} (WxH) image")

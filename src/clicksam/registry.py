@@ -39,6 +39,13 @@ class ModelConfig:
     prompt_embed_dim: int = 256
     tags: tuple[str, ...] = field(default_factory=tuple)
 
+    @property
+    def has_official_weights(self) -> bool:
+        """A real model size with a published checkpoint. Built without weights its masks are
+        meaningless, so :func:`clicksam.build_sam` then loads the cached official file or refuses
+        (unless asked for random weights). Test configurations (``tiny``) have none."""
+        return self.weights is not None
+
 
 _REGISTRY: dict[str, ModelConfig] = {}
 

@@ -58,3 +58,45 @@ def test_cli_errors_are_reported(tmp_path, capsys):
                  "--out", str(tmp_path / "x")]) == 2
     assert "GrabCut not found" in capsys.readouterr().err
     assert main(["eval-report", str(tmp_path / "nothing")]) == 2
+
+
+def test_an_unreadable_image_is_skipped_the_rest_evaluated_exit_1(square_dataset, tmp_path, capsys):
+    images, masks = square_dataset
+    (images / "big.png").write_text("not an image")  # its mask is fine
+    out = tmp_path / "run"
+    assert main(eval_args(images, masks, out, "--oracle", "erode:0")) == 1
+    printed = capsys.readouterr()
+    assert f"skipped big: cannot read image {images / 'big.png'}: it is not an image" in printed.err
+    assert "1 object(s) skipped" in printed.err and "Traceback" not in printed.err
+    summary = json.loads((out / "summary.json").read_text())["datasets"]["squares"]
+    assert summary["num_objects"] == 1 and not summary["complete"]
+    assert "| run (partial) |" in (out / "results.md").read_text()
+
+
+def test_noc_reports_the_actual_click_cap(square_dataset, tmp_path):
+    images, masks = square_dataset
+    assert main(eval_args(images, masks, tmp_path / "five", "--oracle", "erode:1", "--max-clicks", "5")) == 0
+    table = (tmp_path / "five" / "results.md").read_text()
+    assert "| five | oracle-erode | squares | 2 | 5.00 (≤5) | 5.00 (≤5) | 5.00 (≤5) | 2 | 2 |" in table
+    assert "(5 if never)" in table and "in 5 clicks" in table and "20 if never" not in table
+
+
+def test_a_one_click_run_has_no_noc(square_dataset, tmp_path):
+    """With one click NoC is 1 whatever the IoU: reported as n/a, not as a perfect 1.00."""
+    images, masks = square_dataset
+    assert main(eval_args(images, masks, tmp_path / "one", "--oracle", "erode:1", "--max-clicks", "1")) == 0
+    table = (tmp_path / "one" / "results.md").read_text()
+    assert "| one | oracle-erode | squares | 2 | n/a | n/a | n/a | 2 | 2 |" in table and "1.00" not in table
+    assert "n/a" in table.split("\n\n")[-1]  # the footnote says why
+
+
+def test_eval_report_flags_runs_with_different_caps(square_dataset, tmp_path, capsys):
+    images, masks = square_dataset
+    assert main(eval_args(images, masks, tmp_path / "a", "--oracle", "erode:1")) == 0
+    assert main(eval_args(images, masks, tmp_path / "b", "--oracle", "erode:1", "--max-clicks", "5")) == 0
+    capsys.readouterr()
+    assert main(["eval-report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "cmp")]) == 0
+    err = capsys.readouterr().err
+    assert "different click caps (5, 20)" in err and "not comparable" in err
+    comparison = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "different click caps (5, 20)" in comparison and "| b | oracle-erode | squares | 2 | 5.00 (≤5) |" in comparison

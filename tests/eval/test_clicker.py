@@ -1,4 +1,6 @@
-"""The click simulator (SPEC §7.1): hand-made cases and property tests on random masks."""
+"""The click simulator (SPEC §7.1): hand-made cases and property tests on random masks.
+
+The exact-rule tests on 1000+ random cases run twice live in ``test_clicker_exact.py``."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,19 +9,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from clicksam.distance import squared_distance_map
 from clicksam.eval import Click, NoErrorLeftError, find_next_click, next_click
 from clicksam.eval.clicker import error_distance_maps
 
 
 def brute_force_distance(mask: np.ndarray) -> np.ndarray:
-    """Euclidean distance of each on-pixel to the nearest off-pixel of the 1-px zero-padded mask."""
+    """Euclidean distance (float64, the root of the exact integer square) of each on-pixel to the
+    nearest off-pixel of the 1-px zero-padded mask."""
     padded = np.pad(mask, 1)
     off_y, off_x = np.nonzero(~padded)
-    out = np.zeros(mask.shape, dtype=np.float32)
+    out = np.zeros(mask.shape, dtype=np.int64)
     for y, x in zip(*np.nonzero(mask)):
-        d2 = (off_y - (y + 1)) ** 2 + (off_x - (x + 1)) ** 2
-        out[y, x] = np.sqrt(np.float32(d2.min()))
-    return out
+        out[y, x] = ((off_y - (y + 1)) ** 2 + (off_x - (x + 1)) ** 2).min()
+    return np.sqrt(out)
 
 
 def square_gt(size=12, top=2, left=3, side=6) -> np.ndarray:
@@ -147,8 +150,6 @@ def test_random_tie_break_picks_a_maximum_on_random_masks(gt_pred, seed):
 
 
 def test_bounding_box_transform_equals_the_whole_image_transform(shared_dir):
-    import cv2
-
     from clicksam.eval.datasets import load_dataset
 
     ds = load_dataset("DAVIS", shared_dir / "data")
@@ -158,21 +159,15 @@ def test_bounding_box_transform_equals_the_whole_image_transform(shared_dir):
         pred[:40, :60] = True  # a false positive touching the image corner
         ours_fn, ours_fp = error_distance_maps(gt, pred)
         for region, ours in (((gt == 1) & ~pred, ours_fn), ((gt == 0) & pred, ours_fp)):
-            padded = np.pad(region, 1).astype(np.uint8)
-            whole = cv2.distanceTransform(padded, cv2.DIST_L2, 0)[1:-1, 1:-1]
-            np.testing.assert_array_equal(ours, whole)
+            np.testing.assert_array_equal(ours, np.sqrt(squared_distance_map(region)))
 
 
 def spec_reference_click(gt, pred, clicks):
-    """SPEC §7.1 written out literally on the whole image (the RITM formulation)."""
-    import cv2
-
+    """SPEC §7.1 written out literally on the whole image (the RITM formulation, exact distances)."""
     not_ignore = gt != -1
-    fn = np.pad((gt == 1) & ~pred & not_ignore, 1).astype(np.uint8)
-    fp = np.pad((gt == 0) & pred & not_ignore, 1).astype(np.uint8)
-    dt_fn = cv2.distanceTransform(fn, cv2.DIST_L2, 0)[1:-1, 1:-1]
-    dt_fp = cv2.distanceTransform(fp, cv2.DIST_L2, 0)[1:-1, 1:-1]
-    not_clicked = np.ones(gt.shape, dtype=np.float32)
+    dt_fn = squared_distance_map((gt == 1) & ~pred & not_ignore)
+    dt_fp = squared_distance_map((gt == 0) & pred & not_ignore)
+    not_clicked = np.ones(gt.shape, dtype=np.int64)
     for c in clicks:
         not_clicked[c.y, c.x] = 0
     dt_fn, dt_fp = dt_fn * not_clicked, dt_fp * not_clicked

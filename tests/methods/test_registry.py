@@ -45,7 +45,7 @@ class InvertStage(Stage):
 SPEC = MethodSpec(name="toy-invert", stage=InvertStage)
 '''
 ROOT = Path(__file__).resolve().parents[2]
-PHOTO = ROOT / "examples" / "coffee.jpg"
+PHOTO = ROOT / "src" / "clicksam" / "examples" / "coffee.jpg"
 
 
 def install(folder: Path, entry_points: str, files: dict[str, str]) -> None:

@@ -70,7 +70,7 @@ def test_cli_segment_with_a_stable_sam_method_file(tmp_path, capsys):
     model = build_sam("tiny", methods=["stable-sam"])
     randomize(model.stable_sam, seed=12)
     method_file = save_method_file(tmp_path / "ssam.safetensors", model, ["stable_sam."], ["stable-sam"])
-    photo = Path(__file__).resolve().parents[2] / "examples" / "coffee.jpg"
+    photo = Path(__file__).resolve().parents[2] / "src" / "clicksam" / "examples" / "coffee.jpg"
     out = tmp_path / "mask.png"
     code = main(["segment", str(photo), "--model", "tiny", "--checkpoint", str(method_file), "--method", "stable-sam",
                  "--box", "100,80,400,350", "-o", str(out)])

@@ -76,16 +76,17 @@ def test_classes_api_objects_and_coco_categories(image_dir):
 def test_serve_reads_classes_from_a_file_and_the_folder(image_dir, tmp_path, monkeypatch, capsys):
     import uvicorn
 
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: None)  # serve binds, then returns
     (image_dir / "classes.txt").write_text("cup\nplate\n")
-    assert main(["serve", "--model", "tiny", "--images", str(image_dir)]) == 0
+    assert main(["serve", "--model", "tiny", "--images", str(image_dir), "--port", "0"]) == 0
     printed = capsys.readouterr().out
     assert "classes: cup, plate" in printed and "2 class(es) added from" in printed
     extra = tmp_path / "more.txt"
     extra.write_text("plate\nbowl\n")
-    assert main(["serve", "--model", "tiny", "--images", str(image_dir), "--classes", str(extra)]) == 0
+    assert main(["serve", "--model", "tiny", "--images", str(image_dir), "--classes", str(extra), "--port", "0"]) == 0
     assert "1 class(es) added from" in capsys.readouterr().out
     saved = json.loads((image_dir / ".clicksam/annotations/.classes.json").read_text())
     assert [c["name"] for c in saved["classes"]] == ["cup", "plate", "bowl"]
-    assert main(["serve", "--model", "tiny", "--images", str(image_dir), "--classes", str(tmp_path / "no.txt")]) == 2
+    assert main(["serve", "--model", "tiny", "--images", str(image_dir), "--classes", str(tmp_path / "no.txt"),
+                 "--port", "0"]) == 2
     assert "class file not found" in capsys.readouterr().err

@@ -70,12 +70,14 @@ def test_serve_token_and_host(image_dir, monkeypatch, capsys):
     assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4") and not is_loopback("example.org")
     calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    monkeypatch.setattr(uvicorn.Server, "run",
+                        lambda self, sockets=None: calls.append((self.config.app, sockets[0].getsockname())))
     monkeypatch.delenv("CLICKSAM_TOKEN", raising=False)
-    assert main(["serve", "--model", "tiny", "--images", str(image_dir), "--host", "0.0.0.0", "--port", "8123"]) == 0
-    app, options = calls[-1]
-    assert options["host"] == "0.0.0.0" and options["port"] == 8123
+    assert main(["serve", "--model", "tiny", "--images", str(image_dir), "--host", "0.0.0.0", "--port", "0"]) == 0
+    app, (host, port) = calls[-1]
+    assert host == "0.0.0.0" and port > 0
     printed = capsys.readouterr()
+    assert f"open http://0.0.0.0:{port}/?token=" in printed.out
     assert "?token=" in printed.out and "reachable from other machines" in printed.err
     from fastapi.testclient import TestClient
 
@@ -84,9 +86,9 @@ def test_serve_token_and_host(image_dir, monkeypatch, capsys):
         token = printed.out.split("?token=")[1].split()[0]
         assert client.post("/api/objects", json={"image": "img0.png"},
                            headers={"X-Clicksam-Token": token}).status_code == 200
-    assert main(["serve", "--model", "tiny", "--images", str(image_dir)]) == 0
+    assert main(["serve", "--model", "tiny", "--images", str(image_dir), "--port", "0"]) == 0
     assert "?token=" not in capsys.readouterr().out  # loopback: no token by default
-    assert main(["serve", "--model", "tiny", "--images", str(image_dir), "--method", "magic"]) == 2
+    assert main(["serve", "--model", "tiny", "--images", str(image_dir), "--method", "magic", "--port", "0"]) == 2
     assert "unknown method stage" in capsys.readouterr().err
 
 
@@ -125,3 +127,38 @@ def test_reopening_an_image_uses_the_disk_embedding_cache(tmp_path):
     session = SamSessionFactory(model, EmbeddingCache(tmp_path / "emb")).create(again, "sam")
     session.add_click(10, 10)
     assert session.mask.shape == (48, 64)
+
+
+def test_serve_on_a_busy_port_says_so_without_printing_an_address(image_dir, monkeypatch, capsys):
+    import socket
+
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: pytest.fail("must not serve"))
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen(1)
+        port = other.getsockname()[1]
+        assert main(["serve", "--model", "tiny", "--images", str(image_dir), "--port", str(port)]) == 2
+    printed = capsys.readouterr()
+    assert f"port {port} on 127.0.0.1 is already in use" in printed.err and "--port" in printed.err
+    assert "open http" not in printed.out and "Traceback" not in printed.err
+
+
+def test_serve_prints_its_address_once_it_listens(image_dir, monkeypatch, capsys):
+    """When "open http://..." is printed, a connection to that address already succeeds."""
+    import socket
+
+    import uvicorn
+
+    def serve(self, sockets=None):
+        url = capsys.readouterr().out.split("open ")[1].split()[0]
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # accepted into the listening socket's backlog
+        served.append(port)
+
+    served = []
+    monkeypatch.setattr(uvicorn.Server, "run", serve)
+    assert main(["serve", "--model", "tiny", "--images", str(image_dir), "--port", "0"]) == 0
+    assert served

@@ -1,13 +1,14 @@
 """Training-time prompt simulation: distances, iterative clicks, multi-point, boxes."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 import torch
 
+from clicksam.distance import squared_distance_map
+from clicksam.train import distance as train_distance
 from clicksam.train import prompts
-from clicksam.train.distance import distance_transform
+from clicksam.train.distance import beyond_fraction, squared_distance_maps
 
 
 def _target(b: int = 3, size: int = 64) -> torch.Tensor:
@@ -20,16 +21,31 @@ def _target(b: int = 3, size: int = 64) -> torch.Tensor:
     return t
 
 
-def test_torch_distance_transform_matches_opencv():
+def test_torch_backend_gives_the_integers_of_the_package_distance(monkeypatch):
     g = torch.Generator().manual_seed(0)
     masks = torch.rand(3, 37, 29, generator=g) > 0.15
-    got = distance_transform(masks, backend="torch", chunk_elements=5000)
+    masks[2] = True  # no False pixel: only the border bounds the distances
+    got = squared_distance_maps(masks, backend="torch", chunk_elements=5000)
+    assert got.dtype == torch.int64
     for i in range(3):
-        ref = cv2.distanceTransform(np.pad(masks[i].numpy().astype(np.uint8), 1), cv2.DIST_L2, 0)[1:-1, 1:-1]
-        np.testing.assert_allclose(got[i].numpy(), ref, atol=1e-5)
-    assert torch.equal(got, distance_transform(masks, backend="opencv"))
+        np.testing.assert_array_equal(got[i].numpy(), squared_distance_map(masks[i].numpy()))
+    assert torch.equal(got, squared_distance_maps(masks))  # auto: the numpy function on CPU tensors
+    monkeypatch.setattr(train_distance, "_FLOAT32_EXACT", 0)  # the int64 arithmetic of very large maps
+    assert torch.equal(squared_distance_maps(masks, backend="torch", chunk_elements=5000), got)
+    assert squared_distance_maps(torch.zeros(0, 4, 5, dtype=torch.bool), backend="torch").shape == (0, 4, 5)
     with pytest.raises(ValueError, match="B×H×W"):
-        distance_transform(masks[0])
+        squared_distance_maps(masks[0])
+    with pytest.raises(ValueError, match="backend"):
+        squared_distance_maps(masks, backend="opencv")
+
+
+def test_beyond_fraction_is_exact_at_the_boundary():
+    # distance 10 vs max 17 with ratio 1.7: 10 > 17 / 1.7 is false (equal), 11 > 10 is true
+    squared = torch.tensor([[[100, 121, 99]]])
+    assert beyond_fraction(squared, torch.tensor([289]), 1.7).tolist() == [[[False, True, False]]]
+    assert beyond_fraction(squared, torch.tensor([400]), 2).tolist() == [[[False, True, False]]]
+    with pytest.raises(ValueError, match="ratio"):
+        beyond_fraction(squared, torch.tensor([289]), 0.5)
 
 
 def test_sample_streams_do_not_depend_on_the_batch():
@@ -54,11 +70,11 @@ def test_first_click_is_positive_and_deep_inside():
     clicks = prompts.sample_next_click(target, empty, clicks, prompts.SampleRandom([1, 2, 3]))
     assert clicks.labels[:, 0].tolist() == [1, 1, 1]
     cells = ((clicks.coords[:, 0] + 0.5) / 16 - 0.5).round().long()  # back to (col, row)
-    dist = distance_transform(target[:, 0] == 1)
+    sq = squared_distance_maps(target[:, 0] == 1)
     for b in range(3):
         col, row = cells[b].tolist()
         assert target[b, 0, row, col] == 1
-        assert dist[b, row, col] > dist[b].max() / 1.7
+        assert 1.7 ** 2 * sq[b, row, col] > sq[b].max()
         assert clicks.clicked[b, row, col]
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from clicksam.commands.common import add_model_arguments, load_model
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"  # package data: there in an installed wheel too
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         model = load_model(args, download=True)
     except RuntimeError as exc:
         print(f"clicksam demo: {exc}")
-        print(f"(to try the pipeline without weights: clicksam demo --model tiny)")
+        print("(to try the pipeline without weights: clicksam demo --model tiny, or add --random-weights)")
         return 2
     predictor = SamPredictor(model, cache=EmbeddingCache(args.out / "embeddings"))
     tiles, titles, rows = [], [], []

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from clicksam.commands.common import add_model_arguments, load_model, resolve_checkpoints
+from clicksam.commands.common import add_model_arguments, load_model
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from clicksam.cache import EmbeddingCache
-    from clicksam.images import read_image
+    from clicksam.images import ImageReadError, read_image
     from clicksam.predictor import SamPredictor
 
     images = collect_images(args.images)
@@ -44,13 +45,23 @@ def run(args: argparse.Namespace) -> int:
     cache = EmbeddingCache(args.out, max_items=1)
     predictor = SamPredictor(load_model(args), cache=cache)
     computed = reused = 0
+    skipped: list[Path] = []
     for path in tqdm(images, desc="embedding", unit="img"):
-        predictor.set_image(read_image(path))
+        try:
+            image = read_image(path)
+        except (ImageReadError, FileNotFoundError) as exc:  # one bad file does not stop the folder
+            skipped.append(path)
+            tqdm.write(f"skipped {path}: {exc}", file=sys.stderr)
+            continue
+        predictor.set_image(image)
         if predictor.last_encode_cached:
             reused += 1
         else:
             computed += 1
     print(f"{len(images)} images: {computed} encoded, {reused} already in {args.out}")
+    if skipped:
+        print(f"{len(skipped)} images skipped (unreadable, see above); the others are embedded", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -64,7 +75,7 @@ def run_embed_dataset(args: argparse.Namespace) -> int:
     """
     from collections import Counter
 
-    from clicksam.build import build_sam
+    from clicksam.commands.common import build_model
     from clicksam.train.readers import build_source
     from clicksam.train.store import build_embedding_store
     from clicksam.training.config import load_config
@@ -79,9 +90,9 @@ def run_embed_dataset(args: argparse.Namespace) -> int:
             spec["root"] = str(args.data_root)
         specs, min_area = [spec], 100
     sources = [build_source(s, min_area=min_area) for s in specs]
-    files = resolve_checkpoints(args.model, args.checkpoint)
-    # seed 0, as the trainer's build_base_model: an untrained test model gets the trainer's weights
-    model = build_sam(args.model, checkpoint=files, device=args.device, trust_checkpoint=args.trust_checkpoint, seed=0)
+    # seed 0 (build_sam's default), as the trainer's build_base_model: an untrained test model gets the trainer's weights
+    model = build_model(args.model, args.checkpoint, device=args.device, trust_checkpoint=args.trust_checkpoint,
+                        random_weights=args.random_weights)
     summary = build_embedding_store(sources, args.out, model, dataset_specs=specs)
     skipped: Counter = Counter()
     for source in sources:

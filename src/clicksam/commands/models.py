@@ -8,18 +8,26 @@ from clicksam.registry import get_config, list_models
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--verify", action="store_true",
+                        help="also check each cached file's sha256 (reads every file; exit 1 if one is damaged)")
+
+
+def _fix(name: str, state: str) -> str:
+    if state.startswith("corrupt"):
+        return f"`clicksam download {name} --force` replaces it"
+    return f"`clicksam download {name}` completes it"
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from clicksam.download import cached_checkpoint
+    from clicksam.download import cache_state
 
     rows = []
     for name in list_models():
         cfg = get_config(name)
         w = cfg.weights
-        path = cached_checkpoint(name) if w else None
+        state, usable = cache_state(name, verify=args.verify)
         rows.append({
             "name": name,
             "description": cfg.description,
@@ -27,13 +35,23 @@ def run(args: argparse.Namespace) -> int:
             "bytes": w.num_bytes if w else 0,
             "sha256": w.sha256 if w else "",
             "url": w.download_url if w else "",
-            "cached": bool(path and path.is_file()),
+            "cached": usable,
+            "state": state,
+            "random_weights": not cfg.has_official_weights,
         })
+    damaged = [r for r in rows if r["state"].startswith(("incomplete", "wrong size", "corrupt"))]
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
-    print(f"{'name':<7} {'file':<22} {'size':>9}  {'cached':<6}  description")
-    for r in rows:
-        size = f"{r['bytes'] / 1e6:,.0f} MB" if r["bytes"] else "-"
-        print(f"{r['name']:<7} {r['file']:<22} {size:>9}  {'yes' if r['cached'] else 'no':<6}  {r['description']}")
-    return 0
+    else:
+        width = max(len(r["state"]) for r in rows)
+        print(f"{'name':<7} {'file':<22} {'size':>9}  {'cache':<{width}}  description")
+        for r in rows:
+            size = f"{r['bytes'] / 1e6:,.0f} MB" if r["bytes"] else "-"
+            print(f"{r['name']:<7} {r['file']:<22} {size:>9}  {r['state']:<{width}}  {r['description']}")
+        for r in rows:
+            if r["bytes"] and not r["cached"] and r["state"] != "not downloaded":
+                print(f"{r['name']}: {r['state']}; {_fix(r['name'], r['state'])}")
+        if any(r["bytes"] and not r["cached"] for r in rows):
+            print("a model whose file is not cached refuses to run; `clicksam download NAME` fetches it, "
+                  "--random-weights runs it untrained (meaningless masks)")
+    return 1 if args.verify and damaged else 0

@@ -11,10 +11,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", type=Path, help="image file")
     add_model_arguments(parser)
     parser.add_argument("--click", action="append", default=[], metavar="X,Y[,LABEL]",
-                        help="a click in image pixels; LABEL 1 positive (default) or 0 negative; repeat, in order")
+                        help="a click in image pixels (x right, y down, as the image is shown); LABEL 1 positive "
+                             "(default) or 0 negative; repeat, in order")
     parser.add_argument("--box", metavar="X0,Y0,X1,Y1", help="a box in image pixels")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="where to write the mask PNG (0/255)")
-    parser.add_argument("--overlay", type=Path, help="also write an overlay PNG")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="where to write the mask, a .png file (0/255)")
+    parser.add_argument("--overlay", type=Path, help="also write an overlay, a .png file")
+
+
+def check_png_output(path: Path, option: str) -> None:
+    """Refuse, before any work, an output that is a folder or not a ``.png`` name (masks are written
+    as lossless PNG: a JPEG would blur the 0/255 values)."""
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder; give a file name such as {path / 'mask.png'}")
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"{option} {path}: the file is written as PNG, so its name must end in .png")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.click and not args.box:
         raise ValueError("give at least one --click X,Y[,LABEL] or a --box X0,Y0,X1,Y1")
+    check_png_output(args.output, "-o")
+    if args.overlay is not None:
+        check_png_output(args.overlay, "--overlay")
     clicks = []
     for text in args.click:
         parts = text.split(",")

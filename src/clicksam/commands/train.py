@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from clicksam.commands.common import RANDOM_WEIGHTS_HELP
 from clicksam.training.config import TrainConfig, config_from_dict, load_config
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="override the config's out_dir")
     parser.add_argument("--steps", type=int, help="override the config's number of steps")
     parser.add_argument("--device", help="override the config's device (auto, cpu, cuda)")
+    parser.add_argument("--random-weights", action="store_true", help=RANDOM_WEIGHTS_HELP + " (config: random_weights)")
     parser.add_argument("--print-config", action="store_true", help="print a complete default config for --method and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -42,6 +44,8 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         config.steps = args.steps
     if args.device is not None:
         config.device = args.device
+    if args.random_weights:
+        config.random_weights = True
     return config.validate()
 
 
@@ -60,10 +64,16 @@ def run(args: argparse.Namespace) -> int:
         json.dump(default_config(args.method).to_dict(), sys.stdout, indent=1)
         print()
         return 0
+    from clicksam.commands.common import announce_weights, cli_weights_message, resolve_device
     from clicksam.training.trainer import Trainer
 
     config = _config(args)
-    trainer = Trainer(config, resume=args.resume, progress=not args.no_progress)
+    if config.device != "auto":
+        resolve_device(config.device)
+    with cli_weights_message():
+        trainer = Trainer(config, resume=args.resume, progress=not args.no_progress)
+    if trainer.rank == 0:
+        announce_weights(trainer.model, config.model)
     result = trainer.run()
     if trainer.rank == 0:
         status = "stopped early (resumable)" if result.interrupted else "done"

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
+from clicksam.commands.common import RANDOM_WEIGHTS_HELP
 from clicksam.methods import method_help
 
-from .datasets import EvalDataset, FolderDataset, ForegroundRule, load_dataset
+from .datasets import EvalDataset, EvalObject, FolderDataset, ForegroundRule, load_dataset
 from .prompts import PROMPT_TYPES
 from .report import markdown_table, summarize_run, write_run_report
 from .runner import RunSettings, prepare_run_dir, run_dataset
@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="vit_b", help="vit_b, vit_l, vit_h or tiny (default vit_b)")
     model.add_argument("--checkpoint", action="append", default=[], metavar="PATH",
-                       help="checkpoint file; repeat for base + method files (none: random weights)")
+                       help="checkpoint file; repeat for base + method files (default: the cached official file)")
+    model.add_argument("--random-weights", action="store_true", help=RANDOM_WEIGHTS_HELP)
     model.add_argument("--method", default="sam", help=method_help())
     model.add_argument("--device", default="cpu", help="torch device (default cpu)")
     model.add_argument("--embedding-cache", type=Path, default=None, metavar="DIR",
@@ -93,12 +94,16 @@ def _oracle_for(spec: str, dataset: EvalDataset) -> Segmenter:
 
 
 def _model_segmenter(args: argparse.Namespace) -> Segmenter:
+    from clicksam.commands.common import announce_weights, cli_weights_message, resolve_device
+
     from .sam_segmenter import build_sam_segmenter
 
-    if not args.checkpoint and args.model != "tiny":
-        warnings.warn(f"no --checkpoint: {args.model} has random weights and its numbers mean nothing",
-                      stacklevel=2)
-    return build_sam_segmenter(args.model, args.checkpoint, args.method, args.device, args.embedding_cache)
+    resolve_device(args.device)
+    with cli_weights_message():
+        segmenter = build_sam_segmenter(args.model, args.checkpoint, args.method, args.device, args.embedding_cache,
+                                        random_weights=args.random_weights)
+    announce_weights(segmenter.predictor.model, args.model)
+    return segmenter
 
 
 def run(args: argparse.Namespace) -> int:
@@ -116,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         segmenter = _model_segmenter(args)
         segmenters = {d.name: segmenter for d in datasets}
-        extra = {"model": args.model, "checkpoints": [str(p) for p in args.checkpoint], "device": args.device}
+        extra = {"model": args.model, "checkpoints": [str(p) for p in args.checkpoint], "device": args.device,
+                 "random_weights": bool(segmenter.predictor.model.random_weights)}
     counts = {}
     for d in datasets:
         total = len(d.objects)
@@ -125,11 +131,23 @@ def run(args: argparse.Namespace) -> int:
                   "data_roots": {d.name: str(d.root) for d in datasets}})
     first = next(iter(segmenters.values()))
     prepare_run_dir(args.out, settings, first, extra)
+    skipped: list[str] = []
+
+    def skip(obj: EvalObject, reason: str) -> None:
+        from tqdm import tqdm
+
+        skipped.append(obj.object_id)
+        tqdm.write(f"skipped {obj.object_id}: {reason}", file=sys.stderr)
+
     for dataset in datasets:
         run_dataset(dataset, segmenters[dataset.name], args.out, settings, args.limit,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, on_skip=skip)
     outputs = write_run_report(args.out)
     print(markdown_table([summarize_run(args.out)]), end="")
     for kind, path in outputs.items():
         print(f"{kind}: {path}", file=sys.stderr)
+    if skipped:
+        print(f"{len(skipped)} object(s) skipped (unreadable image or mask, see above); the tables cover the "
+              "others and say '(partial)'; fix the files and run the same command again to add them", file=sys.stderr)
+        return 1
     return 0

@@ -5,6 +5,9 @@ the largest error region: the pixel farthest from the region's boundary (image b
 boundary). It is positive when the largest false-negative distance is strictly larger than the
 largest false-positive distance (a tie is negative). The pixel is the first maximum in row-major
 order, or, with a random generator, one of the tied maxima drawn uniformly (FocSAM's variant).
+Distances are exact integer squared distances (:mod:`clicksam.distance`), compared as integers,
+so ties are exact and a rerun gives the same clicks (OpenCV's float32 transform, RITM's, broke
+exact ties at random with the buffer's alignment).
 
 Coordinates: every :class:`~clicksam.prompts.Click` (the package's one click type) is ``(x, y)`` in
 original-image pixels, i.e. column then row; arrays are indexed ``[y, x]``. The simulator's clicks
@@ -14,9 +17,9 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-import cv2
 import numpy as np
 
+from clicksam.distance import farthest_pixels, squared_distance_map
 from clicksam.prompts import Click
 
 __all__ = ["Click", "NoErrorLeftError", "error_distance_maps", "find_next_click", "next_click", "validate_gt"]
@@ -52,57 +55,54 @@ def _check_inputs(gt: np.ndarray, pred: np.ndarray) -> None:
 
 
 class _RegionDistance:
-    """Distance transform of one error region, computed on its bounding box only.
+    """Exact squared distances of one error region, computed on its bounding box only.
 
     The box gets a 1-px zero margin: every pixel outside the box is off, and for a pixel inside,
     clamping any outside off-pixel onto that margin ring gives an off-pixel at most as far, so the
     distances equal those of the whole (border-padded) image exactly. Row-major order inside the
     box is the image's row-major order, so the first maximum is the same pixel too.
+
+    ``maximum`` is the largest squared distance (an exact int) of an unclicked pixel, 0 when none
+    is left; ``rows`` and ``cols`` are the image rows and columns of the pixels reaching it, in
+    row-major order.
     """
 
-    __slots__ = ("dist", "top", "left", "maximum")
+    __slots__ = ("crop", "clicked", "top", "left", "maximum", "rows", "cols")
 
-    def __init__(self, mask: np.ndarray) -> None:
+    def __init__(self, mask: np.ndarray, clicks: Iterable[Click]) -> None:
+        self.crop, self.clicked, self.top, self.left, self.maximum = None, None, 0, 0, 0
+        self.rows = self.cols = np.zeros(0, dtype=np.int64)
         rows = np.flatnonzero(mask.any(axis=1))
         if rows.size == 0:
-            self.dist, self.top, self.left, self.maximum = None, 0, 0, 0.0
             return
         cols = np.flatnonzero(mask.any(axis=0))
         self.top, self.left = int(rows[0]), int(cols[0])
-        crop = np.ascontiguousarray(mask[self.top:rows[-1] + 1, self.left:cols[-1] + 1]).view(np.uint8)
-        padded = cv2.copyMakeBorder(crop, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-        self.dist = cv2.distanceTransform(padded, cv2.DIST_L2, 0)[1:-1, 1:-1]
-        self.maximum = 0.0
-
-    def zero_clicks(self, clicks: Iterable[Click]) -> None:
-        """Give the clicked pixels distance 0 and compute the maximum."""
-        if self.dist is None:
-            return
-        height, width = self.dist.shape
+        self.crop = mask[self.top:rows[-1] + 1, self.left:cols[-1] + 1]
+        self.clicked = np.zeros(self.crop.shape, dtype=bool)
+        height, width = self.crop.shape
         for click in clicks:
             y, x = click.y - self.top, click.x - self.left
             if 0 <= y < height and 0 <= x < width:
-                self.dist[y, x] = 0.0
-        self.maximum = float(self.dist.max())
+                self.clicked[y, x] = True
+        self.maximum, ys, xs = farthest_pixels(self.crop, self.clicked)
+        self.rows, self.cols = ys + self.top, xs + self.left
 
     def full(self, shape: tuple[int, int]) -> np.ndarray:
-        out = np.zeros(shape, dtype=np.float32)
-        if self.dist is not None:
-            height, width = self.dist.shape
-            out[self.top:self.top + height, self.left:self.left + width] = self.dist
+        """The squared distances on the whole ``shape`` (H, W) image (clicked pixels 0), int64."""
+        out = np.zeros(shape, dtype=np.int64)
+        if self.crop is not None:
+            squared = squared_distance_map(self.crop)
+            squared[self.clicked] = 0
+            height, width = self.crop.shape
+            out[self.top:self.top + height, self.left:self.left + width] = squared
         return out
 
     def pick(self, rng: np.random.Generator | None) -> tuple[int, int]:
         """(x, y) of the first maximum in row-major order, or of a random one of the maxima."""
-        if self.dist is None:
-            raise RuntimeError("an empty error region has no pixel to pick")
-        if rng is None:
-            row, col = divmod(int(np.argmax(self.dist)), self.dist.shape[1])
-        else:
-            rows, cols = np.nonzero(self.dist == self.maximum)
-            pick = int(rng.integers(len(rows)))
-            row, col = int(rows[pick]), int(cols[pick])
-        return self.left + col, self.top + row
+        if self.maximum == 0:
+            raise RuntimeError("an error region without unclicked pixels has no pixel to pick")
+        pick = 0 if rng is None else int(rng.integers(len(self.rows)))
+        return int(self.cols[pick]), int(self.rows[pick])
 
 
 def _error_regions(gt: np.ndarray, pred: np.ndarray,
@@ -112,11 +112,7 @@ def _error_regions(gt: np.ndarray, pred: np.ndarray,
     for click in clicks:
         if not (0 <= click.x < width and 0 <= click.y < height):
             raise ValueError(f"click {click} lies outside the {width}x{height} (WxH) image")
-    fn = _RegionDistance((gt == 1) & ~pred)
-    fp = _RegionDistance((gt == 0) & pred)
-    fn.zero_clicks(clicks)
-    fp.zero_clicks(clicks)
-    return fn, fp
+    return _RegionDistance((gt == 1) & ~pred, clicks), _RegionDistance((gt == 0) & pred, clicks)
 
 
 def error_distance_maps(gt: np.ndarray, pred: np.ndarray,
@@ -124,8 +120,9 @@ def error_distance_maps(gt: np.ndarray, pred: np.ndarray,
     """Distance maps of the false-negative and false-positive regions (SPEC §7.1).
 
     Each error pixel gets its exact Euclidean distance to the nearest pixel outside its region,
-    the image border counting as outside (``cv2.distanceTransform(mask, cv2.DIST_L2, 0)`` on the
-    mask padded by 1 px of zeros).
+    the image border counting as outside (the mask padded by 1 px of zeros): the square root, in
+    float64, of the exact integer squared distance the simulator compares, so equal distances
+    are equal values.
 
     Args:
         gt: HxW int array, 1 object, 0 background, -1 ignore.
@@ -133,10 +130,10 @@ def error_distance_maps(gt: np.ndarray, pred: np.ndarray,
         clicks: earlier clicks; their pixels get distance 0 so they are never chosen again.
 
     Returns:
-        ``(dt_fn, dt_fp)``, two HxW float32 arrays (0 outside the error regions).
+        ``(dt_fn, dt_fp)``, two HxW float64 arrays (0 outside the error regions).
     """
     fn, fp = _error_regions(gt, pred, tuple(clicks))
-    return fn.full(gt.shape), fp.full(gt.shape)
+    return np.sqrt(fn.full(gt.shape)), np.sqrt(fp.full(gt.shape))
 
 
 def find_next_click(gt: np.ndarray, pred: np.ndarray, clicks: Sequence[Click] = (),
@@ -154,9 +151,9 @@ def find_next_click(gt: np.ndarray, pred: np.ndarray, clicks: Sequence[Click] = 
         A :class:`Click` with ``(x, y)`` in pixels, or None.
     """
     fn, fp = _error_regions(gt, pred, tuple(clicks))
-    if fn.maximum == 0.0 and fp.maximum == 0.0:
+    if fn.maximum == 0 and fp.maximum == 0:
         return None
-    positive = fn.maximum > fp.maximum  # a tie is negative
+    positive = fn.maximum > fp.maximum  # exact integers; a tie is negative
     x, y = (fn if positive else fp).pick(rng)
     return Click(x, y, positive)
 

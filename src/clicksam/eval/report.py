@@ -88,7 +88,47 @@ def _method_label(config: dict[str, Any]) -> str:
     seg = config.get("segmenter", {})
     label = seg.get("method") or seg.get("segmenter", "?")
     model = config.get("model")
+    if model and config.get("random_weights"):
+        model = f"{model}, random weights"
     return f"{label} ({model})" if model else str(label)
+
+
+STANDARD_MAX_CLICKS = 20  # the published tables' click cap (SPEC 7.2)
+
+
+def click_caps(summaries: Sequence[dict[str, Any]]) -> list[int]:
+    """The distinct click caps (``--max-clicks``) of the click-protocol runs among ``summaries``."""
+    return sorted({int(s["max_clicks"]) for summary in summaries if summary["protocol"] == "clicks"
+                   for s in summary["datasets"].values()})
+
+
+def _noc_cell(value: Any, cap: int) -> str:
+    """NoC as a table cell. With one click NoC is 1 whatever the IoU, so it is "n/a"; any cap other
+    than the standard 20 is shown beside the value, which is not comparable with published NoC."""
+    if cap == 1:
+        return "n/a"
+    return _fmt(value) if cap == STANDARD_MAX_CLICKS else f"{_fmt(value)} (≤{cap})"
+
+
+def _click_notes(caps: list[int]) -> str:
+    cap = " or ".join(str(c) for c in caps)
+    notes = (f"\nNoC@t: mean clicks to reach IoU t ({cap} if never); NoF@t: objects never "
+             f"reaching t in {cap} clicks; 5-mIoU: mIoU after 5 clicks (%); SPC: seconds per click of the click loop, "
+             "encoder excluded.")
+    if 1 in caps:
+        notes += " NoC is n/a for a 1-click run (it would be 1 whatever the IoU)."
+    if any(c != STANDARD_MAX_CLICKS for c in caps):
+        notes += f" Published NoC use {STANDARD_MAX_CLICKS} clicks: a different cap is shown as (≤N)."
+    if len(caps) > 1:
+        warning = mixed_caps_warning(caps)
+        notes += f"\n\n**{warning[0].upper()}{warning[1:]}.**"
+    return notes + "\n"
+
+
+def mixed_caps_warning(caps: Sequence[int]) -> str:
+    """The warning for a table that mixes click caps."""
+    return (f"these runs use different click caps ({', '.join(str(c) for c in caps)}): "
+            "their NoC and NoF are not comparable")
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -112,10 +152,11 @@ def markdown_table(summaries: Sequence[dict[str, Any]]) -> str:
                                        f"{_fmt(100 * t['boundary_miou'], 1)} | "
                                        f"{_fmt(None if t['stability'] is None else 100 * t['stability'], 1)} |")
             else:
-                noc, nof = s["noc"], s["nof"]
+                noc, nof, cap = s["noc"], s["nof"], int(s["max_clicks"])
                 click_rows.append(
-                    f"| {name} | {summary['method']} | {dataset} | {s['num_objects']} | {_fmt(noc.get('85'))} | "
-                    f"{_fmt(noc.get('90'))} | {_fmt(noc.get('95'))} | {_fmt(nof.get('90'))} | "
+                    f"| {name} | {summary['method']} | {dataset} | {s['num_objects']} | "
+                    f"{_noc_cell(noc.get('85'), cap)} | {_noc_cell(noc.get('90'), cap)} | "
+                    f"{_noc_cell(noc.get('95'), cap)} | {_fmt(nof.get('90'))} | "
                     f"{_fmt(nof.get('95'))} | {_fmt(None if s['5-miou'] is None else 100 * s['5-miou'])} | "
                     f"{_fmt(s['spc'], 3)} |")
     parts = []
@@ -128,9 +169,7 @@ def markdown_table(summaries: Sequence[dict[str, Any]]) -> str:
                      "|---|---|---|---|---:|---:|---:|---:|\n" + "\n".join(prompt_rows))
     if not parts:
         return "No finished objects yet.\n"
-    notes = ("\nNoC@t: mean clicks to reach IoU t (20 if never); NoF@t: objects never reaching t in 20 clicks; "
-             "5-mIoU: mIoU after 5 clicks (%); SPC: seconds per click of the click loop, encoder excluded.\n")
-    return "\n\n".join(parts) + "\n" + (notes if click_rows else "")
+    return "\n\n".join(parts) + "\n" + (_click_notes(click_caps(summaries)) if click_rows else "")
 
 
 def plot_miou_curves(summaries: Sequence[dict[str, Any]], path: str | Path) -> Path | None:

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .report import write_comparison, write_run_report
+from .report import click_caps, mixed_caps_warning, summarize_run, write_comparison, write_run_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,4 +33,7 @@ def run(args: argparse.Namespace) -> int:
     print(Path(outputs["table"]).read_text(encoding="utf-8"), end="")
     for kind, path in outputs.items():
         print(f"{kind}: {path}", file=sys.stderr)
+    caps = click_caps([summarize_run(d) for d in args.runs])
+    if len(caps) > 1:
+        print(f"warning: {mixed_caps_warning(caps)}", file=sys.stderr)
     return 0

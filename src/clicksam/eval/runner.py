@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -187,7 +187,8 @@ def _group_by_image(objects: Sequence[EvalObject]) -> Iterator[list[EvalObject]]
 
 
 def run_dataset(dataset: EvalDataset, segmenter: Segmenter, run_dir: str | Path, settings: RunSettings,
-                limit: int | None = None, progress: bool = True) -> list[dict[str, Any]]:
+                limit: int | None = None, progress: bool = True,
+                on_skip: Optional[Callable[[EvalObject, str], None]] = None) -> list[dict[str, Any]]:
     """Evaluate every object of ``dataset`` not yet in ``run_dir/<dataset>.jsonl``.
 
     Objects of one image are evaluated together after one ``set_image``. Each object's record is
@@ -200,9 +201,12 @@ def run_dataset(dataset: EvalDataset, segmenter: Segmenter, run_dir: str | Path,
         settings: the protocol settings.
         limit: evaluate only the first ``limit`` objects of the dataset.
         progress: show a tqdm progress bar.
+        on_skip: called with ``(object, reason)`` for an object whose image or mask cannot be read
+            (:class:`~clicksam.images.ImageReadError`, :class:`DatasetError`); the object is left
+            out of this run and the others go on. None: such an error stops the run.
 
     Returns:
-        The records of the selected objects in dataset order (earlier and new ones).
+        The records of the evaluated objects in dataset order (earlier and new ones).
 
     Raises:
         RuntimeError: the log holds records of objects that are not in the dataset.
@@ -221,12 +225,24 @@ def run_dataset(dataset: EvalDataset, segmenter: Segmenter, run_dir: str | Path,
                disable=not progress, dynamic_ncols=True)
     try:
         for group in _group_by_image(todo):
-            image = dataset.load_image(group[0])
+            try:
+                image = dataset.load_image(group[0])
+            except ValueError as exc:  # ImageReadError, DatasetError: both say which file and why
+                if on_skip is None:
+                    raise
+                _skip(group, str(exc), on_skip, bar)
+                continue
             start = time.perf_counter()
             segmenter.set_image(image, group[0].image_id)
             encode_seconds = time.perf_counter() - start
             for index, obj in enumerate(group):
-                gt = dataset.load_gt(obj, image.shape)
+                try:
+                    gt = dataset.load_gt(obj, image.shape)
+                except ValueError as exc:
+                    if on_skip is None:
+                        raise
+                    _skip([obj], str(exc), on_skip, bar)
+                    continue
                 record = _evaluate_object(segmenter, gt, obj, settings)
                 record["image_id"] = obj.image_id
                 record["encode_seconds"] = encode_seconds if index == 0 else 0.0
@@ -235,7 +251,13 @@ def run_dataset(dataset: EvalDataset, segmenter: Segmenter, run_dir: str | Path,
                 bar.update(1)
     finally:
         bar.close()
-    return [done[o.object_id] for o in objects]
+    return [done[o.object_id] for o in objects if o.object_id in done]
+
+
+def _skip(objects: Sequence[EvalObject], reason: str, on_skip: Callable[[EvalObject, str], None], bar: Any) -> None:
+    for obj in objects:
+        on_skip(obj, reason)
+        bar.update(1)
 
 
 def _evaluate_object(segmenter: Segmenter, gt: np.ndarray, obj: EvalObject, settings: RunSettings) -> dict[str, Any]:

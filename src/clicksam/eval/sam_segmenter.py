@@ -59,22 +59,24 @@ class SamSegmenter(Segmenter):
 
 
 def build_sam_segmenter(model_name: str, checkpoints: Sequence[str | Path] = (), method: str = "sam",
-                        device: str = "cpu", cache_dir: str | Path | None = None) -> SamSegmenter:
+                        device: str = "cpu", cache_dir: str | Path | None = None,
+                        random_weights: bool = False) -> SamSegmenter:
     """Build the model, a predictor (memory LRU embedding cache, on disk under ``cache_dir`` if
     given) and the adapter.
 
     Args:
         model_name: registry name (``vit_b``, ``vit_l``, ``vit_h``, ``tiny``).
-        checkpoints: checkpoint files, base first then method files (none: random weights).
+        checkpoints: checkpoint files, base first then method files (none: the cached official file).
         method: the method string; stages it names that no checkpoint provides are attached untrained.
         device: torch device.
         cache_dir: folder of the on-disk embedding cache, or None for memory only.
+        random_weights: a real size with random weights on purpose (see :func:`clicksam.build_sam`).
     """
     import clicksam
     from clicksam.cache import EmbeddingCache
     from clicksam.methods import parse_method
 
     model = clicksam.build_sam(model_name, checkpoint=list(checkpoints) or None,
-                               methods=parse_method(method), device=device)
+                               methods=parse_method(method), device=device, random_weights=random_weights)
     predictor = clicksam.SamPredictor(model, cache=EmbeddingCache(cache_dir, max_items=4))
     return SamSegmenter(predictor, method)

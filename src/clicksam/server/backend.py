@@ -68,6 +68,7 @@ class SessionFactory(Protocol):
     """Encodes images and opens sessions; must be usable from several threads."""
 
     model_name: str
+    random_weights: bool  # the model's base weights are random: the page says its masks are meaningless
 
     def method_options(self) -> list[MethodOption]:
         """Every method of the menu with its availability."""
@@ -129,6 +130,7 @@ class SamSessionFactory:
 
         self.model = model
         self.model_name = str(getattr(model, "model_name", "sam"))
+        self.random_weights = bool(getattr(model, "random_weights", False))
         self.cache = cache if cache is not None else EmbeddingCache(default_cache_dir() / "embeddings")
         self._options = method_options_for(model)
         self._encode_lock = threading.Lock()

@@ -126,7 +126,9 @@ def add_routes(app: FastAPI, service: AnnotatorService, token_required: bool, ma
 
     @app.get("/api/info")
     def info() -> dict[str, Any]:
-        return {"model": service.factory.model_name, "methods": service.method_options(),
+        return {"model": service.factory.model_name,
+                "random_weights": bool(getattr(service.factory, "random_weights", False)),
+                "methods": service.method_options(),
                 "default_method": service.default_method, "token_required": token_required,
                 "max_body_bytes": max_body_bytes, "review_states": list(REVIEW_STATES),
                 "brush": {"min_radius": MIN_BRUSH_RADIUS, "max_radius": MAX_BRUSH_RADIUS,

@@ -13,9 +13,10 @@ import time
 from typing import Any, Optional, Sequence
 
 import numpy as np
-from PIL import Image
 
+from clicksam.images import read_image_size
 from clicksam.io.rle import mask_to_rle, rle_to_mask
+from clicksam.prompts import check_box
 from clicksam.server import history
 from clicksam.server.backend import SessionFactory
 from clicksam.server.brush import apply_overrides, override_layer, paint
@@ -75,7 +76,7 @@ class AnnotatorService:
                 **image_state(annotation), "objects": [self._view(o) for o in annotation.objects]}
 
     def image_png(self, name: str) -> bytes:
-        """The image re-encoded as PNG exactly as the model sees it (no EXIF rotation)."""
+        """The image re-encoded as PNG exactly as the model sees it (EXIF orientation applied, as viewers show it)."""
         import cv2
 
         image = self.folder.read(name)
@@ -172,10 +173,12 @@ class AnnotatorService:
         annotation = self._annotation(name)
         self._check_point(annotation, x0, y0, "box corner")
         self._check_point(annotation, x1, y1, "box corner")
-        left, right = sorted((float(x0), float(x1)))
+        left, right = sorted((float(x0), float(x1)))  # a box may be drawn in any direction
         top, bottom = sorted((float(y0), float(y1)))
-        if right - left < 1 or bottom - top < 1:
-            raise BadInput("the box must be at least 1 pixel wide and high")
+        try:
+            check_box((left, top, right, bottom), (annotation.height, annotation.width))  # the one rule for boxes
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
         return self._prompt(name, object_id, Action("box", box=(left, top, right, bottom)))
 
     def stroke(self, name: str, object_id: int, mode: str, radius: float,
@@ -348,8 +351,7 @@ class AnnotatorService:
         except ValueError as exc:
             raise Conflict(str(exc)) from exc
         if annotation is None:
-            with Image.open(path) as image:  # header only: the size, as read_image will decode it
-                width, height = image.size
+            width, height = read_image_size(path)  # header only: the size as read_image decodes it (EXIF applied)
             annotation = ImageAnnotation(name, width, height)
         with self._guard:
             return self._annotations.setdefault(name, annotation)

@@ -20,7 +20,7 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from clicksam.train.distance import distance_transform
+from clicksam.train.distance import beyond_fraction, squared_distance_maps
 
 FRAME = 1024
 
@@ -131,7 +131,8 @@ def sample_next_click(
 ) -> Clicks:
     """Add the next training click (SPEC §7.3): in the error region (false negatives vs false
     positives) with the larger interior distance, uniformly among its cells whose distance is
-    above max/ratio. Samples without errors, or not ``active``, get a padding click.
+    above max/ratio. Samples without errors, or not ``active``, get a padding click. Distances are
+    exact squared integers (``squared_distance_maps``), so every comparison is exact.
 
     Args:
         target: B×1×h×w (1/0/-1) on the map grid; pred: B×1×h×w bool prediction on the same grid.
@@ -149,15 +150,15 @@ def sample_next_click(
     gt = target[:, 0]
     fn = (gt == 1) & ~pred[:, 0]
     fp = (gt == 0) & pred[:, 0]
-    dist = distance_transform(torch.cat([fn, fp], 0))
-    dist = dist * ~torch.cat([clicks.clicked, clicks.clicked], 0)
-    dist_fn, dist_fp = dist[:b], dist[b:]
-    max_fn = dist_fn.flatten(1).max(1).values
-    max_fp = dist_fp.flatten(1).max(1).values
+    sq = squared_distance_maps(torch.cat([fn, fp], 0))
+    sq = torch.where(torch.cat([clicks.clicked, clicks.clicked], 0), 0, sq)
+    sq_fn, sq_fp = sq[:b], sq[b:]
+    max_fn = sq_fn.flatten(1).max(1).values
+    max_fp = sq_fp.flatten(1).max(1).values
     positive = max_fn > max_fp
-    chosen = torch.where(positive[:, None, None], dist_fn, dist_fp)
+    chosen = torch.where(positive[:, None, None], sq_fn, sq_fp)
     best = torch.maximum(max_fn, max_fp)
-    candidates = (chosen > (best / ratio)[:, None, None]) & (chosen > 0)
+    candidates = beyond_fraction(chosen, best, ratio) & (chosen > 0)
     rows, cols, found = _pick_cells(candidates, u)
     if active is not None:
         found = found & active.to(found.device)
@@ -217,11 +218,11 @@ def multi_point_prompts(
     n_pos = geometric_counts(rng, max_points, gamma, 1)
     n_neg = geometric_counts(rng, max_points, gamma, 0)
     use_border = rng.uniform() < border_prob
-    inner = distance_transform(obj)
+    inner = squared_distance_maps(obj)  # squared: distance ≥ 2 is inner ≥ 4
     best = inner.flatten(1).max(1).values
-    first_rows, first_cols, has_obj = _pick_cells(inner > (best / 1.7)[:, None, None], rng.uniform())
+    first_rows, first_cols, has_obj = _pick_cells(beyond_fraction(inner, best, 1.7), rng.uniform())
     first = cells_to_frame(first_rows, first_cols, w)
-    eroded = torch.where((best >= 2)[:, None, None], inner >= 2, obj)
+    eroded = torch.where((best >= 4)[:, None, None], inner >= 4, obj)
     eroded[torch.arange(b), first_rows, first_cols] = False
     rest, rest_valid = _pick_many(eroded, n_pos - 1, rng, max_points - 1)
     radius = (border_ratio * obj.flatten(1).sum(1).float().sqrt()).ceil().clamp(min=2)

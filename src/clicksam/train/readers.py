@@ -34,7 +34,7 @@ from typing import Any, Optional
 import numpy as np
 from PIL import Image
 
-from clicksam.images import read_image
+from clicksam.images import read_image  # always exif_orientation=False here: masks match the stored pixels
 from clicksam.train.data import ObjectSource, RawObject
 from clicksam.train.synthetic import RenderedSynthetic, SyntheticSource
 
@@ -74,7 +74,7 @@ def _image_matching(path: Path, shape: tuple[int, ...], with_image: bool) -> tup
     """(the image or None when not wanted, whether it matches the annotation's H×W)."""
     if not with_image:
         return None, True
-    image = read_image(path)
+    image = read_image(path, exif_orientation=False)
     return image, image.shape[:2] == tuple(shape)
 
 
@@ -129,7 +129,7 @@ class CocoInstances(ObjectSource):
         return [f"{self.name}/{k}" for k in self._keys]
 
     def read_image(self, key: str) -> np.ndarray:
-        return read_image(self.image_dir / key.split("/", 1)[1])
+        return read_image(self.image_dir / key.split("/", 1)[1], exif_orientation=False)
 
     def decode(self, segmentation: Any, height: int, width: int) -> Optional[np.ndarray]:
         """Polygons / RLE / uncompressed RLE -> H×W bool, or None if pycocotools rejects it."""
@@ -205,7 +205,7 @@ class CocoPanoptic(ObjectSource):
         return sorted({f"{self.name}/{self.entries[e][0]}" for e, _ in self.objects})
 
     def read_image(self, key: str) -> np.ndarray:
-        return read_image(self.image_dir / key.split("/", 1)[1])
+        return read_image(self.image_dir / key.split("/", 1)[1], exif_orientation=False)
 
     def load_object(self, index: int, rng: np.random.Generator, with_image: bool = True) -> Optional[RawObject]:
         entry, segment_id = self.objects[index]
@@ -242,7 +242,7 @@ class SbdInstances(ObjectSource):
         return [f"{self.name}/{n}.jpg" for n in self.names]
 
     def read_image(self, key: str) -> np.ndarray:
-        return read_image(self.root / "img" / key.split("/", 1)[1])
+        return read_image(self.root / "img" / key.split("/", 1)[1], exif_orientation=False)
 
     def load_object(self, index: int, rng: np.random.Generator, with_image: bool = True) -> Optional[RawObject]:
         from scipy.io import loadmat
@@ -295,7 +295,7 @@ class ImageMaskFolder(ObjectSource):
         return [f"{self.name}/{p.relative_to(self.root).as_posix()}" for p, _ in self.pairs]
 
     def read_image(self, key: str) -> np.ndarray:
-        return read_image(self.root / key.split("/", 1)[1])
+        return read_image(self.root / key.split("/", 1)[1], exif_orientation=False)
 
     def load_object(self, index: int, rng: np.random.Generator, with_image: bool = True) -> Optional[RawObject]:
         image_path, mask_path = self.pairs[index]
@@ -363,7 +363,7 @@ class HQSegTrain(ObjectSource):
         return [k for part in self.parts for k in part.image_keys()]
 
     def read_image(self, key: str) -> np.ndarray:
-        return read_image(self.root / key.split("/", 1)[1])
+        return read_image(self.root / key.split("/", 1)[1], exif_orientation=False)
 
     def load_object(self, index: int, rng: np.random.Generator, with_image: bool = True) -> Optional[RawObject]:
         pos = int(np.searchsorted(self._offsets, index, side="right")) - 1

@@ -62,6 +62,7 @@ class TrainConfig:
     method: str = "decoder"
     model: str = "vit_b"
     checkpoint: list[str] = field(default_factory=list)
+    random_weights: bool = False  # a real size with random base weights on purpose (see build_sam)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     batch_size: int = 16
@@ -105,6 +106,10 @@ class TrainConfig:
         """Fields (dotted) that differ from a saved config and would change the run's result."""
         before = _flatten(json.loads(json.dumps(saved)))
         current = _flatten(json.loads(json.dumps(self.to_dict())))
+        defaults = _flatten(json.loads(json.dumps(TrainConfig().to_dict())))
+        for key, value in defaults.items():  # a field added since the run was saved, left at its default
+            if key not in before and current.get(key) == value:
+                before[key] = value
         return sorted(k for k in set(current) | set(before)
                       if k not in self.RESUME_FREE and current.get(k) != before.get(k))
 

@@ -37,13 +37,14 @@ from clicksam.training.run_files import (CHECKPOINT_NAME, METRICS_NAME, PLOT_NAM
 
 
 def build_base_model(name: str, checkpoint: Optional[Sequence[str | os.PathLike]] = None, methods: Sequence[str] = (),
-                     device: str | torch.device = "cpu", trust_checkpoint: bool = False) -> torch.nn.Module:
+                     device: str | torch.device = "cpu", trust_checkpoint: bool = False,
+                     random_weights: bool = False) -> torch.nn.Module:
     """``build_sam`` with its initialisation seed fixed at 0, so untrained test models (``tiny``)
     and freshly attached stages get the same weights in every process, run and store build."""
     from clicksam.build import build_sam
 
     return build_sam(name, checkpoint=list(checkpoint) if checkpoint else None, methods=tuple(methods),
-                     device=device, trust_checkpoint=trust_checkpoint, seed=0)
+                     device=device, trust_checkpoint=trust_checkpoint, seed=0, random_weights=random_weights)
 
 
 def _given_model(model: torch.nn.Module, config: TrainConfig, stages: Sequence[str],
@@ -144,7 +145,8 @@ class Trainer:
         method_cls = get_method(config.method)
         if model is None:
             checkpoints = [os.path.expanduser(p) for p in config.checkpoint]
-            model = build_base_model(config.model, checkpoints, method_cls.stages, self.device)
+            model = build_base_model(config.model, checkpoints, method_cls.stages, self.device,
+                                     random_weights=config.random_weights)
         else:
             model = _given_model(model, config, method_cls.stages, self.device)
         if config.data.image_size != model.image_size:

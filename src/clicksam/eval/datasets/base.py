@@ -2,7 +2,8 @@
 
 Every loader lists :class:`EvalObject` records (one per object to segment, in a fixed order) and
 decodes an object's ground truth into an HxW ``int8`` array: 1 object, 0 background, -1 ignore.
-Images are read with OpenCV (as RITM does) and returned as HxWx3 ``uint8`` RGB.
+Images are read by :func:`clicksam.images.read_image` without EXIF rotation (the pixels RITM's
+OpenCV decoding gives on the benchmark sets) and returned as HxWx3 ``uint8`` RGB.
 """
 from __future__ import annotations
 
@@ -93,13 +94,18 @@ def match_by_stem(images_dir: Path, masks_dir: Path,
 
 
 def read_image_rgb(path: Path) -> np.ndarray:
-    """Read an image file as HxWx3 uint8 RGB (OpenCV decoding, as in RITM's loaders)."""
+    """Read an image file as HxWx3 uint8 RGB, as stored: no EXIF rotation, since the masks were drawn
+    on the stored pixels (the same pixels as RITM's OpenCV decoding on the benchmark sets).
+
+    Raises:
+        DatasetError: the file is missing.
+        clicksam.images.ImageReadError: the file cannot be decoded (the message says why).
+    """
+    from clicksam.images import read_image
+
     if not path.is_file():
         raise DatasetError(f"image file not found: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DatasetError(f"cannot decode image file {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return read_image(path, exif_orientation=False)
 
 
 @functools.lru_cache(maxsize=4)

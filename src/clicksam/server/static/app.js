@@ -356,7 +356,8 @@ wireClassForm(renderAll);
 
 async function init() {
   state.info = await api.info();
-  $("model").textContent = `model ${state.info.model}`;
+  $("model").textContent = `model ${state.info.model}` + (state.info.random_weights ? " (random weights: masks are meaningless)" : "");
+  $("model").classList.toggle("warn", Boolean(state.info.random_weights));
   $("review").replaceChildren(...state.info.review_states.map((value) => new Option(REVIEW_NAMES[value], value)));
   setTool("click");
   setRadius(state.radius);
