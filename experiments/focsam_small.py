@@ -41,6 +41,8 @@ METHODS = ("sam", "decoder", "focsam")  # rows: the base, the stage-1 decoder, s
 # with the trained refiner made the identity (F_r = F), so it differs from `focsam` in the refiner alone;
 # the `decoder` row decodes as plain SAM does (best of three masks at click 1).
 REFINER_OFF = "focsam, refiner off"
+# the confirmation runs' budgets (SMALL_SCALE.md; session 5's run took 1826 and 4688 steps in 10 and 60 minutes)
+DECODER_STEPS, STEPS = 600, 600
 LABELS = {"sam": "SAM (base)", "decoder": "stage-1 decoder (FocSAM without the refiner)", "focsam": "FocSAM",
           REFINER_OFF: "FocSAM, refiner off (F_r = F)"}
 
@@ -216,9 +218,9 @@ def evaluate_rows(base_model: torch.nn.Module, stage1: torch.nn.Module | None, m
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    common.add_common_arguments(parser, "focsam_small", method_steps=4688, test_scenes=200)
+    common.add_common_arguments(parser, "focsam_small", method_steps=STEPS, test_scenes=200)
     parser.add_argument("--ref-lr", type=float, default=3e-4)
-    parser.add_argument("--decoder-steps", type=int, default=1826,
+    parser.add_argument("--decoder-steps", type=int, default=DECODER_STEPS,
                         help="FocSAM's stage 1 (fine-tune the decoder with NFL); 0 skips it")
     parser.add_argument("--decoder-lr", type=float, default=1e-4)
     parser.add_argument("--stage1-seed", type=int, default=0, help="the stage-1 run's seed (shared by the refiner's seeds)")

@@ -63,7 +63,7 @@ def scene_source(family: int, count: int, frame: int, cache: Path) -> dict[str, 
 
 def run_config(method: str, model: torch.nn.Module, out: Path, source: dict[str, Any], steps: int, seed: int,
                batch: int, optim: dict[str, Any], options: dict[str, Any], store: Optional[Path] = None,
-               checkpoint: Sequence[str] = (), checkpoint_every: int = 250) -> dict[str, Any]:
+               checkpoint: Sequence[str] = (), checkpoint_every: int = 50) -> dict[str, Any]:
     """A ``TrainConfig`` dict for one experiment run on the CPU (no augmentation: the embeddings of
     the store are of the plain images; every scene counts, however small its object)."""
     return {

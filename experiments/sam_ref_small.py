@@ -32,6 +32,7 @@ import parts  # noqa: E402
 from clicksam.methods.sam_ref import SamRefConfig, attach  # noqa: E402
 
 METHODS = ("sam", "sam-ref")
+STEPS = 600  # the confirmation runs' budget (SMALL_SCALE.md; session 5's 30-minute run took 2931 steps)
 # A diagnostic row: the same trained refiners with the LFR's output layer zeroed, so its patch
 # equals its base (the GFR's mask, or the previous final mask where the selector picks it).
 NO_LFR = "sam-ref, LFR off"
@@ -183,7 +184,7 @@ def evaluate(base: torch.nn.Module, model: torch.nn.Module, family: int, count: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    common.add_common_arguments(parser, "sam_ref_small", method_steps=2931, test_scenes=200)
+    common.add_common_arguments(parser, "sam_ref_small", method_steps=STEPS, test_scenes=200)
     parser.add_argument("--ref-lr", type=float, default=1e-3)
     parser.add_argument("--max-clicks", type=int, default=10)
     parser.add_argument("--mask-loss", choices=("nfl", "bce"), default="nfl",
