@@ -314,6 +314,9 @@ def add_common_arguments(parser, out: str, method_steps: int, test_scenes: int) 
     parser.add_argument("--test-scenes", type=int, default=test_scenes)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on the shared CPU)")
+    parser.add_argument("--device", default="cpu", help="where everything trains and runs (cpu, cuda)")
+    parser.add_argument("--render-workers", type=int, default=1,
+                        help="processes that draw the training scenes the first time (they are then cached)")
     parser.add_argument("--time-limit", type=float, default=None,
                         help="minutes of training for this call: a run still unfinished then is checkpointed and "
                              "the same command continues it")

@@ -28,20 +28,54 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-SEEDS = (0, 1, 2)
-FAMILY, SCENES = 3000, 200
-BASE_STEPS, DECODER_STEPS, FOCSAM_STEPS, SAM_REF_STEPS, STABLE_STEPS = 2000, 600, 600, 600, 2000
-COMMON = f"--base-steps {BASE_STEPS} --base-seed 0 --test-family {FAMILY} --test-scenes {SCENES} --keep-weights"
-SAM_REF_LOSS = "--mask-loss bce --lfr-patch 128 --patch-dice 1 --patch-refined 1"
-FOCSAM = f"--decoder-steps {DECODER_STEPS} --refiner-depth 2"
 RESULTS = common.ROOT / "results"
-LOGS = common.CACHE / "confirm_logs"
+SAM_REF_LOSS = "--mask-loss bce --lfr-patch 128 --patch-dice 1 --patch-refined 1"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A plan's sizes. ``tag`` names its outputs: ``results/<script>/<tag>/seedK`` per run,
+    ``results/<tag>/`` for the verdicts, ``cache/<tag>_logs/`` for the logs. ``design``: extra
+    flags for every command (the base's design, the device)."""
+
+    tag: str
+    seeds: tuple[int, ...]
+    family: int
+    scenes: int
+    base_steps: int
+    decoder_steps: int
+    focsam_steps: int
+    sam_ref_steps: int
+    stable_steps: int
+    design: str = ""
+    base_threads: int = 2
+    slots: int = 2
+    results: Path = RESULTS
+
+    @property
+    def logs(self) -> Path:
+        return common.CACHE / f"{self.tag}_logs"
+
+    @property
+    def common(self) -> str:
+        return (f"--base-steps {self.base_steps} --base-seed 0 --test-family {self.family} --test-scenes {self.scenes} "
+                f"--keep-weights {self.design}").strip()
+
+    def out(self, script: str, seed: int) -> str:
+        """A run's folder, relative to the checkout for the committed results."""
+        folder = self.results / script / self.tag / f"seed{seed}"
+        return folder.relative_to(common.ROOT.parent).as_posix() if self.results == RESULTS else str(folder)
+
+
+# The pre-registered confirmation plan (SMALL_SCALE.md, "Pre-registration").
+CONFIRM = Scale("confirm", (0, 1, 2), 3000, 200, base_steps=2000, decoder_steps=600, focsam_steps=600,
+                sam_ref_steps=600, stable_steps=2000, base_threads=1)
 
 
 @dataclass
 class Job:
-    """One command of the plan: done when ``out/results.json`` exists (``base``, ``stage1``: when
-    their ``prepare`` finished)."""
+    """One command of the plan: done when ``out/results.json`` exists, or (``base``, ``stage1``)
+    when their ``prepare`` left ``done``."""
 
     name: str
     script: str
@@ -49,6 +83,7 @@ class Job:
     out: Optional[str] = None
     needs: tuple[str, ...] = ()
     threads: int = 1
+    done_file: Optional[Path] = None
 
     def command(self) -> list[str]:
         argv = [".venv/bin/python", f"experiments/{self.script}", *shlex.split(self.args), "--threads", str(self.threads)]
@@ -57,40 +92,42 @@ class Job:
     def done(self) -> bool:
         if self.out:
             return (common.ROOT.parent / self.out / "results.json").is_file()
-        return (LOGS / f"{self.name}.done").is_file()
+        return self.done_file is not None and self.done_file.is_file()
 
 
-def plan() -> list[Job]:
+def plan(scale: Scale = CONFIRM) -> list[Job]:
     """The jobs in priority order (the driver starts the first one whose needs are met)."""
-    jobs = [Job("base", "confirm.py", f"prepare base {COMMON}", threads=2),
-            Job("stage1", "confirm.py", f"prepare stage1 {COMMON} {FOCSAM}", needs=("base",))]
-    for seed in SEEDS:
-        def out(script: str) -> str:
-            return f"experiments/results/{script}/confirm/seed{seed}"
-
+    common_ = scale.common
+    focsam = f"--decoder-steps {scale.decoder_steps} --refiner-depth 2"
+    jobs = [Job("base", "confirm.py", f"prepare base --tag {scale.tag} {common_}", threads=scale.base_threads,
+                done_file=scale.logs / "base.done"),
+            Job("stage1", "confirm.py", f"prepare stage1 --tag {scale.tag} {common_} {focsam}", needs=("base",),
+                done_file=scale.logs / "stage1.done")]
+    for seed in scale.seeds:
         jobs += [
-            Job(f"stable-sam-{seed}", "stable_sam_small.py", f"{COMMON} --method-steps {STABLE_STEPS} --seed {seed}",
-                out("stable_sam_small"), ("base",)),
-            Job(f"focsam-{seed}", "focsam_small.py", f"{COMMON} {FOCSAM} --method-steps {FOCSAM_STEPS} --seed {seed}",
-                out("focsam_small"), ("stage1",)),
+            Job(f"stable-sam-{seed}", "stable_sam_small.py", f"{common_} --method-steps {scale.stable_steps} --seed {seed}",
+                scale.out("stable_sam_small", seed), ("base",)),
+            Job(f"focsam-{seed}", "focsam_small.py", f"{common_} {focsam} --method-steps {scale.focsam_steps} --seed {seed}",
+                scale.out("focsam_small", seed), ("stage1",)),
             Job(f"sam-ref-{seed}", "sam_ref_small.py",
-                f"{COMMON} --method-steps {SAM_REF_STEPS} {SAM_REF_LOSS} --seed {seed}", out("sam_ref_small"),
-                ("base",)),
+                f"{common_} --method-steps {scale.sam_ref_steps} {SAM_REF_LOSS} --seed {seed}",
+                scale.out("sam_ref_small", seed), ("base",)),
         ]
-    for seed in SEEDS:
+    for seed in scale.seeds:
         jobs.append(Job(f"combinations-{seed}", "combinations.py",
-                        f"{COMMON} {FOCSAM} --focsam-steps {FOCSAM_STEPS} --sam-ref-steps {SAM_REF_STEPS} {SAM_REF_LOSS} "
-                        f"--stable-steps {STABLE_STEPS} --seed {seed}",
-                        f"experiments/results/combinations/confirm/seed{seed}",
+                        f"{common_} {focsam} --focsam-steps {scale.focsam_steps} --sam-ref-steps {scale.sam_ref_steps} "
+                        f"{SAM_REF_LOSS} --stable-steps {scale.stable_steps} --seed {seed}",
+                        scale.out("combinations", seed),
                         ("stage1", f"stable-sam-{seed}", f"focsam-{seed}", f"sam-ref-{seed}")))
     return jobs
 
 
 # --------------------------------------------------------------------------------------- driver
-def run_plan(slots: int = 2, poll_s: float = 20.0) -> int:
-    """Run the pending jobs, ``slots`` at a time, needs first; returns 1 if a job failed."""
-    jobs = plan()
-    LOGS.mkdir(parents=True, exist_ok=True)
+def run_plan(scale: Scale = CONFIRM, poll_s: float = 20.0) -> int:
+    """Run the pending jobs, ``scale.slots`` threads at a time, needs first; returns 1 if a job
+    failed or could not run."""
+    jobs, slots, logs = plan(scale), scale.slots, scale.logs
+    logs.mkdir(parents=True, exist_ok=True)
     running: dict[str, tuple[subprocess.Popen, Any]] = {}
     failed: set[str] = set()
     while True:
@@ -100,7 +137,7 @@ def run_plan(slots: int = 2, poll_s: float = 20.0) -> int:
                 del running[name]
                 if proc.returncode != 0:
                     failed.add(name)
-                    print(f"{time.strftime('%H:%M:%S')} {name} failed ({proc.returncode}); see {LOGS / name}.log", flush=True)
+                    print(f"{time.strftime('%H:%M:%S')} {name} failed ({proc.returncode}); see {logs / name}.log", flush=True)
                 else:
                     print(f"{time.strftime('%H:%M:%S')} {name} done", flush=True)
         finished = {j.name for j in jobs if j.done()}
@@ -110,10 +147,11 @@ def run_plan(slots: int = 2, poll_s: float = 20.0) -> int:
         threads = {j.name: j.threads for j in jobs}
         while ready and ready[0].threads + sum(threads[n] for n in running) <= slots:
             job = ready.pop(0)
-            handle = open(LOGS / f"{job.name}.log", "a")
+            handle = open(logs / f"{job.name}.log", "a")
             handle.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(job.command())}\n")
             handle.flush()
-            proc = subprocess.Popen(job.command(), cwd=common.ROOT.parent, stdout=handle, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen([sys.executable, *job.command()[1:]], cwd=common.ROOT.parent, stdout=handle,
+                                    stderr=subprocess.STDOUT,
                                     env={**__import__("os").environ, "OMP_NUM_THREADS": str(job.threads)})
             running[job.name] = (proc, handle)
             print(f"{time.strftime('%H:%M:%S')} started {job.name}", flush=True)
@@ -131,6 +169,7 @@ def prepare(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="confirm.py prepare")
     parser.add_argument("what", choices=("base", "stage1"))
+    parser.add_argument("--tag", default=CONFIRM.tag, help="the plan (its logs folder)")
     common.add_common_arguments(parser, "unused", 0, 0)
     parser.add_argument("--decoder-steps", type=int, default=focsam_small.DECODER_STEPS)
     parser.add_argument("--decoder-lr", type=float, default=1e-4)
@@ -141,14 +180,15 @@ def prepare(argv: list[str]) -> int:
     ctx = common.prepare(args)
     if args.what == "stage1":
         focsam_small.stage1_part(ctx, args.decoder_steps, 0, args.decoder_lr, args.max_clicks)
-    LOGS.mkdir(parents=True, exist_ok=True)
-    (LOGS / f"{args.what}.done").write_text("")
+    logs = common.CACHE / f"{args.tag}_logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / f"{args.what}.done").write_text("")
     return 0
 
 
-def status() -> int:
-    for job in plan():
-        log = LOGS / f"{job.name}.log"
+def status(scale: Scale = CONFIRM) -> int:
+    for job in plan(scale):
+        log = scale.logs / f"{job.name}.log"
         state = "done" if job.done() else ("started" if log.is_file() else "waiting")
         last = ""
         if log.is_file() and not job.done():
@@ -159,8 +199,8 @@ def status() -> int:
 
 
 # ------------------------------------------------------------------------------------- verdicts
-def _load(script: str, seed: int) -> Optional[dict]:
-    path = RESULTS / script / "confirm" / f"seed{seed}" / "results.json"
+def _load(scale: Scale, script: str, seed: int) -> Optional[dict]:
+    path = scale.results / script / scale.tag / f"seed{seed}" / "results.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -235,14 +275,14 @@ VERDICTS = {"stable_sam_small": stable_sam_verdict, "focsam_small": focsam_verdi
             "combinations": combinations_verdict}
 
 
-def verdicts() -> dict[str, Any]:
-    """Every experiment's verdict over the seeds whose runs exist (all three are needed for one)."""
+def verdicts(scale: Scale = CONFIRM) -> dict[str, Any]:
+    """Every experiment's verdict; it needs the runs of all the plan's seeds (else "incomplete")."""
     out: dict[str, Any] = {}
     for script, rule in VERDICTS.items():
-        runs = [_load(script, s) for s in SEEDS]
-        present = [s for s, r in zip(SEEDS, runs) if r is not None]
-        out[script] = {"seeds": present, **(rule([r for r in runs if r is not None]) if len(present) == len(SEEDS)
-                                             else {"verdict": "incomplete"})}
+        runs = [_load(scale, script, s) for s in scale.seeds]
+        present = [s for s, r in zip(scale.seeds, runs) if r is not None]
+        complete = len(present) == len(scale.seeds) >= 2
+        out[script] = {"seeds": present, **(rule(runs) if complete else {"verdict": "incomplete"})}
     return out
 
 
@@ -254,11 +294,12 @@ def _across(stats: dict) -> str:
     return f"{stats['mean']:+.4f} ± {stats['se']:.4f}"
 
 
-def write_report(found: dict[str, Any], out: Path) -> None:
-    """``results/confirm/report.md`` and ``verdicts.json`` from the verdicts."""
-    lines = ["# Confirmation runs: the pre-registered verdicts", "",
-             f"Pre-registered in `experiments/results/SMALL_SCALE.md` (\"Pre-registration\"): seeds {list(SEEDS)} of each "
-             f"method on one base (base seed 0), {SCENES} held-out scenes of family {FAMILY}. Per seed: the paired "
+def write_report(found: dict[str, Any], scale: Scale = CONFIRM) -> Path:
+    """``results/<tag>/report.md`` and ``verdicts.json`` from the verdicts; returns the folder."""
+    lines = [f"# {'Confirmation runs' if scale == CONFIRM else f'Plan `{scale.tag}`'}: the pre-registered verdicts", "",
+             f"Pre-registered in `experiments/results/SMALL_SCALE.md` (\"Pre-registration\"): seeds {list(scale.seeds)} "
+             f"of each method on one base (base seed 0), {scale.scenes} held-out scenes of family {scale.family}. Per seed: "
+             "the paired "
              "difference over scenes (± its standard error over scenes); across seeds: mean ± standard error of the "
              "three per-seed differences. A rule holds when that mean exceeds 2 SE and every seed's difference is "
              "positive. Written by `experiments/confirm.py report` from the runs' results.json.", ""]
@@ -309,26 +350,28 @@ def write_report(found: dict[str, Any], out: Path) -> None:
                          f"{_across(v['over_best_part'])} ({'holds' if v['over_best_part']['holds'] else 'fails'}) | "
                          f"{_across(v['interaction'])} | {v['additivity']} |")
         lines.append("")
+    out = scale.results / scale.tag
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text("\n".join(lines))
-    (out / "verdicts.json").write_text(json.dumps(found, indent=1))
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    (out / "verdicts.json").write_text(json.dumps(found, indent=1) + "\n")
+    return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, scale: Scale = CONFIRM) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv.pop(0) if argv else "status"
     if command == "run":
-        return run_plan()
+        return run_plan(scale)
     if command == "prepare":
         return prepare(argv)
     if command == "status":
-        return status()
+        return status(scale)
     if command == "report":
-        write_report(verdicts(), RESULTS / "confirm")
-        print((RESULTS / "confirm" / "report.md").read_text())
+        out = write_report(verdicts(scale), scale)
+        print((out / "report.md").read_text())
         return 0
     if command == "commands":
-        for job in plan():
+        for job in plan(scale):
             print(shlex.join(job.command()))
         return 0
     raise SystemExit(f"unknown command {command!r}: run, status, report, commands or prepare")

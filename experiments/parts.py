@@ -47,6 +47,7 @@ class Context:
     keep: bool
     time_limit_s: Optional[float]
     log: Callable[[str], None]
+    device: str = "cpu"
 
 
 @dataclass
@@ -113,6 +114,8 @@ def box_miou(model: torch.nn.Module, source: dict[str, Any], count: int = 16) ->
         images[i, :, :h, :w] = torch.from_numpy(raw.image).permute(2, 0, 1)
         targets[i, 0, :h, :w] = torch.from_numpy(raw.mask.astype(np.int8))
         sizes[i] = torch.tensor([h, w])
+    device = next(model.parameters()).device
+    images, targets, sizes = images.to(device), targets.to(device), sizes.to(device)
     emb = model.encode(model.transforms().padded_batch_to_input(images, sizes))
     out = model.decode(emb, boxes=object_boxes(targets, frame), multimask_output=False)
     target = downsample_target(targets, out.low_res_logits.shape[-1])
@@ -123,6 +126,9 @@ def context(settings: common.BaseSettings, args) -> Context:
     """The base of ``settings`` (trained once, or loaded) and the embedding store of its training
     scenes (not needed, so not built, with ``--reuse-trained``)."""
     source = runs.scene_source(settings.train_family, settings.train_scenes, settings.frame, common.CACHE / "scenes")
+    device = getattr(args, "device", "cpu")
+    if getattr(args, "render_workers", 1) > 1 and not args.reuse_trained:  # draw the scenes now, in parallel
+        build_source({**source, "workers": args.render_workers})
     name = f"base-seed{settings.seed}_{settings.key()}"
     model = common.small_sam(settings)
     optim = {"lr": settings.lr, "weight_decay": 0.01, "warmup_steps": settings.warmup_steps, "schedule": "cosine",
@@ -130,11 +136,11 @@ def context(settings: common.BaseSettings, args) -> Context:
     options = {"box_prob": settings.box_prob, "points_prob": settings.points_prob, "max_clicks": settings.max_clicks,
                "ramp_steps": settings.ramp_steps}
     config = runs.run_config("sam-scratch", model, common.CACHE / "runs" / name, source, settings.steps, settings.seed,
-                             settings.batch, optim, options)
+                             settings.batch, optim, options, device=device)
     keep = getattr(args, "keep_weights", False)
     time_limit_s = args.time_limit * 60 if args.time_limit else None
     info = _obtain(name, model, config, BASE_PREFIXES, [], args.reuse_trained, keep, time_limit_s, _log)
-    model.eval()
+    model.to(device).eval()
     if "final_probe" not in info:
         info = {**info, "settings": dataclasses.asdict(settings), "final_probe": box_miou(model, source),
                 "weights": f"experiments/models/{name}.safetensors" if keep or args.reuse_trained else None}
@@ -144,7 +150,7 @@ def context(settings: common.BaseSettings, args) -> Context:
     store = None
     if not args.reuse_trained:
         store = runs.ensure_store(model, source, common.CACHE / "stores" / name, _log)
-    return Context(settings, name, model, info, source, store, args.reuse_trained, keep, time_limit_s, _log)
+    return Context(settings, name, model, info, source, store, args.reuse_trained, keep, time_limit_s, _log, device)
 
 
 def method_optim(lr: float, weight_decay: float) -> dict[str, Any]:
@@ -167,9 +173,10 @@ def train_part(ctx: Context, kind: str, on: Part | None, method: str, attach: Ca
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         attach(model)
+    model.to(ctx.device)
     config = runs.run_config(method, model, common.CACHE / "runs" / name, ctx.source, steps, seed, ctx.settings.batch,
                              method_optim(lr, weight_decay), options, store=ctx.store,
-                             checkpoint=[f"experiments/models/{parent_name}.safetensors"])
+                             checkpoint=[f"experiments/models/{parent_name}.safetensors"], device=ctx.device)
     info = _obtain(name, model, config, prefixes, methods, ctx.reuse, ctx.keep, ctx.time_limit_s, ctx.log)
     model.eval()
     return Part(name, model, info)

@@ -63,11 +63,11 @@ def scene_source(family: int, count: int, frame: int, cache: Path) -> dict[str, 
 
 def run_config(method: str, model: torch.nn.Module, out: Path, source: dict[str, Any], steps: int, seed: int,
                batch: int, optim: dict[str, Any], options: dict[str, Any], store: Optional[Path] = None,
-               checkpoint: Sequence[str] = (), checkpoint_every: int = 50) -> dict[str, Any]:
-    """A ``TrainConfig`` dict for one experiment run on the CPU (no augmentation: the embeddings of
+               checkpoint: Sequence[str] = (), checkpoint_every: int = 50, device: str = "cpu") -> dict[str, Any]:
+    """A ``TrainConfig`` dict for one experiment run (float32; no augmentation: the embeddings of
     the store are of the plain images; every scene counts, however small its object)."""
     return {
-        "method": method, "model": model.model_name, "checkpoint": list(checkpoint), "device": "cpu", "amp": "off",
+        "method": method, "model": model.model_name, "checkpoint": list(checkpoint), "device": device, "amp": "off",
         "data": {"datasets": [source], "store": str(store) if store else None, "min_area": 1, "augment": False,
                  "image_size": int(model.image_size), "num_workers": 0},
         "optim": optim, "batch_size": batch, "steps": steps, "seed": seed, "out_dir": str(out),

@@ -195,6 +195,8 @@ def test_rendered_synthetic_serves_the_scenes_drawn_once(tmp_path):
     sample = ObjectDataset([again], image_size=64, min_area=1)[(0, 2)]
     assert torch.equal(sample["target"][0, :h, :w], torch.from_numpy(mask.astype(np.int8)))
     assert torch.equal(sample["image"][:, :h, :w], torch.from_numpy(image).permute(2, 0, 1))
+    parallel = build_source({**spec, "workers": 2})  # drawn by two processes: the same arrays
+    assert np.array_equal(parallel.images, memory.images) and np.array_equal(parallel.sizes, memory.sizes)
     with pytest.raises(ValueError, match="count >= 1"):
         build_source({**spec, "count": 0})
 

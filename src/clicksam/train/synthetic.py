@@ -207,16 +207,26 @@ class SyntheticSource(ObjectSource):
 RENDER_VERSION = 1  # bump when make_scene or the rendering below changes (invalidates render caches)
 
 
-def render_scenes(seed: int, count: int, render: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Scenes 0..count-1 of family ``seed`` resized to longest side ``render`` (the image as SAM's
-    transforms resize it, PIL bilinear; the mask nearest-neighbour), top-left in square arrays:
-    images N×R×R×3 uint8, masks N×R×R bool (zero padding), sizes N×2 int64 (h, w)."""
+def render_scenes(seed: int, count: int, render: int, workers: int = 1,
+                  start: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scenes start..start+count-1 of family ``seed`` resized to longest side ``render`` (the image
+    as SAM's transforms resize it, PIL bilinear; the mask nearest-neighbour), top-left in square
+    arrays: images N×R×R×3 uint8, masks N×R×R bool (zero padding), sizes N×2 int64 (h, w).
+    ``workers`` > 1 draws them in that many processes (the same arrays)."""
+    if workers > 1 and count > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        bounds = np.linspace(0, count, min(workers, count) + 1).astype(int)
+        with ProcessPoolExecutor(len(bounds) - 1) as pool:
+            chunks = list(pool.map(render_scenes, *zip(*[(seed, int(b - a), render, 1, start + int(a))
+                                                         for a, b in zip(bounds[:-1], bounds[1:])])))
+        return tuple(np.concatenate(parts) for parts in zip(*chunks))  # type: ignore[return-value]
     transform = ResizeLongestSide(render)
     images = np.zeros((count, render, render, 3), np.uint8)
     masks = np.zeros((count, render, render), bool)
     sizes = np.zeros((count, 2), np.int64)
     for i in range(count):
-        scene = make_scene(seed, i)
+        scene = make_scene(seed, start + i)
         image = transform.apply_image(scene.image)
         h, w = image.shape[:2]
         images[i, :h, :w] = image
@@ -236,16 +246,19 @@ class RenderedSynthetic(ObjectSource):
         render: longest side of the served images and masks, in pixels.
         cache: a folder where the rendered arrays are kept (``.npy`` files, memory-mapped on
             reading, so runs and processes share them); None renders in the constructor.
+        workers: processes that draw the scenes when they are not cached yet (the same arrays).
     """
 
-    def __init__(self, count: int = 64, seed: int = 0, render: int = 256, cache: Optional[str] = None) -> None:
+    def __init__(self, count: int = 64, seed: int = 0, render: int = 256, cache: Optional[str] = None,
+                 workers: int = 1) -> None:
         super().__init__()
         if count < 1 or render < 32:
             raise ValueError(f"synthetic-rendered needs count >= 1 and render >= 32, got {count}, {render}")
         self.count, self.seed, self.render = int(count), int(seed), int(render)
         self.name = f"synthetic-{self.seed}@{self.render}"
+        self.workers = int(workers)
         if cache is None:
-            self.images, self.masks, self.sizes = render_scenes(self.seed, self.count, self.render)
+            self.images, self.masks, self.sizes = render_scenes(self.seed, self.count, self.render, self.workers)
         else:
             self.images, self.masks, self.sizes = self._cached(Path(cache))
 
@@ -255,7 +268,7 @@ class RenderedSynthetic(ObjectSource):
         stem = f"synthetic_v{RENDER_VERSION}_{self.seed}_{self.count}_{self.render}"
         paths = [folder / f"{stem}_{part}.npy" for part in ("images", "masks", "sizes")]
         if not all(path.is_file() for path in paths):
-            for path, array in zip(paths, render_scenes(self.seed, self.count, self.render)):
+            for path, array in zip(paths, render_scenes(self.seed, self.count, self.render, self.workers)):
                 with atomic_path(path) as tmp, open(tmp, "wb") as handle:
                     np.save(handle, array)
         images, masks, sizes = (np.load(path, mmap_mode="r") for path in paths)
