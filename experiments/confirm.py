@@ -297,11 +297,11 @@ def _across(stats: dict) -> str:
 def write_report(found: dict[str, Any], scale: Scale = CONFIRM) -> Path:
     """``results/<tag>/report.md`` and ``verdicts.json`` from the verdicts; returns the folder."""
     lines = [f"# {'Confirmation runs' if scale == CONFIRM else f'Plan `{scale.tag}`'}: the pre-registered verdicts", "",
-             f"Pre-registered in `experiments/results/SMALL_SCALE.md` (\"Pre-registration\"): seeds {list(scale.seeds)} "
-             f"of each method on one base (base seed 0), {scale.scenes} held-out scenes of family {scale.family}. Per seed: "
-             "the paired "
+             f"The rules pre-registered in `experiments/results/SMALL_SCALE.md` (\"Pre-registration\"); seeds "
+             f"{list(scale.seeds)} of each method on one base (base seed 0), {scale.scenes} held-out scenes of family "
+             f"{scale.family}. Per seed: the paired "
              "difference over scenes (± its standard error over scenes); across seeds: mean ± standard error of the "
-             "three per-seed differences. A rule holds when that mean exceeds 2 SE and every seed's difference is "
+             "per-seed differences. A rule holds when that mean exceeds 2 SE and every seed's difference is "
              "positive. Written by `experiments/confirm.py report` from the runs' results.json.", ""]
     s = found["stable_sam_small"]
     lines += ["## Stable-SAM (prompt protocol, mIoU per prompt type, Stable-SAM − base)", ""]

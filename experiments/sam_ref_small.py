@@ -171,7 +171,7 @@ def refiner_part(ctx: parts.Context, on: parts.Part | None, steps: int, seed: in
                  options: dict) -> parts.Part:
     """SAM-REF's refiners (sizes scaled to the frame) trained on ``on`` (None: the base)."""
     frame = int(ctx.base.image_size)
-    kind = "sam-ref" if on is None else f"sam-ref-on-{on.name.split('_')[0]}"
+    kind = "sam-ref" if on is None else f"sam-ref-on-{on.name.split('-seed')[0]}"
     return parts.train_part(ctx, kind, on, "sam-ref", lambda m: attach(m, frame_config(frame, lfr_patch)), steps, seed,
                             lr, 0.01, options, ("sam_ref.",), ["sam-ref"], design={"lfr_patch": lfr_patch})
 

@@ -38,7 +38,7 @@ STEPS = 2000  # the confirmation runs' budget (SMALL_SCALE.md; session 3's 25-mi
 
 def plugin_part(ctx: parts.Context, on: parts.Part | None, steps: int, seed: int, lr: float) -> parts.Part:
     """Stable-SAM's plugin trained with RTS on ``on`` (None: the base)."""
-    kind = "stable-sam" if on is None else f"stable-sam-on-{on.name.split('_')[0]}"
+    kind = "stable-sam" if on is None else f"stable-sam-on-{on.name.split('-seed')[0]}"
     return parts.train_part(ctx, kind, on, "stable-sam", attach, steps, seed, lr, 0.01, {}, ("stable_sam.",),
                             ["stable-sam"])
 
