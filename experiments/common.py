@@ -48,7 +48,7 @@ class BaseSettings:
     encoder_dim: int = 64
     encoder_depth: int = 2
     train_scenes: int = 2000
-    steps: int = 2000  # the confirmation runs' budget (SMALL_SCALE.md; session 5's 35-minute base took 4674)
+    steps: int = 3000  # the confirmation runs' budget (SMALL_SCALE.md; session 5's 35-minute base took 4674)
     batch: int = 8
     lr: float = 3e-4
     warmup_steps: int = 50

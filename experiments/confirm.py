@@ -68,8 +68,8 @@ class Scale:
 
 
 # The pre-registered confirmation plan (SMALL_SCALE.md, "Pre-registration").
-CONFIRM = Scale("confirm", (0, 1, 2), 3000, 200, base_steps=2000, decoder_steps=600, focsam_steps=600,
-                sam_ref_steps=600, stable_steps=2000, base_threads=1)
+CONFIRM = Scale("confirm", (0, 1, 2), 3000, 200, base_steps=3000, decoder_steps=1826, focsam_steps=1200,
+                sam_ref_steps=1200, stable_steps=3000, base_threads=1)
 
 
 @dataclass

@@ -42,7 +42,7 @@ METHODS = ("sam", "decoder", "focsam")  # rows: the base, the stage-1 decoder, s
 # the `decoder` row decodes as plain SAM does (best of three masks at click 1).
 REFINER_OFF = "focsam, refiner off"
 # the confirmation runs' budgets (SMALL_SCALE.md; session 5's run took 1826 and 4688 steps in 10 and 60 minutes)
-DECODER_STEPS, STEPS = 600, 600
+DECODER_STEPS, STEPS = 1826, 1200
 LABELS = {"sam": "SAM (base)", "decoder": "stage-1 decoder (FocSAM without the refiner)", "focsam": "FocSAM",
           REFINER_OFF: "FocSAM, refiner off (F_r = F)"}
 

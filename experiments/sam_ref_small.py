@@ -32,7 +32,7 @@ import parts  # noqa: E402
 from clicksam.methods.sam_ref import SamRefConfig, attach  # noqa: E402
 
 METHODS = ("sam", "sam-ref")
-STEPS = 600  # the confirmation runs' budget (SMALL_SCALE.md; session 5's 30-minute run took 2931 steps)
+STEPS = 1200  # the confirmation runs' budget (SMALL_SCALE.md; session 5's 30-minute run took 2931 steps)
 # A diagnostic row: the same trained refiners with the LFR's output layer zeroed, so its patch
 # equals its base (the GFR's mask, or the previous final mask where the selector picks it).
 NO_LFR = "sam-ref, LFR off"

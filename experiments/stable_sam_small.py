@@ -33,7 +33,7 @@ from clicksam.methods.stable_sam import attach  # noqa: E402
 
 PROMPT_TYPES = evaluation.PROMPT_TYPES
 METHODS = ("sam", "stable-sam")
-STEPS = 2000  # the confirmation runs' budget (SMALL_SCALE.md; session 3's 25-minute run took 7274 steps)
+STEPS = 3000  # the confirmation runs' budget (SMALL_SCALE.md; session 3's 25-minute run took 7274 steps)
 
 
 def plugin_part(ctx: parts.Context, on: parts.Part | None, steps: int, seed: int, lr: float) -> parts.Part:
