@@ -93,6 +93,7 @@ def _obtain(name: str, model: torch.nn.Module, config: dict[str, Any],
     run = runs.train(config, model, prefixes, methods, time_limit_s, log)
     info = record(run)
     if keep:
+        weights.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run.weights, weights)
         atomic_write_json(meta, info, indent=None)
         log(f"{name}: kept as {weights}")
