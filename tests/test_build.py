@@ -18,7 +18,7 @@ def test_registry_lists_the_official_sizes_and_tiny():
 
 
 def test_unknown_model_name_lists_choices():
-    with pytest.raises(ValueError, match="unknown model 'vit_x'; choose one of vit_h, vit_l, vit_b, tiny"):
+    with pytest.raises(ValueError, match="unknown model 'vit_x'; choose one of vit_h, vit_l, vit_b, tiny, "):
         clicksam.build_sam("vit_x")
 
 
@@ -104,7 +104,7 @@ def _official_tiny(monkeypatch, cache_dir, seed: int = 3):
     staged = cache_dir.parent / "staged.pth"
     torch.save(source.state_dict(), staged)
     info = WeightsInfo("tiny_official.pth", staged.stat().st_size, hashlib.sha256(staged.read_bytes()).hexdigest())
-    monkeypatch.setitem(registry._REGISTRY, "tiny", replace(registry.get_config("tiny"), weights=info, tags=()))
+    monkeypatch.setitem(registry._REGISTRY.configs, "tiny", replace(registry.get_config("tiny"), weights=info, tags=()))
     return source, staged, info
 
 

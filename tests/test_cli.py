@@ -1,6 +1,7 @@
 """The core `clicksam` sub-commands."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import replace
@@ -28,6 +29,11 @@ def test_models_lists_sizes(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "sam_vit_h_4b8939.pth" in out and "2,565 MB" in out and "tiny" in out
+    # the authors' FocSAM file is listed with where to get it (downloaded by hand; no published sha256)
+    assert "focsam_vit_h" in out and "iter_160000.pth" in out and "1VOeMkY9LovfWYi66JMR8q79gFiC4n3Az" in out
+    assert main(["models", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["focsam_vit_h"]["model"] == "vit_h" and rows["focsam_vit_h"]["sha256"] is None
 
 
 def test_segment_writes_mask_and_overlay(tmp_path, capsys):
@@ -68,7 +74,7 @@ def test_embed_is_resumable(tmp_path, capsys):
 
 def test_demo_offline_exits_2_with_instruction(tmp_path, monkeypatch, capsys):
     cfg = registry.get_config("vit_b")
-    monkeypatch.setitem(registry._REGISTRY, "vit_b", replace(cfg, weights=replace(cfg.weights, url="http://127.0.0.1:9/x.pth")))
+    monkeypatch.setitem(registry._REGISTRY.configs, "vit_b", replace(cfg, weights=replace(cfg.weights, url="http://127.0.0.1:9/x.pth")))
     assert main(["demo", "--out", str(tmp_path)]) == 2
     out = capsys.readouterr().out
     assert "put it at" in out and "sam_vit_b_01ec64.pth" in out and "--model tiny" in out

@@ -75,7 +75,7 @@ def test_wrong_sha256_deletes_the_partial_file(server, tmp_path):
 def test_offline_says_which_file_to_put_where(tmp_path, monkeypatch):
     cfg = registry.get_config("vit_b")
     offline = replace(cfg, weights=replace(cfg.weights, url="http://127.0.0.1:9/sam_vit_b_01ec64.pth"))
-    monkeypatch.setitem(registry._REGISTRY, "vit_b", offline)
+    monkeypatch.setitem(registry._REGISTRY.configs, "vit_b", offline)
     monkeypatch.setenv("CLICKSAM_CACHE", str(tmp_path))
     with pytest.raises(RuntimeError, match=rf"could not download .*put it at {tmp_path}/sam_vit_b_01ec64.pth"):
         download_checkpoint("vit_b", progress=False)
@@ -86,7 +86,7 @@ def test_offline_says_which_file_to_put_where(tmp_path, monkeypatch):
 def test_cached_file_is_used_and_wrong_size_is_replaced(server, tmp_path, monkeypatch):
     cfg = registry.get_config("vit_b")
     fake = replace(cfg, weights=replace(_info(server), filename="sam_vit_b_01ec64.pth"))
-    monkeypatch.setitem(registry._REGISTRY, "vit_b", fake)
+    monkeypatch.setitem(registry._REGISTRY.configs, "vit_b", fake)
     target = tmp_path / "sam_vit_b_01ec64.pth"
     target.write_bytes(b"short")
     assert download_checkpoint("vit_b", cache_dir=tmp_path, progress=False) == target

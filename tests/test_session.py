@@ -82,3 +82,24 @@ def test_session_errors(tiny_model, tiny_predictor):
         session.add_box(100, 10, 50, 20)
     with pytest.raises(ValueError, match="unknown method stage"):
         InteractiveSession(tiny_predictor, method="sam+magic")
+
+
+def test_results_keep_no_image_size_arrays_and_their_own_image_size(tiny_model):
+    """A step keeps low-res logits and stage state only; its mask is computed on demand, for the image
+    it was made on even after the predictor moved to another image."""
+    import dataclasses
+
+    import torch
+
+    predictor = clicksam.SamPredictor(tiny_model)
+    predictor.set_image(np.random.default_rng(0).integers(0, 255, (300, 500, 3), dtype=np.uint8))
+    session = InteractiveSession(predictor)
+    session.add_click(100, 120)
+    session.add_click(300, 200, positive=False)
+    result = session.result
+    for value in dataclasses.asdict(result).values():
+        assert not isinstance(value, np.ndarray)
+        assert not isinstance(value, torch.Tensor) or value.numel() <= 256 * 256
+    before = session.mask.copy()
+    predictor.set_image(np.zeros((64, 80, 3), np.uint8))
+    assert np.array_equal(result.mask, before) and result.logits.shape == (300, 500)

@@ -1,4 +1,5 @@
-"""``build_sam``: a SAM model from the registry, optionally with checkpoints and method stages."""
+"""``build_sam``: a model of any registered family (SAM, SAM 2.1, HQ-SAM) from the registry,
+optionally with checkpoints and method stages; and ``sam_from_config``, the SAM family's builder."""
 from __future__ import annotations
 
 import os
@@ -8,8 +9,9 @@ from typing import Iterable, Sequence, Union
 import torch
 from torch import nn
 
+from clicksam.lazy import resolve
 from clicksam.models import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
-from clicksam.registry import ModelConfig, get_config
+from clicksam.registry import ModelConfig, get_config, get_family
 
 PathLike = Union[str, os.PathLike]
 
@@ -56,16 +58,19 @@ def build_sam(
     trust_checkpoint: bool = False,
     seed: int = 0,
     random_weights: bool = False,
-) -> Sam:
-    """Build a SAM model by registry name.
+) -> nn.Module:
+    """Build a model by registry name, of any registered family.
 
     Args:
-        name: ``vit_b``, ``vit_l``, ``vit_h`` or ``tiny`` (see :func:`clicksam.list_models`).
-        checkpoint: a path, or a list of paths loaded in order: an official SAM file, an official
-            FocSAM file (mmengine ``iter_*.pth``), and/or clicksam method files (``*.safetensors``).
-            Method files given alone sit on the cached official base of a real size.
+        name: SAM's ``vit_b``, ``vit_l``, ``vit_h``; SAM 2.1's ``sam2.1_hiera_t``/``_s``/``_b+``/``_l``;
+            HQ-SAM's ``hq_vit_b``/``_l``/``_h``/``hq_vit_tiny``; or a test config (``tiny``,
+            ``sam2_tiny``, ``hq_tiny``, ...); see :func:`clicksam.list_models`.
+        checkpoint: a path, or a list of paths loaded in order: the family's official file (SAM:
+            also an official FocSAM file, mmengine ``iter_*.pth``), and/or clicksam method files
+            (``*.safetensors``). Method files given alone sit on the cached official base of a real size.
         methods: stages to attach untrained (``"stable-sam"``, ``"focsam"``, ``"sam-ref"``); stages
-            named by a method file are attached automatically.
+            named by a method file are attached automatically. A method that does not apply to the
+            model's family (its spec's ``families``) is refused.
         device: where to put the model.
         trust_checkpoint: allow a checkpoint that holds arbitrary pickled objects (e.g. the
             optimizer/meta entries of an mmengine file) to be unpickled. Only for files you trust.
@@ -76,19 +81,22 @@ def build_sam(
             official file, or raises :class:`clicksam.download.MissingWeightsError` saying how to get
             it. Test configurations (``tiny``) are always allowed to be random.
     Returns:
-        the model in eval mode; ``model.random_weights`` tells whether its base weights are random.
+        the model in eval mode (:class:`~clicksam.models.Sam`, or the family's class, e.g.
+        :class:`~clicksam.models.sam2.Sam2`); ``model.random_weights`` tells whether its base
+        weights are random.
     """
     from clicksam.checkpoint import load_into_model
     from clicksam.methods import attach_stage, parse_method
 
     config = get_config(name)
+    build = resolve(get_family(config.family).build)
     paths = _checkpoint_paths(config, checkpoint, random_weights)  # refuse before building anything
     stages = parse_method("+".join(methods) if methods else "sam")
     # Untrained weights come from a fixed seed, so the same call gives the same model in every
     # process (test models, untrained stages); the caller's RNG state is left untouched.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = sam_from_config(config)
+        model = build(config)
         for stage in stages:
             attach_stage(model, stage)
     for i, path in enumerate(paths):
@@ -100,10 +108,10 @@ def build_sam(
 
 
 def _is_base_file(path: Path) -> bool:
-    return path.suffix != ".safetensors"  # clicksam method files; every other file holds SAM weights
+    return path.suffix != ".safetensors"  # clicksam method files; every other file holds base weights
 
 
-def _checkpoint_paths(config: ModelConfig, checkpoint: Union[PathLike, Sequence[PathLike], None],
+def _checkpoint_paths(config, checkpoint: Union[PathLike, Sequence[PathLike], None],
                       random_weights: bool) -> list[Path]:
     """The files to load in order: the given ones, with the cached official file in front when a real
     size would otherwise get a random base (MissingWeightsError when it is not cached)."""

@@ -21,9 +21,11 @@ import torch
 
 
 def encoder_digest(model) -> str:
-    """A digest that changes whenever the image encoder's weights do: the checkpoint's sha256 when
-    the model was loaded from a file, else a hash of the encoder's tensors (computed once and
-    remembered on the model). A fine-tuned decoder or an attached method stage leaves it alone."""
+    """A digest that changes whenever the weights behind the feature bundle do: the checkpoint's
+    sha256 when the model was loaded from a file, else a hash of the image encoder's tensors and of
+    the family's other feature parameters (``model.extra_feature_prefixes``, e.g. SAM 2's
+    ``no_mem_embed`` and skip projections), computed once and remembered on the model. A
+    fine-tuned decoder or an attached method stage leaves it alone."""
     known = getattr(model, "weights_sha256", None)
     if known:
         return f"sha256:{known}"
@@ -31,7 +33,10 @@ def encoder_digest(model) -> str:
     if cached:
         return cached
     h = hashlib.sha256()
-    for name, tensor in sorted(model.image_encoder.state_dict().items()):
+    extra = tuple(getattr(model, "extra_feature_prefixes", ()))
+    tensors = sorted(model.image_encoder.state_dict().items())
+    tensors += sorted((k, v) for k, v in model.state_dict().items() if k.startswith(extra) or k in extra)
+    for name, tensor in tensors:
         h.update(name.encode())
         h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
     digest = f"encoder-params:{h.hexdigest()}"

@@ -1,6 +1,7 @@
-"""Reading checkpoint files: official SAM files, clicksam method files, and the foreign formats
-that registered methods declare (their ``CheckpointFormat``: a recogniser and a converter onto
-clicksam's names; this loader never names a method).
+"""Reading checkpoint files: each model family's official files (through the loader its
+:class:`~clicksam.registry.ModelFamily` registers; SAM's is :func:`load_sam_file` here), clicksam
+method files, and the foreign formats that registered methods declare (their ``CheckpointFormat``:
+a recogniser and a converter onto clicksam's names). This module never names a method or a family.
 
 Every failure names the file and says what was expected and what was found.
 """
@@ -17,7 +18,8 @@ from typing import Any, Iterable, Optional
 import torch
 from torch import nn
 
-from clicksam.registry import find_weights, get_config, list_models
+from clicksam.lazy import resolve
+from clicksam.registry import family_configs, find_weights, get_family
 
 METHOD_FILE_FORMAT = "clicksam-method"
 METHOD_FILE_VERSION = 1
@@ -63,22 +65,22 @@ def read_torch_file(path: Path, trust_checkpoint: bool = False) -> Any:
         ) from exc
 
 
-def describe_architecture(state_dict: dict[str, torch.Tensor]) -> Optional[str]:
-    """Which registered model a SAM state dict belongs to (None if none matches)."""
+def describe_architecture(state_dict: dict[str, torch.Tensor], family: str) -> Optional[str]:
+    """Which registered ViT size of ``family`` (whose configurations have SAM's ``encoder_embed_dim``
+    and ``encoder_depth``) a SAM state dict belongs to (None if it is not one)."""
     key = "image_encoder.patch_embed.proj.weight"
     if key not in state_dict:
         return None
     dim = state_dict[key].shape[0]
     depth = len({k.split(".")[2] for k in state_dict if k.startswith("image_encoder.blocks.")})
-    for name in list_models():
-        cfg = get_config(name)
+    for cfg in family_configs(family):
         if cfg.encoder_embed_dim == dim and cfg.encoder_depth == depth:
-            return name
+            return cfg.name
     return f"an unregistered ViT ({dim} wide, {depth} blocks)"
 
 
 def _check_architecture(path: Path, model: nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
-    found = describe_architecture(state_dict)
+    found = describe_architecture(state_dict, model.family)
     if found is None:
         sample = ", ".join(list(state_dict)[:3])
         raise ValueError(
@@ -89,8 +91,9 @@ def _check_architecture(path: Path, model: nn.Module, state_dict: dict[str, torc
         raise ValueError(f"{path}: this is a {found} checkpoint; you asked for {model.model_name}")
 
 
-def _load_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], path: Path, what: str) -> None:
-    missing, unexpected = [], []
+def load_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], path: Path, what: str) -> None:
+    """``module.load_state_dict(state_dict, strict=True)`` with errors that name ``path``, ``what``
+    was loaded, the missing and unexpected keys and the first tensor of the wrong shape."""
     own = module.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
@@ -115,7 +118,7 @@ def _foreign_formats_text() -> str:
 
 def _foreign_format(obj: Any):
     """The (spec, format) of the first registered foreign format that recognises ``obj``, or None."""
-    from clicksam.methods import resolve, specs
+    from clicksam.methods import specs
 
     for spec in specs():
         for fmt in spec.checkpoint_formats:
@@ -125,11 +128,20 @@ def _foreign_format(obj: Any):
 
 
 def load_into_model(model: nn.Module, path: Path, first: bool = True, trust_checkpoint: bool = False) -> None:
-    """Load ``path`` into ``model`` (see :func:`clicksam.build_sam`)."""
+    """Load ``path`` into ``model`` (see :func:`clicksam.build_sam`): a clicksam method file
+    (``*.safetensors``), or a base file read by the loader of the model's family."""
     path = Path(path)
     if path.suffix == ".safetensors":
         load_method_file(model, path)
         return
+    load_official = resolve(get_family(model.family).load_official)
+    load_official(model, path, trust_checkpoint=trust_checkpoint)
+
+
+def load_sam_file(model: nn.Module, path: Path, trust_checkpoint: bool = False) -> None:
+    """The SAM family's loader: an official SAM file (or a training checkpoint wrapping one under
+    ``model``), or a file in a foreign format a registered method declares (e.g. FocSAM's)."""
+    path = Path(path)
     obj = read_torch_file(path, trust_checkpoint)
     foreign = _foreign_format(obj)
     if foreign is not None:
@@ -140,13 +152,13 @@ def load_into_model(model: nn.Module, path: Path, first: bool = True, trust_chec
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{path}: expected a state dict of tensors (an official SAM file), found {type(obj).__name__}")
     _check_architecture(path, model, obj)
-    _load_strict(BaseView(model), obj, path, "SAM")
+    load_strict(BaseView(model), obj, path, "SAM")
     model.weights_sha256 = weights_sha256(path)
 
 
 def _load_foreign(model: nn.Module, path: Path, obj: Any, spec, fmt) -> None:
     """Load a file in a method's foreign format: the base weights, then the method's module."""
-    from clicksam.methods import attach_stage, resolve
+    from clicksam.methods import attach_stage
 
     converted = resolve(fmt.convert)(obj)
     base_names = set(model.base_modules)
@@ -162,22 +174,25 @@ def _load_foreign(model: nn.Module, path: Path, obj: Any, spec, fmt) -> None:
     if stray:
         raise ValueError(f"{path}: {fmt.description}: converted keys outside the model, e.g. {stray[:3]}")
     _check_architecture(path, model, base)
-    _load_strict(BaseView(model), base, path, f"SAM ({fmt.description})")
+    load_strict(BaseView(model), base, path, f"SAM ({fmt.description})")
     if stage:
         module = attach_stage(model, spec.name)
-        _load_strict(module, stage, path, f"{spec.name} ({fmt.description})")
+        load_strict(module, stage, path, f"{spec.name} ({fmt.description})")
         module.clicksam_trained = True
     model.image_format = converted.image_format
     model.weights_sha256 = weights_sha256(path)
 
 
 class BaseView(nn.Module):
-    """A view of a SAM model without its method stages, for strict loading of the base weights."""
+    """A view of a model without its method stages (only ``model.base_modules``, plus the model's
+    own parameters such as SAM 2's ``no_mem_embed``), for strict loading of the base weights."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         for name in model.base_modules:
             self.add_module(name, model._modules[name])
+        for name, param in model._parameters.items():
+            self.register_parameter(name, param)
 
 
 def save_method_file(
@@ -196,7 +211,7 @@ def save_method_file(
     """
     from safetensors.torch import save_file
 
-    from clicksam.methods import resolve, specs
+    from clicksam.methods import specs
 
     prefixes = tuple(prefixes)
     methods = sorted(set(methods))
@@ -242,6 +257,20 @@ def read_method_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
     return tensors, meta
 
 
+def _refuse_feature_changes(model: nn.Module, attribute: str, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse a method file that would change what the cached feature bundles depend on (e.g. SAM 2's
+    skip projections inside its decoder): caches key features by the base file, so they would go stale."""
+    extra = tuple(getattr(model, "extra_feature_prefixes", ()))
+    own = model.state_dict()
+    changed = [f"{attribute}.{k}" for k, v in state.items()
+               if (f"{attribute}.{k}".startswith(extra) or f"{attribute}.{k}" in extra)
+               and f"{attribute}.{k}" in own and (own[f"{attribute}.{k}"].shape != v.shape
+                                                  or not torch.equal(own[f"{attribute}.{k}"].to(v.dtype), v))]
+    if changed:
+        raise ValueError(f"{path}: changes {changed[:3]}, which make the per-image features (cached by the base "
+                         "file's sha256); a method file may not change them (clicksam's training keeps them frozen)")
+
+
 def load_method_file(model: nn.Module, path: Path) -> dict[str, Any]:
     """Merge a method file onto ``model`` (attaching the stages it names); returns its metadata."""
     from clicksam.methods import attach_stage, list_methods, spec_for_attribute
@@ -260,16 +289,18 @@ def load_method_file(model: nn.Module, path: Path) -> dict[str, Any]:
     for key, value in tensors.items():
         attribute, _, rest = key.partition(".")
         groups.setdefault(attribute, {})[rest] = value
+    decoder = getattr(model, "decoder_attribute", "mask_decoder")
     for attribute, state in groups.items():
         is_stage = spec_for_attribute(attribute) is not None
-        if not is_stage and attribute != "mask_decoder":
-            raise ValueError(f"{path}: method files may not replace '{attribute}' (only method stages and mask_decoder)"
+        if not is_stage and attribute != decoder:
+            raise ValueError(f"{path}: method files may not replace '{attribute}' (only method stages and {decoder})"
                              if attribute in model.base_modules else
                              f"{path}: holds weights for '{attribute}', which no installed method provides "
                              f"(installed: {', '.join(known) or 'none'})")
         module = model._modules.get(attribute)
         if module is None:
             raise ValueError(f"{path}: holds weights for '{attribute}', which this model does not have")
-        _load_strict(module, state, path, attribute)
+        _refuse_feature_changes(model, attribute, state, path)
+        load_strict(module, state, path, attribute)
         module.clicksam_trained = True
     return meta

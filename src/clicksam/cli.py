@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export-onnx": ("clicksam.onnx.cli", "export the prompt encoder + decoder to ONNX"),
     "serve": ("clicksam.server.cli", "run the web annotator"),
     "export": ("clicksam.server.export_cli", "export saved annotations (coco, png, polygons)"),
+    "label-studio": ("clicksam.labelstudio.cli", "run as a Label Studio ML backend (keypoints/boxes -> brush masks)"),
 }
 
 

@@ -142,6 +142,20 @@ def read_image_size(path: Union[str, Path], *, exif_orientation: bool = True) ->
     return width, height
 
 
+def read_exif_orientation(path: Union[str, Path]) -> int:
+    """The EXIF orientation tag of an image file (1-8; 1 when absent or unreadable): how
+    :func:`read_image` turns the stored pixels (5-8 swap width and height).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ImageReadError: not an image, or over the pixel limit.
+    """
+    path = _existing(path)
+    with _open(path, max_image_pixels()) as img:
+        orientation = _orientation(img)
+    return orientation if orientation in range(1, 9) else 1
+
+
 def read_image(path: Union[str, Path], *, exif_orientation: bool = True,
                max_pixels: Optional[int] = None) -> np.ndarray:
     """Read an image file as H×W×3 uint8 RGB, the one way clicksam reads images.

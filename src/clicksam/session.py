@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
+import torch
 
 from clicksam.interaction import StepResult
 from clicksam.pipeline import Pipeline
 from clicksam.prompts import Click, check_box, check_point
+
+Prompt = Union[Click, Sequence[float]]  # one step's prompt: a click, or a box (x0, y0, x1, y1)
 
 
 @dataclass
@@ -105,11 +108,59 @@ class InteractiveSession:
         obj = self.object
         start = time.perf_counter()
         result = self.pipeline.step(clicks, box, obj.current.result if obj.current else None)
+        mask = result.mask
         self.last_latency_s = time.perf_counter() - start
         del obj.history[obj.position :]
         obj.history.append(Step(clicks, box, result))
         obj.position = len(obj.history)
-        return result.mask
+        return mask
+
+    # -- stored steps ---------------------------------------------------------------------------
+    def step_tensors(self, index: Optional[int] = None) -> dict[str, torch.Tensor]:
+        """What is needed to continue from a step of the active object, as named tensors (see
+        :meth:`clicksam.pipeline.Pipeline.result_tensors`; nothing at image size).
+
+        Args:
+            index: the step (0 = the first of the history), default the current one.
+        """
+        obj = self.object
+        index = obj.position - 1 if index is None else index
+        if not 0 <= index < len(obj.history):
+            raise ValueError(f"step {index} out of range; the object has {len(obj.history)} step(s)")
+        return self.pipeline.result_tensors(obj.history[index].result)
+
+    def restore(self, steps: Sequence[tuple[Prompt, Optional[Mapping[str, torch.Tensor]]]]) -> int:
+        """Replace the active object's history with ``steps`` (oldest first, all of them active).
+
+        Each step is ``(prompt, tensors)``: the prompt it added (a :class:`Click`, or a box
+        ``(x0, y0, x1, y1)`` that replaces the earlier one) and what :meth:`step_tensors` gave for
+        it on this image with this model, or None. A step with tensors costs no decode; one without
+        is recomputed from the step before it (one decode). Returns the number of decodes.
+        """
+        size = self._size()
+        device, moved = self.predictor.device, {}
+        clicks: tuple[Click, ...] = ()
+        box = None
+        history: list[Step] = []
+        decodes = 0
+        for prompt, tensors in steps:
+            if isinstance(prompt, Click):
+                check_point(prompt.x, prompt.y, size)
+                clicks = clicks + (prompt,)
+            else:
+                box = tuple(float(v) for v in check_box(tuple(prompt), size))
+            if tensors is None:
+                result = self.pipeline.step(clicks, box, history[-1].result if history else None)
+                decodes += 1
+            else:
+                for t in tensors.values():  # one move per tensor object: steps sharing one still share it
+                    if id(t) not in moved:
+                        moved[id(t)] = t.to(device)
+                result = self.pipeline.result_from_tensors({name: moved[id(t)] for name, t in tensors.items()})
+            history.append(Step(clicks, box, result))
+        self.object.history = history
+        self.object.position = len(history)
+        return decodes
 
     # -- history --------------------------------------------------------------------------
     @property
@@ -157,13 +208,14 @@ class InteractiveSession:
 
     @property
     def mask(self) -> np.ndarray:
-        """H×W bool mask of the active object (all False before any prompt)."""
+        """H×W bool mask of the active object (all False before any prompt); computed on each read."""
         res = self.result
         return res.mask if res is not None else np.zeros(self._size(), dtype=bool)
 
     @property
     def logits(self) -> Optional[np.ndarray]:
-        """H×W float32 logits of the active object's mask (None before any prompt)."""
+        """H×W float32 logits of the active object's mask (None before any prompt); computed on
+        each read from the step's frame logits (see :class:`clicksam.interaction.StepResult`)."""
         res = self.result
         return res.logits if res is not None else None
 

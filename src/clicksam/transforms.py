@@ -109,6 +109,10 @@ class SamTransforms:
         return preprocess_shape(int(original_size[0]), int(original_size[1]), self.image_size)
 
     # -- images -----------------------------------------------------------------------------
+    def resize_rgb(self, rgb: np.ndarray) -> np.ndarray:
+        """H×W×3 uint8 RGB -> h×w×3 uint8 RGB, longest side S (the training data's frame)."""
+        return self.resize.apply_image(np.ascontiguousarray(rgb))
+
     def resize_image(self, rgb: np.ndarray) -> np.ndarray:
         """H×W×3 uint8 RGB -> h×w×3 uint8 in the model's channel order, longest side S."""
         pixels = rgb if self.image_format == "RGB" else rgb[..., ::-1]
@@ -181,6 +185,11 @@ class SamTransforms:
                 masks = F.interpolate(masks, (size, size), mode="bilinear", align_corners=False)
         masks = masks[..., : input_size[0], : input_size[1]]
         return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
+
+    def output_low_res(self, masks: torch.Tensor) -> torch.Tensor:
+        """The low-res logits a predictor hands back (and takes again as ``mask_input``): SAM's as
+        they are (SAM 2 clamps its own)."""
+        return masks
 
     # -- identity ---------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:

@@ -65,7 +65,7 @@ def official_tiny(monkeypatch, tmp_path):
     torch.save(clicksam.build_sam("tiny", seed=3).state_dict(), staged)
     info = WeightsInfo("tiny_official.pth", staged.stat().st_size, hashlib.sha256(staged.read_bytes()).hexdigest(),
                        url="http://127.0.0.1:9/tiny_official.pth")  # nothing listens there: offline
-    monkeypatch.setitem(registry._REGISTRY, "tiny", replace(registry.get_config("tiny"), weights=info, tags=()))
+    monkeypatch.setitem(registry._REGISTRY.configs, "tiny", replace(registry.get_config("tiny"), weights=info, tags=()))
 
     def install() -> WeightsInfo:
         cache = default_cache_dir()
@@ -73,3 +73,30 @@ def official_tiny(monkeypatch, tmp_path):
         (cache / info.filename).write_bytes(staged.read_bytes())
         return info
     return install
+
+
+@pytest.fixture
+def verb_args(tmp_path, images, masks, train_config):
+    def make(verb: str, model: str = "tiny", *extra: str, config_extra: dict | None = None) -> list[str]:
+        if verb == "train":
+            return ["train", "--config", str(train_config(model, **(config_extra or {}))), "--no-progress", *extra]
+        return {
+            "segment": ["segment", str(images / "a.png"), "--click", "5,5", "-o", str(tmp_path / "m.png")],
+            "embed": ["embed", str(images), "--out", str(tmp_path / "emb")],
+            "eval": ["eval", "--images", str(images), "--masks", str(masks), "--max-clicks", "2",
+                     "--out", str(tmp_path / "ev"), "--no-progress"],
+            "export-onnx": ["export-onnx", "-o", str(tmp_path / "d.onnx")],
+            "serve": ["serve", "--images", str(images), "--port", "0"],
+            "demo": ["demo", "--out", str(tmp_path / "demo")],
+        }[verb] + ["--model", model, *extra]
+    return make
+
+
+@pytest.fixture
+def no_serving(monkeypatch):
+    """``serve`` builds everything, binds its port, then returns instead of serving forever."""
+    import uvicorn
+
+    served = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: served.append((self.config.app, sockets)))
+    return served

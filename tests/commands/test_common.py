@@ -11,33 +11,6 @@ from clicksam.cli import main
 VERBS = ("segment", "embed", "eval", "train", "export-onnx", "serve", "demo")
 
 
-@pytest.fixture
-def verb_args(tmp_path, images, masks, train_config):
-    def make(verb: str, model: str = "tiny", *extra: str, config_extra: dict | None = None) -> list[str]:
-        if verb == "train":
-            return ["train", "--config", str(train_config(model, **(config_extra or {}))), "--no-progress", *extra]
-        return {
-            "segment": ["segment", str(images / "a.png"), "--click", "5,5", "-o", str(tmp_path / "m.png")],
-            "embed": ["embed", str(images), "--out", str(tmp_path / "emb")],
-            "eval": ["eval", "--images", str(images), "--masks", str(masks), "--max-clicks", "2",
-                     "--out", str(tmp_path / "ev"), "--no-progress"],
-            "export-onnx": ["export-onnx", "-o", str(tmp_path / "d.onnx")],
-            "serve": ["serve", "--images", str(images), "--port", "0"],
-            "demo": ["demo", "--out", str(tmp_path / "demo")],
-        }[verb] + ["--model", model, *extra]
-    return make
-
-
-@pytest.fixture
-def no_serving(monkeypatch):
-    """``serve`` builds everything, binds its port, then returns instead of serving forever."""
-    import uvicorn
-
-    served = []
-    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: served.append((self.config.app, sockets)))
-    return served
-
-
 @pytest.mark.parametrize("verb", VERBS)
 def test_every_model_verb_offers_random_weights(verb, capsys):
     with pytest.raises(SystemExit):

@@ -27,7 +27,8 @@ def test_complete_file_is_cached_and_verify_checks_the_sha256(official_tiny, cap
     info = official_tiny()
     assert _rows(capsys)["tiny"]["state"] == "cached"
     assert main(["models", "--verify", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)[-1]["state"] == "cached, sha256 verified"
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}  # the methods' published files follow
+    assert rows["tiny"]["state"] == "cached, sha256 verified"
     path = default_cache_dir() / info.filename
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same size, one byte changed

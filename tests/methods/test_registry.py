@@ -33,13 +33,13 @@ from clicksam.methods import MethodSpec, Stage
 
 
 class InvertStage(Stage):
-    """Counts its steps in the step state and inverts SAM's mask."""
+    """Counts its steps in the step state and inverts SAM's mask (its final logits)."""
 
     def before_decode(self, ctx):
         ctx.state["toy.steps"] = ctx.state.get("toy.steps", 0) + 1
 
     def after_decode(self, ctx, result):
-        return dataclasses.replace(result, logits=-result.logits, mask=~result.mask)
+        return dataclasses.replace(result, final_logits=-result.frame_logits)
 
 
 SPEC = MethodSpec(name="toy-invert", stage=InvertStage)

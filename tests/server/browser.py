@@ -25,19 +25,23 @@ RED, BLUE = (37, 23), (57, 43)  # marker pixels of every image: they tell where 
 MARKER_COLOURS = {RED: (255, 0, 0), BLUE: (0, 0, 255)}
 
 
-def write_images(folder: Path, count: int) -> list[str]:
-    """PNG images of a bright disk on a dark background, with the two marker pixels."""
-    folder.mkdir(parents=True, exist_ok=True)
-    width, height = SIZE
+def marked_image(width: int, height: int) -> np.ndarray:
+    """A bright disk on a dark background, with the two marker pixels."""
     yy, xx = np.mgrid[:height, :width]
+    image = np.full((height, width, 3), 30, np.uint8)
+    image[(xx - width // 2) ** 2 + (yy - height // 2) ** 2 <= 30 ** 2] = (240, 200, 40)
+    for (x, y), colour in MARKER_COLOURS.items():
+        image[y, x] = colour
+    return image
+
+
+def write_images(folder: Path, count: int) -> list[str]:
+    """``count`` PNG images of :func:`marked_image` (``SIZE``); returns their names."""
+    folder.mkdir(parents=True, exist_ok=True)
     names = []
     for index in range(count):
-        image = np.full((height, width, 3), 30, np.uint8)
-        image[(xx - width // 2) ** 2 + (yy - height // 2) ** 2 <= 30 ** 2] = (240, 200, 40)
-        for (x, y), colour in MARKER_COLOURS.items():
-            image[y, x] = colour
         names.append(f"img{index}.png")
-        Image.fromarray(image).save(folder / names[-1])
+        Image.fromarray(marked_image(*SIZE)).save(folder / names[-1])
     return names
 
 

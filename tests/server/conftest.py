@@ -39,8 +39,9 @@ def make_app(image_dir: Path, factory: Any = None, token: str | None = None, **k
     from clicksam.server.service import AnnotatorService
     from clicksam.server.store import AnnotationStore
 
-    service = AnnotatorService(ImageFolder(image_dir), AnnotationStore(image_dir / ".clicksam" / "annotations"),
-                               factory or FakeFactory(), encode_timeout=kwargs.pop("encode_timeout", 10.0))
+    store = AnnotationStore(image_dir / ".clicksam" / "annotations", images=image_dir)
+    service = AnnotatorService(ImageFolder(image_dir), store, factory or FakeFactory(),
+                               encode_timeout=kwargs.pop("encode_timeout", 10.0))
     return create_app(service, token=token, **kwargs)
 
 

@@ -1,30 +1,64 @@
 """A model-free session factory for the annotator's API tests (disks around clicks)."""
 from __future__ import annotations
 
+import hashlib
 import threading
-from typing import Any, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
+import torch
 
 from clicksam.server.backend import MethodOption, all_method_names
 
 
 class FakeSession:
-    """Mask = disks of radius 12 around positive clicks minus radius 6 around negative ones, cut to the box."""
+    """Mask = disks of radius 12 around positive clicks minus radius 6 around negative ones, cut to the box.
 
-    def __init__(self, image: np.ndarray, method: str) -> None:
+    A prompt is a "decode" (counted in ``factory.decodes``); a step's tensors are its prompts so far,
+    which ``restore`` checks, so a stored result given to the wrong step is caught.
+    """
+
+    def __init__(self, image: np.ndarray, method: str, factory: "FakeFactory") -> None:
         self.height, self.width = image.shape[:2]
-        self.method = method
+        self.method, self.factory = method, factory
         self._done: list[tuple[str, tuple[float, ...]]] = []
         self._undone: list[tuple[str, tuple[float, ...]]] = []
 
     def add_click(self, x: float, y: float, positive: bool = True) -> None:
+        self.factory.decodes += 1
         self._done.append(("click", (x, y, float(positive))))
         self._undone.clear()
 
     def add_box(self, x0: float, y0: float, x1: float, y1: float) -> None:
+        self.factory.decodes += 1
         self._done.append(("box", (x0, y0, x1, y1)))
         self._undone.clear()
+
+    @staticmethod
+    def _tensor(done: list[tuple[str, tuple[float, ...]]]) -> torch.Tensor:
+        rows = [[0.0 if kind == "click" else 1.0, *values, *([0.0] * (4 - len(values)))] for kind, values in done]
+        return torch.tensor(rows, dtype=torch.float64).reshape(-1, 5)
+
+    def step_tensors(self, index: Optional[int] = None) -> dict[str, torch.Tensor]:
+        count = len(self._done) if index is None else index + 1
+        return {"prompts": self._tensor(self._done[:count]), "score": torch.tensor(0.9, dtype=torch.float64)}
+
+    def restore(self, steps: Sequence[tuple[Any, Optional[Mapping[str, torch.Tensor]]]]) -> int:
+        done: list[tuple[str, tuple[float, ...]]] = []
+        decodes = 0
+        for prompt, tensors in steps:
+            if hasattr(prompt, "x"):
+                done.append(("click", (prompt.x, prompt.y, float(prompt.positive))))
+            else:
+                done.append(("box", tuple(float(v) for v in prompt)))
+            if tensors is None:
+                decodes += 1
+            elif not torch.equal(tensors["prompts"], self._tensor(done)):
+                raise AssertionError(f"step {len(done) - 1} got the stored result of another step")
+        self.factory.decodes += decodes
+        self.factory.restores += 1
+        self._done, self._undone = done, []
+        return decodes
 
     def undo(self) -> None:
         if not self._done:
@@ -71,6 +105,8 @@ class FakeFactory:
 
     def __init__(self, unavailable: tuple[str, ...] = ("focsam",)) -> None:
         self.prepared: list[str] = []
+        self.decodes = 0  # prompts computed by sessions, replays included
+        self.restores = 0  # sessions rebuilt from stored steps
         self.gate = threading.Event()
         self.gate.set()
         self.fail: set[str] = set()
@@ -94,4 +130,7 @@ class FakeFactory:
     def create(self, prepared: Any, method: str) -> FakeSession:
         if method in self.refuse_methods:
             raise ValueError(f"simulated refusal of {method}")
-        return FakeSession(prepared, method)
+        return FakeSession(prepared, method, self)
+
+    def history_key(self, prepared: Any) -> str:
+        return hashlib.sha256(np.ascontiguousarray(prepared).tobytes()).hexdigest()[:16]

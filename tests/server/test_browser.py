@@ -17,10 +17,11 @@ from PIL import Image
 
 from clicksam.io import rle_to_mask, runs_to_mask
 from tests.server.browser import (BLUE, CHROMIUM, CHROMIUM_ARGS, RED, SIZE, Server, canvas, changed, disk_rule,
-                                  on_screen, transform, wait_for, wait_meta, wait_ready, write_images)
+                                  marked_image, on_screen, transform, wait_for, wait_meta, wait_ready, write_images)
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make browser)")
 SHAPE = (SIZE[1], SIZE[0])
+BIG = (2600, 1800)  # width, height: a display copy of 2048 and full-resolution tiles
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("browser")
     write_images(root / "images", count=5)
     (root / "images" / "classes.txt").write_text("cup\nplate\n")
+    (root / "images" / "x-bad.jpg").write_text("not a photo\n")  # a text file named .jpg
+    Image.fromarray(marked_image(*BIG)).save(root / "images" / "x-big.png")  # wider than the display copy
+    Image.fromarray(marked_image(*SIZE)).save(root / "images" / "x-good.png")
     # the tiny test model is randomly initialised: fix its weights so both server runs agree
     import torch
 
@@ -257,7 +261,7 @@ def test_review_filter_and_a_long_object_list(page: Any, server: Server) -> None
     page.click("#review-filter [data-filter='done']")
     assert page.locator("#images li").evaluate_all("items => items.map(i => i.dataset.name)") == ["img2.png"]
     page.click("#review-filter [data-filter='all']")
-    assert page.locator("#images li").count() == 5
+    assert page.locator("#images li").count() == len(server.get("/api/images")["images"])
     assert server.get("/api/images")["reviews"]["done"] == 1
 
     for _ in range(110):
@@ -336,3 +340,58 @@ def test_everything_survives_a_kill(page: Any, server: Server, tmp_path: Path) -
     wait_for(page, "document.querySelectorAll('#objects li').length === 2", "the undo of the delete")
     saved = server.saved("img4.png")
     assert saved["review"] == "needs_review" and saved["objects"][0]["locked"] and saved["future"] == [[2, "delete"]]
+
+
+def test_a_failed_image_load_clears_the_canvas_and_the_objects(page: Any, server: Server) -> None:
+    """Opening an unreadable file after an image with objects leaves nothing of that image on screen
+    (issue #16: a Delete went to an object of the other image), says why and marks the file failed."""
+    for radius in (3, 5):
+        made = server.post("/api/objects", {"image": "x-good.png"})
+        server.post("/api/stroke", {"image": "x-good.png", "object": made["id"], "mode": "paint", "radius": radius,
+                                    "points": [[20, 20 * radius], [60, 20 * radius]]})
+    _open(page, server, "x-good.png")
+    wait_for(page, "document.querySelectorAll('#objects li').length === 2", "the objects of x-good.png")
+    page.click("#images li[data-name='x-bad.jpg']")
+    wait_for(page, "document.querySelector('#message').textContent.includes('not an image file')", "the reason")
+    assert page.locator("#objects li").count() == 0 and page.locator("#selected-panel").is_hidden()
+    assert page.locator("#image-name").text_content() == "x-bad.jpg"
+    wait_for(page, "document.querySelector(\"#images li[data-name='x-bad.jpg'] .dot\").classList.contains('failed')",
+             "the failed mark")
+    inside = canvas(page)[2:-2, 2:-2]  # the stage's border lines aside
+    assert (inside == inside[0, 0]).all(), "the canvas still shows something"
+    before = server.objects("x-good.png")
+    page.keyboard.press("Delete")  # nothing is selected: nothing is deleted anywhere
+    page.mouse.click(*on_screen(page, (0.0, 0.0, 1.0), 50, 50))
+    assert server.objects("x-good.png") == before
+    page.wait_for_timeout(2500)  # a poll of the listing keeps the reason on screen
+    assert "not an image file" in page.locator("#message").text_content()
+    page.click("#images li[data-name='x-good.png']")
+    wait_for(page, "document.querySelectorAll('#objects li').length === 2", "x-good.png's objects again")
+
+
+def test_a_large_image_comes_as_a_display_copy_and_full_resolution_tiles(page: Any, server: Server) -> None:
+    sent: dict[str, list[Any]] = {"image": [], "tile": []}
+    page.on("response", lambda r: sent["image" if "/api/image?" in r.url else "tile"].append(r)
+            if "/api/image?" in r.url or "/api/tile?" in r.url else None)
+    _open(page, server, "x-big.png")
+    copy = sent["image"][0]
+    assert copy.headers["content-type"] == "image/jpeg" and len(copy.body()) < 1_000_000
+    assert sent["tile"] == []  # fitted, the display copy is as fine as the screen
+    box = page.locator("#view").bounding_box()
+    fit = min(box["width"] / BIG[0], box["height"] / BIG[1])
+    fitted = ((box["width"] - BIG[0] * fit) / 2, (box["height"] - BIG[1] * fit) / 2, fit)
+    page.mouse.move(*on_screen(page, fitted, RED[0] + 0.5, RED[1] + 0.5))  # the red marker stays where it is
+    with page.expect_response(lambda r: "/api/tile?" in r.url and "level=0" in r.url):
+        page.mouse.wheel(0, -1500)  # about 20x: past the display copy's resolution
+    for _ in range(50):  # the marker pixels are drawn from the full-resolution tile, one crisp square each
+        try:
+            view = transform(canvas(page))
+            break
+        except AssertionError:
+            page.wait_for_timeout(100)
+    else:
+        raise AssertionError("the zoomed view never showed the full-resolution marker pixels")
+    assert view[2] > 3 and all(r.headers["content-type"] == "image/png" for r in sent["tile"])
+    page.mouse.click(*on_screen(page, view, RED[0] + 0.5, RED[1] + 0.5))  # clicks land on full-resolution pixels
+    wait_meta(page, "1 click(s), 0 negative")
+    assert server.objects("x-big.png")[0]["clicks"] == [[RED[0], RED[1], True]]

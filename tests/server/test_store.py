@@ -87,3 +87,60 @@ def test_version_1_files_are_migrated_with_a_backup(tmp_path):
     assert json.loads((store_dir / "a.png.json.v1.bak").read_text()) == version1
     store.classes.update(1, name="dish")  # a rename after the migration is not undone by a later load
     assert store.load("a.png").objects[1].class_id == 1 and store.classes.find("plate") is None
+
+
+def _coded_photo(path, orientation: int, size=(9, 5)) -> None:
+    """A PNG whose stored pixel (x, y) holds (x, y, 0), tagged with an EXIF orientation."""
+    from PIL import Image
+
+    width, height = size
+    pixels = np.zeros((height, width, 3), np.uint8)
+    pixels[..., 0], pixels[..., 1] = np.mgrid[:height, :width][::-1]
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(path, exif=exif)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_version_1_files_of_rotated_photos_are_turned_with_the_photo(tmp_path, orientation):
+    """A version-1 file was made on the stored pixels; read_image now shows the photo turned by its EXIF
+    orientation, and the migration turns masks, clicks, boxes and strokes onto the same pixels."""
+    from clicksam.images import read_image
+    from clicksam.io import rle_to_mask
+    from clicksam.server.brush import stroke_pixels
+
+    images = tmp_path / "images"
+    images.mkdir()
+    _coded_photo(images / "p.png", orientation)
+    shown = read_image(images / "p.png").astype(int)  # shown pixel -> stored (x, y) in channels 0, 1
+    stored = np.zeros((5, 9), bool)
+    stored[1:4, 2:4] = stored[3, 2:8] = True  # an L: no symmetry hides a wrong turn
+    painted = stroke_pixels([(1.2, 0.7), (6.6, 2.4)], 1.0, (5, 9))
+    version1 = {"format": "clicksam-annotations", "version": 1, "image": "p.png", "width": 9, "height": 5,
+                "objects": [{"id": 1, "label": "cup", "method": "sam", "mask": mask_to_rle(stored), "actions": [
+                    {"kind": "click", "x": 2, "y": 3}, {"kind": "box", "box": [1, 0, 6, 3]},
+                    {"kind": "stroke", "mode": "paint", "radius": 1.0, "points": [[1.2, 0.7], [6.6, 2.4]],
+                     "changed": mask_to_rle(painted)},
+                    {"kind": "reset", "mask": mask_to_rle(stored), "score": 0.5}], "redo": []}]}
+    store = AnnotationStore(tmp_path / "ann", images=images)
+    (store.root / "p.png.json").write_text(json.dumps(version1))
+    migrated = store.load("p.png")
+    assert (migrated.height, migrated.width) == shown.shape[:2]
+
+    def stored_of(mask):  # the stored pixels a mask of the shown photo covers
+        return {(int(x), int(y)) for x, y in shown[mask][:, :2]}
+
+    record = migrated.objects[0]
+    click, box, stroke, reset = record.actions
+    expected = {(x, y) for y, x in zip(*np.nonzero(stored))}
+    assert stored_of(rle_to_mask(record.mask)) == expected == stored_of(rle_to_mask(reset.mask))
+    assert tuple(shown[int(click.y), int(click.x), :2]) == (2, 3) and click.x == int(click.x)
+    x0, y0, x1, y1 = (int(v) for v in box.box)
+    in_box = np.zeros(shown.shape[:2], bool)
+    in_box[y0:y1 + 1, x0:x1 + 1] = True  # corner pixels included
+    assert stored_of(in_box) == {(x, y) for x in range(1, 7) for y in range(4)}
+    assert stored_of(stroke_pixels(stroke.points, 1.0, shown.shape[:2])) == {(x, y) for y, x in zip(*np.nonzero(painted))}
+    assert stored_of(rle_to_mask(stroke.changed)) == {(x, y) for y, x in zip(*np.nonzero(painted))}
+    again = json.loads((store.root / "p.png.json").read_text())
+    assert again["version"] == 2 and (again["width"], again["height"]) == (shown.shape[1], shown.shape[0])
+    assert store.load("p.png") == migrated  # migrated once: a version-2 file is read as it is

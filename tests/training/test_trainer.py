@@ -152,7 +152,7 @@ def test_encoder_path_matches_the_store(tmp_path, tiny_store):
     trainer = Trainer(config_from_dict(config), progress=False)
     assert trainer.dataset.with_image and trainer.store is None
     batch = collate([trainer.dataset[(0, 1)]])
-    embedding = trainer._embeddings(batch)[0]
+    embedding = trainer._features(batch)["embedding"][0]
     stored = EmbeddingStore(tiny_store).get("synthetic-0/000001").float()
     assert embedding.shape == stored.shape
     assert (embedding - stored).abs().max().item() < 2e-2 * stored.abs().max().item()

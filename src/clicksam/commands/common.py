@@ -15,7 +15,7 @@ RANDOM_WEIGHTS_HELP = ("run a real model size with random weights on purpose (me
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, default_model: str = "vit_b", method: bool = True) -> None:
-    parser.add_argument("--model", default=default_model, choices=list_models(), help=f"model size (default {default_model})")
+    parser.add_argument("--model", default=default_model, choices=list_models(), help=f"registry name, see `clicksam models` (default {default_model})")
     parser.add_argument(
         "--checkpoint", action="append", type=Path, metavar="PATH",
         help="checkpoint file; repeat to add method files after the base (default: the cached official file)",

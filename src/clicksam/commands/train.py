@@ -3,7 +3,9 @@
 One process by default; ``torchrun --nproc_per_node N -m clicksam train ...`` runs
 DistributedDataParallel (NCCL on GPUs, gloo on CPUs), with ``batch_size`` the global batch.
 ``--resume`` continues the run in the config's ``out_dir`` exactly where its checkpoint left it.
-``--print-config`` writes a complete config to start from.
+``--print-config`` writes a complete config to start from. ``--model``, ``--checkpoint``,
+``--batch-size``, ``--steps``, ``--workers`` and ``--store`` override the config (the recipes in ``recipes/`` are tested with
+``--model tiny --steps 2 --batch-size 2``).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import sys
 from pathlib import Path
 
 from clicksam.commands.common import RANDOM_WEIGHTS_HELP
-from clicksam.training.config import TrainConfig, config_from_dict, load_config
+from clicksam.training.config import TrainConfig, config_from_dict, load_config, override_model
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from clicksam.training.methods import training_method_names
@@ -23,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in the config's out_dir from its checkpoint")
     parser.add_argument("--out", type=Path, help="override the config's out_dir")
     parser.add_argument("--steps", type=int, help="override the config's number of steps")
+    parser.add_argument("--batch-size", type=int, help="override the config's global batch size")
+    parser.add_argument("--workers", type=int, help="override the config's data.num_workers (data-loader processes)")
+    parser.add_argument("--store", help="override the config's data.store (embedding store folder)")
+    parser.add_argument("--model", help="override the config's model (drops its checkpoint files unless --checkpoint is given)")
+    parser.add_argument("--checkpoint", action="append", metavar="PATH",
+                        help="override the config's checkpoint files; repeat: base SAM file first, then method files")
     parser.add_argument("--device", help="override the config's device (auto, cpu, cuda)")
     parser.add_argument("--random-weights", action="store_true", help=RANDOM_WEIGHTS_HELP + " (config: random_weights)")
     parser.add_argument("--print-config", action="store_true", help="print a complete default config for --method and exit")
@@ -42,6 +50,15 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         config.out_dir = str(args.out)
     if args.steps is not None:
         config.steps = args.steps
+    if args.batch_size is not None:
+        config.batch_size = args.batch_size
+    if args.workers is not None:
+        config.data.num_workers = args.workers
+    if args.store is not None:
+        config.data.store = args.store
+    note = override_model(config, args.model, args.checkpoint)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     if args.device is not None:
         config.device = args.device
     if args.random_weights:

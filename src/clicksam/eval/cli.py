@@ -42,12 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N objects of each dataset")
 
     model = parser.add_argument_group("model")
-    model.add_argument("--model", default="vit_b", help="vit_b, vit_l, vit_h or tiny (default vit_b)")
+    model.add_argument("--model", default="vit_b", help="registry name, e.g. vit_b, sam2.1_hiera_t, hq_vit_b (`clicksam models` lists them; default vit_b)")
     model.add_argument("--checkpoint", action="append", default=[], metavar="PATH",
                        help="checkpoint file; repeat for base + method files (default: the cached official file)")
     model.add_argument("--random-weights", action="store_true", help=RANDOM_WEIGHTS_HELP)
     model.add_argument("--method", default="sam", help=method_help())
     model.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    model.add_argument("--trust-checkpoint", action="store_true",
+                       help="allow pickled objects in a checkpoint (an official mmengine training file); trusted files only")
     model.add_argument("--embedding-cache", type=Path, default=None, metavar="DIR",
                        help="keep image embeddings on disk here (reused by later runs and resumes)")
     model.add_argument("--oracle", default=None, metavar="SPEC",
@@ -101,7 +103,7 @@ def _model_segmenter(args: argparse.Namespace) -> Segmenter:
     resolve_device(args.device)
     with cli_weights_message():
         segmenter = build_sam_segmenter(args.model, args.checkpoint, args.method, args.device, args.embedding_cache,
-                                        random_weights=args.random_weights)
+                                        random_weights=args.random_weights, trust_checkpoint=args.trust_checkpoint)
     announce_weights(segmenter.predictor.model, args.model)
     return segmenter
 

@@ -60,7 +60,7 @@ class SamSegmenter(Segmenter):
 
 def build_sam_segmenter(model_name: str, checkpoints: Sequence[str | Path] = (), method: str = "sam",
                         device: str = "cpu", cache_dir: str | Path | None = None,
-                        random_weights: bool = False) -> SamSegmenter:
+                        random_weights: bool = False, trust_checkpoint: bool = False) -> SamSegmenter:
     """Build the model, a predictor (memory LRU embedding cache, on disk under ``cache_dir`` if
     given) and the adapter.
 
@@ -71,12 +71,14 @@ def build_sam_segmenter(model_name: str, checkpoints: Sequence[str | Path] = (),
         device: torch device.
         cache_dir: folder of the on-disk embedding cache, or None for memory only.
         random_weights: a real size with random weights on purpose (see :func:`clicksam.build_sam`).
+        trust_checkpoint: allow checkpoints holding pickled objects (the official FocSAM file).
     """
     import clicksam
     from clicksam.cache import EmbeddingCache
     from clicksam.methods import parse_method
 
     model = clicksam.build_sam(model_name, checkpoint=list(checkpoints) or None,
-                               methods=parse_method(method), device=device, random_weights=random_weights)
+                               methods=parse_method(method), device=device, random_weights=random_weights,
+                               trust_checkpoint=trust_checkpoint)
     predictor = clicksam.SamPredictor(model, cache=EmbeddingCache(cache_dir, max_items=4))
     return SamSegmenter(predictor, method)

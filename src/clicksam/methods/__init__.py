@@ -11,8 +11,8 @@ Adding a method (in this package or in another one)::
 
     class Grow(Stage):
         def after_decode(self, ctx, result):
-            ...                                   # e.g. change result.logits / result.mask
-            return result
+            # e.g. new final logits over the padded model frame (the mask at the image size follows)
+            return dataclasses.replace(result, final_logits=grow(result.frame_logits))
 
     SPEC = MethodSpec(name="grow", stage=Grow)
 
@@ -26,7 +26,8 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from clicksam.methods.registry import (ENTRY_POINT_GROUP, UNTRAINED_IDENTITY, UNTRAINED_REFUSE, CheckpointFormat,
-                                       ConvertedCheckpoint, MethodSpec, OnnxExport, canonical_method, get_spec,
+                                       ConvertedCheckpoint, MethodSpec, OnnxExport, PublishedWeights, canonical_method,
+                                       get_spec,
                                        list_methods, method_help, parse_method, register, resolve, spec_for_attribute,
                                        specs, training_methods, unavailable_methods, unregister)
 
@@ -36,6 +37,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "MethodSpec",
     "OnnxExport",
+    "PublishedWeights",
     "Stage",
     "UNTRAINED_IDENTITY",
     "UNTRAINED_REFUSE",

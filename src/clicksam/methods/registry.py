@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import pkgutil
 import threading
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional
+
+from clicksam.lazy import Lazy, lazy_exports, resolve, subpackages  # noqa: F401 - re-exported for the method packages
 
 ENTRY_POINT_GROUP = "clicksam.methods"
 UNTRAINED_IDENTITY = "identity"  # the untrained stage gives exactly SAM's result (a warning says so)
 UNTRAINED_REFUSE = "refuse"  # the untrained stage gives meaningless masks: sessions refuse it
 
-Lazy = Union[str, Callable[..., Any], type]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,26 @@ class CheckpointFormat:
     description: str
     recognise: Lazy
     convert: Lazy
+
+
+@dataclass(frozen=True)
+class PublishedWeights:
+    """A checkpoint of the method published by its authors, downloaded by hand (``clicksam models``
+    lists it; ``clicksam download`` does not fetch it).
+
+    ``num_bytes``/``sha256`` are None where the authors publish none: loading the file (every
+    tensor name and shape checked strictly) is then the check of the file.
+    """
+
+    name: str
+    model: str
+    filename: str
+    page_url: str
+    instructions: str
+    description: str
+    num_bytes: Optional[int] = None
+    sha256: Optional[str] = None
+    licence: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +110,7 @@ class MethodSpec:
         weights_hint: which file to load for trained weights (said when weights are missing).
         families: the model families the method applies to (``model.family``).
         onnx: how the stage goes to ONNX (None: left out of the export).
+        published_weights: checkpoints its authors publish (see :class:`PublishedWeights`).
         description: one line for listings.
     """
 
@@ -106,6 +127,7 @@ class MethodSpec:
     weights_hint: str = ""
     families: tuple[str, ...] = ("sam",)
     onnx: Optional[OnnxExport] = None
+    published_weights: tuple[PublishedWeights, ...] = ()
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -119,33 +141,6 @@ class MethodSpec:
                              f"got {self.untrained!r}")
         if self.attribute and self.attach is None:
             raise ValueError(f"method {self.name!r} names model attribute {self.attribute!r} but no attach function")
-
-
-_resolved: dict[str, Any] = {}
-
-
-def lazy_exports(package: str, table: dict[str, str]) -> Callable[[str], Any]:
-    """A module ``__getattr__`` for a method package: public name -> the module defining it,
-    imported on first use (so that reading the package's ``SPEC`` imports no model code)."""
-
-    def __getattr__(name: str) -> Any:
-        if name in table:
-            return getattr(importlib.import_module(table[name]), name)
-        raise AttributeError(f"module {package!r} has no attribute {name!r}")
-
-    return __getattr__
-
-
-def resolve(value: Lazy) -> Any:
-    """A spec entry itself, or the object a ``"module:attribute"`` string names (imported once)."""
-    if not isinstance(value, str):
-        return value
-    if value not in _resolved:
-        module_name, _, attribute = value.partition(":")
-        if not attribute:
-            raise ValueError(f"{value!r} is not a 'module:attribute' reference")
-        _resolved[value] = getattr(importlib.import_module(module_name), attribute)
-    return _resolved[value]
 
 
 @dataclass
@@ -180,17 +175,13 @@ def _discover() -> None:
     with _REGISTRY.lock:
         if _REGISTRY.discovered:
             return
-        import clicksam.methods as package
-
-        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-            if not info.ispkg:
-                continue
-            module_name = f"{package.__name__}.{info.name}"
+        for module_name in subpackages("clicksam.methods"):
             try:
                 spec = importlib.import_module(module_name).SPEC
                 _add(spec, module_name)
             except Exception as exc:  # noqa: BLE001 - a broken method is listed as unavailable
-                _REGISTRY.unavailable[info.name.replace("_", "-")] = f"{module_name} failed to load: {exc}"
+                short = module_name.rpartition(".")[2]
+                _REGISTRY.unavailable[short.replace("_", "-")] = f"{module_name} failed to load: {exc}"
         for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             try:
                 _add(entry.load(), f"entry point {entry.name!r} ({entry.value})")

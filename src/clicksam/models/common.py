@@ -36,7 +36,8 @@ class MLPBlock(nn.Module):
 
 
 class MLP(nn.Module):
-    """``num_layers`` linear layers (``layers.i``) with ReLU between them."""
+    """``num_layers`` linear layers (``layers.i``) with ``activation`` (ReLU, as SAM; Hiera: GELU)
+    between them."""
 
     def __init__(
         self,
@@ -45,19 +46,21 @@ class MLP(nn.Module):
         output_dim: int,
         num_layers: int,
         sigmoid_output: bool = False,
+        activation: type[nn.Module] = nn.ReLU,
     ) -> None:
         super().__init__()
         dims_in = [input_dim] + [hidden_dim] * (num_layers - 1)
         dims_out = [hidden_dim] * (num_layers - 1) + [output_dim]
         self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims_in, dims_out))
         self.sigmoid_output = sigmoid_output
+        self.act = activation()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < last:
-                x = torch.relu(x)
+                x = self.act(x)
         return torch.sigmoid(x) if self.sigmoid_output else x
 
 

@@ -7,12 +7,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from clicksam.models.common import MLP, LayerNorm2d, upsample_conv_transpose
+from clicksam.models.feature_bundle import per_prompt
 from clicksam.models.hooks import NO_HOOKS, DecoderHooks
 from clicksam.models.transformer import TwoWayTransformer
 
 
 class MaskDecoder(nn.Module):
     """Predicts 4 low-res masks (token 0: single-mask output; tokens 1-3: multimask) and their IoU."""
+
+    # where the single-mask output token sits among the transformer's tokens (after the IoU token)
+    single_mask_token_index: int = 1
 
     def __init__(
         self,
@@ -82,16 +86,7 @@ class MaskDecoder(nn.Module):
         batch = sparse_prompt_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([output_tokens.unsqueeze(0).expand(batch, -1, -1), sparse_prompt_embeddings], dim=1)
-        if image_embeddings.shape[0] == batch:
-            src = image_embeddings
-        elif image_embeddings.shape[0] == 1:
-            src = image_embeddings.expand(batch, -1, -1, -1)
-        else:
-            raise ValueError(
-                f"image_embeddings has batch {image_embeddings.shape[0]} but the prompts have batch {batch}; "
-                "give one embedding per prompt or a single shared one"
-            )
-        src = src + dense_prompt_embeddings
+        src = per_prompt(image_embeddings, batch, "image_embeddings") + dense_prompt_embeddings
         b, c, h, w = src.shape
         hs, src = self.transformer(src, image_pe, tokens, hooks)
         iou_token_out = hs[:, 0, :]

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
+from clicksam.models.feature_bundle import require_features
 from clicksam.models.hooks import NO_HOOKS, DecoderHooks
 from clicksam.models.image_encoder import ImageEncoderViT
 from clicksam.models.mask_decoder import MaskDecoder
@@ -50,6 +51,15 @@ class Sam(nn.Module):
     base_modules: tuple[str, ...] = ("image_encoder", "prompt_encoder", "mask_decoder")
     # the bundle entry the decoder reads (methods may swap it for one step)
     embedding_key: str = EMBEDDING
+    # every entry of the feature bundle (encode_features), embedding first
+    feature_names: tuple[str, ...] = (EMBEDDING,)
+    # the attribute of the mask decoder (what the ``decoder`` training method fine-tunes)
+    decoder_attribute: str = "mask_decoder"
+    # parameters outside ``image_encoder`` that the feature bundle depends on (state-dict names or
+    # prefixes ending in "."): the embedding cache's digest covers them, method files may not change them
+    extra_feature_prefixes: tuple[str, ...] = ()
+    # keyword options of ``decode`` beyond the common ones (HQ-SAM: "hq_token_only")
+    decode_options: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -106,7 +116,7 @@ class Sam(nn.Module):
 
     def decode(
         self,
-        image_embeddings: torch.Tensor,
+        image_embeddings: Union[torch.Tensor, Mapping[str, torch.Tensor]],
         points: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
         boxes: Optional[torch.Tensor] = None,
         mask_input: Optional[torch.Tensor] = None,
@@ -116,7 +126,8 @@ class Sam(nn.Module):
         """Prompt encoder + mask decoder.
 
         Args:
-            image_embeddings: 1×256×64×64 or B×256×64×64.
+            image_embeddings: 1×256×64×64 or B×256×64×64, or the feature bundle of
+                :meth:`encode_features` holding it (what every family's ``decode`` takes).
             points: (coords B×N×2 (x, y) in the 1024 frame, labels B×N) or None.
             boxes: B×4 XYXY in the 1024 frame or None.
             mask_input: B×1×256×256 low-res logits or None.
@@ -124,6 +135,9 @@ class Sam(nn.Module):
             hooks: what the decoder uses besides SAM's weights, e.g. a method stage's key/value
                 plugin for one two-way block (:class:`~clicksam.models.hooks.DecoderHooks`).
         """
+        if isinstance(image_embeddings, Mapping):
+            require_features(image_embeddings, self.feature_names, type(self).__name__)
+            image_embeddings = image_embeddings[self.embedding_key]
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
         masks, iou, tokens = self.mask_decoder.predict_masks(
             image_embeddings, self.prompt_encoder.get_dense_pe(), sparse, dense, hooks

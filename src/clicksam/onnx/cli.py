@@ -30,10 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from clicksam.commands.common import load_model
-    from clicksam.onnx.export import (attached_methods, check_opset, export_decoder, export_methods, import_onnx,
-                                      import_onnxruntime)
+    from clicksam.onnx.export import (attached_methods, check_family, check_opset, export_decoder, export_methods,
+                                      import_onnx, import_onnxruntime)
+    from clicksam.registry import get_config
 
     check_opset(args.opset)  # fail on bad arguments before loading a large checkpoint
+    check_family(get_config(args.model).family, args.model)
     import_onnx()
     if args.quantize:
         import_onnxruntime()

@@ -27,6 +27,9 @@ DEFAULT_OPSET = 17
 # 14: scaled_dot_product_attention; 20: the newest opset PyTorch's TorchScript exporter writes.
 MIN_OPSET, MAX_OPSET = 14, 20
 METADATA_PREFIX = "clicksam."
+# the model families whose decoder the graph reproduces (SAM 2's skips and object score, HQ-SAM's
+# HQ token and early feature are not in it)
+EXPORTED_FAMILIES = ("sam",)
 EXTRA_HINT = "install the ONNX extra: pip install 'clicksam[onnx]'"
 
 
@@ -60,6 +63,14 @@ def check_opset(opset: object) -> int:
     return opset
 
 
+def check_family(family: str, model_name: str) -> None:
+    """Refuse a model family whose decoder the exported graph does not reproduce (ValueError)."""
+    if family not in EXPORTED_FAMILIES:
+        raise ValueError(f"the ONNX decoder graph is SAM's; {family} models ({model_name}) have no ONNX export yet "
+                         "(their decoders read more image features). Run them with torch: clicksam segment / serve / "
+                         "label-studio, or SamPredictor")
+
+
 def attached_methods(model: Sam) -> list[str]:
     """Method stages attached to ``model`` that have no ONNX export (their spec's ``onnx`` is None):
     they are not part of the exported graphs."""
@@ -90,6 +101,8 @@ def trace_decoder(model: Sam, return_single_mask: bool = False, opset: int = DEF
         number of points, outputs :data:`~clicksam.onnx.model.OUTPUT_NAMES` with a dynamic
         height and width for ``masks``.
     """
+    if getattr(model, "family", None) is not None:
+        check_family(model.family, getattr(model, "model_name", "?"))
     if not isinstance(model, Sam):
         raise ValueError(f"model must be a clicksam Sam (see clicksam.build_sam), got {type(model).__name__}")
     opset = check_opset(opset)

@@ -18,7 +18,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from clicksam.onnx.export import import_onnxruntime
+from clicksam.onnx.export import check_family, import_onnxruntime
 from clicksam.onnx.model import INPUT_NAMES, LABEL_BOX_BOTTOM_RIGHT, LABEL_BOX_TOP_LEFT, LABEL_PADDING, OUTPUT_NAMES
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -98,6 +98,9 @@ class OnnxDecoder:
         """Take the embedding and image size of a :class:`clicksam.SamPredictor` whose image is set."""
         if not getattr(predictor, "is_image_set", False):
             raise RuntimeError("the predictor has no image; call predictor.set_image(image) first")
+        model = getattr(predictor, "model", None)
+        if getattr(model, "family", None) is not None:
+            check_family(model.family, getattr(model, "model_name", "?"))  # its decoder reads more than the embedding
         return self.set_image_embedding(predictor.get_image_embedding(), predictor.original_size)
 
     def _scale(self, xy: np.ndarray) -> np.ndarray:

@@ -7,10 +7,12 @@ Tests inject a fake factory; :class:`SamSessionFactory` wires ``build_sam`` /
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import threading
+import weakref
 from dataclasses import dataclass
-from typing import Any, Optional, Protocol, Sequence, runtime_checkable
+from typing import Any, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -57,6 +59,12 @@ class ObjectSession(Protocol):
 
     def reset(self) -> Any: ...
 
+    def step_tensors(self, index: Optional[int] = None) -> Mapping[str, Any]:
+        """What is needed to continue from a step (default the current one), as named tensors."""
+
+    def restore(self, steps: Sequence[tuple[Any, Optional[Mapping[str, Any]]]]) -> int:
+        """Set the history to ``steps`` (prompt, stored tensors or None); returns the decodes it took."""
+
     @property
     def mask(self) -> Optional[np.ndarray]: ...
 
@@ -79,6 +87,10 @@ class SessionFactory(Protocol):
     def create(self, prepared: Any, method: str) -> ObjectSession:
         """A fresh session on a prepared image, running ``method``."""
 
+    def history_key(self, prepared: Any) -> str:
+        """What a stored step of this prepared image depends on (the image's pixels, the model's
+        weights): steps stored under another key are recomputed, never reused."""
+
 
 def all_method_names() -> list[str]:
     """``sam`` and every combination of the registered methods, in a stable order."""
@@ -92,8 +104,8 @@ def all_method_names() -> list[str]:
 
 
 def method_options_for(model: Any) -> list[MethodOption]:
-    """The menu for ``model``: a method is available when its stages import, are attached and,
-    where their spec refuses an untrained stage, have trained weights."""
+    """The menu for ``model``: a method is available when its stages import, apply to the model's
+    family, are attached and, where their spec refuses an untrained stage, have trained weights."""
     from clicksam.methods import available_stages, get_spec, parse_method, stage_module
     from clicksam.pipeline import stage_problem
 
@@ -102,10 +114,14 @@ def method_options_for(model: Any) -> list[MethodOption]:
     for name in all_method_names():
         stages = parse_method(name)
         missing_code = [s for s in stages if not importable.get(s, False)]
+        family = getattr(model, "family", "sam")
+        other_family = [s for s in stages if family not in get_spec(s).families]
         not_loaded = [s for s in stages if get_spec(s).attribute and stage_module(model, get_spec(s)) is None]
         untrained = [problem for s in stages if (problem := stage_problem(model, get_spec(s))) is not None]
         if missing_code:
             reason = f"{', '.join(missing_code)} not implemented in this build"
+        elif other_family:
+            reason = f"{', '.join(other_family)} does not apply to {family} models"
         elif not_loaded:
             reason = f"{', '.join(not_loaded)} not loaded (start the server with --method {name})"
         elif untrained:
@@ -134,6 +150,8 @@ class SamSessionFactory:
         self.cache = cache if cache is not None else EmbeddingCache(default_cache_dir() / "embeddings")
         self._options = method_options_for(model)
         self._encode_lock = threading.Lock()
+        self._model_digest: Optional[str] = None
+        self._keys: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
 
     def method_options(self) -> list[MethodOption]:
         """Every method of the menu with its availability for this model."""
@@ -146,7 +164,24 @@ class SamSessionFactory:
         predictor = SamPredictor(self.model, cache=self.cache)
         with self._encode_lock:  # one encoder pass at a time: it already uses every core
             predictor.set_image(image)
+        self._keys[predictor] = self._history_key(predictor.signature(predictor.image_rgb).key)
         return predictor
+
+    def _history_key(self, features_key: str) -> str:
+        """The image's feature signature (pixels, encoder) with a digest of every other weight
+        (prompt encoder, decoder, method stages), computed once."""
+        if self._model_digest is None:
+            h = hashlib.sha256()
+            for name, tensor in sorted(self.model.state_dict().items()):
+                if not name.startswith("image_encoder."):
+                    h.update(name.encode())
+                    h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+            self._model_digest = h.hexdigest()
+        return hashlib.sha256(f"{features_key}|{self._model_digest}".encode()).hexdigest()[:32]
+
+    def history_key(self, prepared: Any) -> str:
+        """The key of a predictor made by :meth:`prepare` (see :class:`SessionFactory`)."""
+        return self._keys[prepared]
 
     def create(self, prepared: Any, method: str) -> ObjectSession:
         """An :class:`clicksam.InteractiveSession` on the prepared predictor."""

@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``clicksam serve``."""
     from clicksam.methods import method_help
 
-    parser.add_argument("--model", default="vit_b", help="registry name: vit_b, vit_l, vit_h or tiny (default vit_b)")
+    parser.add_argument("--model", default="vit_b", help="registry name, e.g. vit_b, sam2.1_hiera_t, hq_vit_b (`clicksam models` lists them; default vit_b)")
     parser.add_argument("--checkpoint", action="append", default=None, metavar="PATH",
                         help="weights to load (repeat: base SAM file first, then method files)")
     parser.add_argument("--method", action="append", default=None, metavar="METHOD",
@@ -82,7 +82,8 @@ def build_app(images: Path, model: str = "vit_b", checkpoint: Optional[list[str]
     if prefetch < 0:
         raise ValueError(f"--prefetch must be >= 0, got {prefetch}")
     folder = ImageFolder(images)
-    store = AnnotationStore(annotations if annotations is not None else folder.root / ".clicksam" / "annotations")
+    store = AnnotationStore(annotations if annotations is not None else folder.root / ".clicksam" / "annotations",
+                            images=folder.root)
     class_file = classes if classes is not None else folder.root / CLASS_FILE
     added = None
     if classes is not None or class_file.is_file():

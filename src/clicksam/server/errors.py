@@ -1,7 +1,7 @@
 """Errors the annotator raises for bad requests; the web app turns them into HTTP answers."""
 from __future__ import annotations
 
-__all__ = ["AnnotatorError", "NotFound", "BadInput", "NotReady", "Conflict"]
+__all__ = ["AnnotatorError", "NotFound", "BadInput", "NotReady", "Conflict", "UnreadableImage"]
 
 
 class AnnotatorError(Exception):
@@ -22,6 +22,13 @@ class NotFound(AnnotatorError):
 
 class BadInput(AnnotatorError):
     """Well-formed JSON whose values are wrong, e.g. a click outside the image (422)."""
+
+    status = 422
+
+
+class UnreadableImage(AnnotatorError):
+    """An image of the folder that cannot be read (not an image, truncated, too many pixels,
+    unsupported mode): every request about it is answered 422 with the reason and the fix."""
 
     status = 422
 

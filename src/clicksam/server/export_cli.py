@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Write the export; returns 0, or 1 when there was nothing to export."""
+    """Write the export; returns 0, or 1 when there was nothing to export or a corrupt annotation
+    file was skipped (each one is named on stderr; the others are exported)."""
     from clicksam.server.export import export_to
     from clicksam.server.images import ImageFolder
     from clicksam.server.store import AnnotationStore
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     store_dir = args.annotations if args.annotations is not None else folder.root / ".clicksam" / "annotations"
     if not Path(store_dir).is_dir():
         raise FileNotFoundError(f"no annotations found: {store_dir} does not exist")
-    store = AnnotationStore(store_dir)
+    store = AnnotationStore(store_dir, images=folder.root)
     listed = set(folder.names)
     annotated = store.images()
     images = [name for name in annotated if name in listed]
@@ -44,6 +45,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"nothing to export: no annotated images in {store.root}", file=sys.stderr)
         return 1
     out = args.out if args.out is not None else Path(DEFAULT_OUTPUTS[args.format])
-    written = export_to(store, args.format, out, images)
-    print(f"exported {len(images)} image(s) as {args.format} to {written}")
-    return 0
+    skipped: list[str] = []
+    written = export_to(store, args.format, out, images, skipped)
+    for warning in skipped:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"exported {len(images) - len(skipped)} image(s) as {args.format} to {written}"
+          + (f"; {len(skipped)} corrupt annotation file(s) skipped" if skipped else ""))
+    return 1 if skipped else 0

@@ -8,9 +8,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from clicksam.server.errors import BadInput, NotFound
+from clicksam.server.errors import BadInput, NotFound, UnreadableImage
 
-__all__ = ["IMAGE_SUFFIXES", "ImageFolder"]
+__all__ = ["IMAGE_SUFFIXES", "ImageFolder", "unreadable"]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 MAX_NAME_LENGTH = 1024
@@ -91,11 +91,28 @@ class ImageFolder:
         return names[start:start + count]
 
     def read(self, name: str) -> np.ndarray:
-        """The image as HxWx3 uint8 RGB; :class:`BadInput` when the file cannot be decoded."""
+        """The image as HxWx3 uint8 RGB, as :func:`clicksam.images.read_image` decodes it (EXIF
+        orientation applied); :class:`UnreadableImage` (422) when the file cannot be used."""
         from clicksam.images import read_image
 
         path = self.resolve(name)
         try:
             return read_image(path)
-        except (OSError, ValueError) as exc:
-            raise BadInput(f"cannot read image {name!r}: {exc}") from exc
+        except FileNotFoundError as exc:  # removed since it was listed
+            raise NotFound(f"unknown image {name!r}") from exc
+        except Exception as exc:  # noqa: BLE001 - whatever a decoder raises on a bad file is a 422, never a 500
+            raise unreadable(name, exc) from exc
+
+    def version(self, name: str) -> tuple[int, int]:
+        """(modification time in ns, size in bytes) of the image's file: a new version means new pixels."""
+        stat = self.resolve(name).stat()
+        return stat.st_mtime_ns, stat.st_size
+
+
+def unreadable(name: str, exc: Exception) -> UnreadableImage:
+    """The 422 for an image file that :func:`clicksam.images.read_image` refused: the reason and the fix."""
+    from clicksam.images import ImageReadError
+
+    if isinstance(exc, ImageReadError):
+        return UnreadableImage(f"image {name!r} cannot be read: {exc.reason}; {exc.fix}")
+    return UnreadableImage(f"image {name!r} cannot be read ({type(exc).__name__}: {exc}); re-export or replace the file")

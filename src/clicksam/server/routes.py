@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from clicksam.server.export import EXPORT_FORMATS, coco_dataset, png_zip, polygons_dataset
+from clicksam.server.export import EXPORT_FORMATS, SKIPPED_HEADER, coco_dataset, png_zip, polygons_dataset
 from clicksam.server.service import AnnotatorService
 from clicksam.server.steps import MAX_BRUSH_RADIUS, MAX_STROKE_POINTS, MIN_BRUSH_RADIUS
 from clicksam.server.store import REVIEW_STATES
@@ -143,10 +143,19 @@ def add_routes(app: FastAPI, service: AnnotatorService, token_required: bool, ma
     def progress() -> dict[str, Any]:
         return catalog.progress()
 
+    def picture(data: tuple[bytes, str], version: Optional[str]) -> Response:
+        # a URL with the file's version (from /api/annotation) names these bytes for good
+        cache = "private, max-age=86400, immutable" if version else "private, no-cache"
+        return Response(data[0], media_type=data[1], headers={"Cache-Control": cache})
+
     @app.get("/api/image")
-    def image(name: str = Query(max_length=1024)) -> Response:
-        return Response(service.image_png(name), media_type="image/png",
-                        headers={"Cache-Control": "private, max-age=600"})
+    def image(name: str = Query(max_length=1024), v: Optional[str] = Query(default=None, max_length=64)) -> Response:
+        return picture(service.display_image(name), v)
+
+    @app.get("/api/tile")
+    def tile(name: str = Query(max_length=1024), level: int = Query(ge=0, le=31), col: int = Query(ge=0),
+             row: int = Query(ge=0), v: Optional[str] = Query(default=None, max_length=64)) -> Response:
+        return picture(service.tile(name, level, col, row), v)
 
     @app.get("/api/annotation")
     def annotation(name: str = Query(max_length=1024)) -> dict[str, Any]:
@@ -219,9 +228,11 @@ def add_routes(app: FastAPI, service: AnnotatorService, token_required: bool, ma
         if format not in EXPORT_FORMATS:
             return JSONResponse({"detail": f"unknown export format {format!r}; choose one of "
                                            f"{', '.join(EXPORT_FORMATS)}"}, status_code=422)
+        skipped: list[str] = []  # corrupt annotation files: left out, named in the export and a header
         if format == "png":
-            return Response(png_zip(service.store), media_type="application/zip",
-                            headers={"Content-Disposition": 'attachment; filename="labels_png.zip"'})
-        data = coco_dataset(service.store) if format == "coco" else polygons_dataset(service.store)
-        return Response(json.dumps(data), media_type="application/json",
-                        headers={"Content-Disposition": f'attachment; filename="annotations_{format}.json"'})
+            body, media, filename = png_zip(service.store, skipped=skipped), "application/zip", "labels_png.zip"
+        else:
+            data = (coco_dataset if format == "coco" else polygons_dataset)(service.store, skipped=skipped)
+            body, media, filename = json.dumps(data).encode(), "application/json", f"annotations_{format}.json"
+        headers = {"Content-Disposition": f'attachment; filename="{filename}"', SKIPPED_HEADER: str(len(skipped))}
+        return Response(body, media_type=media, headers=headers)

@@ -1,9 +1,11 @@
 """The annotator's logic, independent of HTTP: objects, prompts, strokes, undo/redo, saving.
 
-Every change is saved at once (atomic JSON per image). A session per object is opened lazily by
-replaying the object's current prompts, so after a restart the stored masks show immediately
-and the first new click recomputes the object from its clicks. Strokes, resets and deletes
-never need the model: their undo data is kept with the step.
+Every change is saved at once (atomic JSON per image, with each prompt step's result stored beside
+it, see :mod:`clicksam.server.states`). A session per object is opened lazily from the stored
+results of the object's current steps, so after a restart the stored masks show immediately and
+the next click costs one decode, not a replay; undo, redo and a method switch cost none. Strokes,
+resets and deletes never need the model: their undo data is kept with the step. An image file that
+cannot be read answers every request about it with a 422 and the reason.
 """
 from __future__ import annotations
 
@@ -14,25 +16,28 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from clicksam.images import read_image_size
 from clicksam.io.rle import mask_to_rle, rle_to_mask
 from clicksam.prompts import check_box
 from clicksam.server import history
 from clicksam.server.backend import SessionFactory
 from clicksam.server.brush import apply_overrides, override_layer, paint
 from clicksam.server.catalog import Catalog
-from clicksam.server.errors import AnnotatorError, BadInput, Conflict, NotFound
+from clicksam.server.display import DisplayImages, ImageInfo
+from clicksam.server.errors import BadInput, Conflict, NotFound, UnreadableImage
 from clicksam.server.images import ImageFolder
 from clicksam.server.sessions import SessionPool, apply_prompt
-from clicksam.server.steps import Action, Reset, Step, Stroke
-from clicksam.server.store import DELETE, REVIEW_STATES, AnnotationStore, ImageAnnotation, ObjectRecord
+from clicksam.server.states import StepStates
+from clicksam.server.steps import Action, Reset, Stroke
+from clicksam.server.undo import UndoRedo
+from clicksam.server.store import (REVIEW_STATES, AnnotationStore, ImageAnnotation, ObjectRecord,
+                                   check_masks)
 from clicksam.server.views import image_state, object_view
 from clicksam.server.worker import OPEN, PREFETCH, EncodingWorker
 
 __all__ = ["AnnotatorService"]
 
 
-class AnnotatorService:
+class AnnotatorService(UndoRedo):
     """Objects and prompts of the images of one folder; ``catalog`` lists it and keeps its classes.
 
     Args:
@@ -50,13 +55,16 @@ class AnnotatorService:
                  prefetch: int = 2, encode_timeout: float = 120.0, live_images: int = 8,
                  decode_slots: int = 4) -> None:
         self.folder, self.store, self.factory, self.prefetch = folder, store, factory, prefetch
-        self.worker = EncodingWorker(factory.prepare, folder.read, capacity=live_images)
-        self.sessions = SessionPool(factory, self.worker, encode_timeout, live_images, decode_slots)
+        self.display = DisplayImages(folder)
+        self.worker = EncodingWorker(factory.prepare, self.display.pixels, capacity=live_images)
+        self.states = StepStates(store)
+        self.sessions = SessionPool(factory, self.worker, self.states, encode_timeout, live_images, decode_slots)
         self._options = {o.name: o for o in factory.method_options()}
         self.default_method = next((n for n, o in self._options.items() if o.available), "sam")
         self._guard = threading.Lock()
         self._locks: dict[str, threading.RLock] = {}
         self._annotations: dict[str, ImageAnnotation] = {}
+        self._versions: dict[str, str] = {}  # the image file's version the prepared image was made from
         self.catalog = Catalog(folder, store, self.worker)
 
     def close(self) -> None:
@@ -69,25 +77,44 @@ class AnnotatorService:
         return [o.to_dict() for o in self._options.values()]
 
     def annotation(self, name: str) -> dict[str, Any]:
-        """An image's size, encoding and review status, history state and objects (masks as runs)."""
+        """An image's size, display copy and tiles, encoding and review status, history state and
+        objects (masks as runs)."""
         annotation = self._annotation(name)
         return {"image": name, "width": annotation.width, "height": annotation.height,
-                "status": self.worker.status(name), "error": self.worker.error(name),
-                **image_state(annotation), "objects": [self._view(o) for o in annotation.objects]}
+                **self._info(name).to_dict(), "status": self.worker.status(name),
+                "error": self.worker.error(name), **image_state(annotation),
+                "objects": [self._view(o) for o in annotation.objects]}
 
-    def image_png(self, name: str) -> bytes:
-        """The image re-encoded as PNG exactly as the model sees it (EXIF orientation applied, as viewers show it)."""
-        import cv2
+    def display_image(self, name: str) -> tuple[bytes, str]:
+        """The image's display copy, as the model sees it (EXIF orientation applied), long side at
+        most 2048: ``(bytes, media type)`` (see :mod:`clicksam.server.display`)."""
+        self._info(name)
+        return self.display.display(name)
 
-        image = self.folder.read(name)
-        ok, data = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-        if not ok:
-            raise BadInput(f"cannot encode image {name!r} as PNG")
-        return data.tobytes()
+    def tile(self, name: str, level: int, col: int, row: int) -> tuple[bytes, str]:
+        """A full-resolution (level 0) or intermediate tile of the image, for a zoomed-in page."""
+        self._info(name)
+        return self.display.tile(name, level, col, row)
+
+    def _info(self, name: str) -> ImageInfo:
+        """The image's size and display description; an unreadable file is a 422 and is marked
+        failed in the listing (with its reason). A changed file is encoded again."""
+        try:
+            info = self.display.info(name)
+        except UnreadableImage as exc:
+            self.worker.mark_failed(name, exc)
+            raise
+        with self._guard:
+            seen = self._versions.setdefault(name, info.version)
+            self._versions[name] = info.version
+        if seen != info.version:  # new pixels: the old embedding and sessions must not be used
+            self.worker.forget(name)
+            self.sessions.drop_image(name)
+        return info
 
     def open_image(self, name: str) -> dict[str, Any]:
         """Queue ``name`` for encoding first and prefetch the images after it."""
-        self.folder.resolve(name)
+        self._info(name)  # an unreadable file is a 422 now, not a failed encoding later
         status = self.worker.request(name, OPEN)
         for neighbour in self.folder.neighbours(name, self.prefetch):
             self.worker.request(neighbour, PREFETCH)
@@ -121,8 +148,8 @@ class AnnotatorService:
                       class_id: Optional[int] = None, method: Optional[str] = None,
                       hidden: Optional[bool] = None, locked: Optional[bool] = None,
                       solo: Optional[bool] = None) -> dict[str, Any]:
-        """Change an object's class, method (it continues from its prompts, replayed with the new
-        method) or display flags. None of these is a step of the history."""
+        """Change an object's class, method (it keeps its mask and continues from it with the new
+        method, see :meth:`_switch_method`) or display flags. None of these is a step of the history."""
         with self._lock(name), self.catalog.class_lock:
             annotation, record = self._object(name, object_id)
             new_class = record.class_id if label is None and class_id is None else self.catalog.class_for(label, class_id)
@@ -140,15 +167,16 @@ class AnnotatorService:
             return self._answer(annotation, record, latency)
 
     def _switch_method(self, name: str, record: ObjectRecord, method: str) -> Optional[float]:
-        """Replay the object's prompts with ``method``; on failure the object stays as it was."""
+        """Continue the object with ``method`` from its current steps' stored results (its mask
+        stays; the next prompt runs the new method); on failure the object stays as it was."""
         if not any(isinstance(s, Action) for s in record.current):
             self.sessions.drop(name, record.id)
             record.method = method
             return None
         started = time.perf_counter()
-        session = self.sessions.build(name, record, method)
+        live = self.sessions.build(name, record, method)
         latency = time.perf_counter() - started
-        self.sessions.put(name, record.id, session)
+        self.sessions.put(name, record.id, live)
         record.method = method
         self._refresh_mask(name, record)
         return latency
@@ -211,14 +239,6 @@ class AnnotatorService:
             self._save(annotation)
             return self._answer(annotation, record)
 
-    def undo(self, name: str, object_id: Optional[int] = None) -> dict[str, Any]:
-        """Undo the image's last step (or the object's, when ``object_id`` is given)."""
-        return self._move(name, object_id, redo=False)
-
-    def redo(self, name: str, object_id: Optional[int] = None) -> dict[str, Any]:
-        """Redo the last undone step of the image (or of the object)."""
-        return self._move(name, object_id, redo=True)
-
     # ----------------------------------------------------------------- internals
     def _prompt(self, name: str, object_id: int, action: Action) -> dict[str, Any]:
         with self._lock(name):
@@ -227,82 +247,19 @@ class AnnotatorService:
             try:
                 with self.sessions.compute:  # the latency shown is compute time, not time queued
                     started = time.perf_counter()
-                    apply_prompt(session, action)
+                    mask = apply_prompt(session, action)
                     latency = time.perf_counter() - started
             except ValueError as exc:
                 raise BadInput(str(exc)) from exc
+            action = dataclasses.replace(action, state=self.sessions.store_current(name, record.id))
             history.push_step(annotation, record, action)
-            self._refresh_mask(name, record)
+            self._refresh_mask(name, record, mask)
             self._save(annotation)
             return self._answer(annotation, record, latency)
 
-    def _move(self, name: str, object_id: Optional[int], redo: bool) -> dict[str, Any]:
-        with self._lock(name):
-            annotation = self._annotation(name)
-            source, target = (annotation.future, annotation.history) if redo else (annotation.history, annotation.future)
-            index = history.last_entry(source, object_id, "redo" if redo else "undo")
-            entry = source[index]
-            started = time.perf_counter()
-            if entry[1] == DELETE and not redo:
-                record, deleted = history.restore_object(annotation, entry[0]), False
-            elif entry[1] == DELETE:
-                _, record = self._object(name, entry[0], change=True)
-                history.delete_object(annotation, record, entry)
-                self.sessions.drop(name, record.id)
-                deleted = True
-            else:
-                _, record = self._object(name, entry[0], change=True)
-                self._redo_step(name, record) if redo else self._undo_step(name, record)
-                deleted = False
-            del source[index]
-            if entry[1] != DELETE or not redo:
-                target.append(entry)
-            self._save(annotation)
-            answer = self._answer(annotation, record, time.perf_counter() - started)
-            return {**answer, "deleted": deleted, "index": self._index(annotation, record)}
-
-    def _undo_step(self, name: str, record: ObjectRecord) -> None:
-        step = record.actions[-1]
-        if isinstance(step, Action) and (session := self.sessions.live(name, record.id)) is not None:
-            session.undo()
-        elif isinstance(step, Reset):
-            self.sessions.drop(name, record.id)
-        record.actions.pop()
-        try:
-            self._after(name, record, step, undone=True)
-        except AnnotatorError:
-            record.actions.append(step)
-            self.sessions.drop(name, record.id)  # rebuilt from the record next time
-            raise
-        record.redo.append(step)
-
-    def _redo_step(self, name: str, record: ObjectRecord) -> None:
-        step = record.redo[-1]
-        if isinstance(step, Action):
-            session = self.sessions.get(name, record)
-            with self.sessions.compute:
-                apply_prompt(session, step)
-        elif isinstance(step, Reset):
-            self.sessions.drop(name, record.id)
-        record.actions.append(record.redo.pop())
-        self._after(name, record, step, undone=False)
-
-    def _after(self, name: str, record: ObjectRecord, step: Step, undone: bool) -> None:
-        """Update the record's mask after ``step`` was undone or redone."""
-        if not record.current:
-            record.mask, record.score = None, None
-        elif isinstance(step, Stroke):
-            mask = self._mask_array(self._annotation(name), record) ^ rle_to_mask(step.changed)
-            record.mask = mask_to_rle(mask)
-        elif isinstance(step, Reset) and undone:
-            record.mask, record.score = step.mask, step.score
-        elif isinstance(step, Reset):
-            record.mask, record.score = None, None
-        else:
-            self._refresh_mask(name, record)
-
-    def _refresh_mask(self, name: str, record: ObjectRecord) -> None:
-        """Recompute the mask: the session's (model) mask with the strokes' overrides on top."""
+    def _refresh_mask(self, name: str, record: ObjectRecord, model_mask: Optional[np.ndarray] = None) -> None:
+        """Recompute the mask: the session's (model) mask with the strokes' overrides on top
+        (``model_mask``: the session's mask when the caller has it already; it is computed on demand)."""
         steps = record.current
         if not steps:
             record.mask, record.score = None, None
@@ -311,7 +268,8 @@ class AnnotatorService:
         shape = (annotation.height, annotation.width)
         if any(isinstance(s, Action) for s in steps):
             session = self.sessions.get(name, record)
-            model, score = np.asarray(session.mask, dtype=bool), session.score
+            mask = session.mask if model_mask is None else model_mask
+            model, score = np.asarray(mask, dtype=bool), session.score
         else:
             model, score = np.zeros(shape, dtype=bool), None
         record.mask = mask_to_rle(apply_overrides(model, override_layer(steps, shape)))
@@ -341,20 +299,27 @@ class AnnotatorService:
             return self._locks.setdefault(name, threading.RLock())
 
     def _annotation(self, name: str) -> ImageAnnotation:
-        path = self.folder.resolve(name)
+        """The image's annotation (loaded once); the image must be readable (422) and of the size
+        the annotation was made on (409)."""
+        info = self._info(name)  # the size as read_image decodes it (EXIF applied)
         with self._guard:
-            cached = self._annotations.get(name)
-        if cached is not None:
-            return cached
-        try:
-            annotation = self.store.load(name)
-        except ValueError as exc:
-            raise Conflict(str(exc)) from exc
+            annotation = self._annotations.get(name)
         if annotation is None:
-            width, height = read_image_size(path)  # header only: the size as read_image decodes it (EXIF applied)
-            annotation = ImageAnnotation(name, width, height)
-        with self._guard:
-            return self._annotations.setdefault(name, annotation)
+            try:
+                annotation = self.store.load(name)
+                if annotation is not None:
+                    check_masks(annotation)
+            except ValueError as exc:
+                raise Conflict(str(exc)) from exc
+            if annotation is None:
+                annotation = ImageAnnotation(name, info.width, info.height)
+            with self._guard:
+                annotation = self._annotations.setdefault(name, annotation)
+        if (annotation.width, annotation.height) != (info.width, info.height):
+            raise Conflict(f"the annotation of {name!r} was made on a {annotation.width}x{annotation.height} image but "
+                           f"the file is {info.width}x{info.height} now; put the original image back, or move "
+                           f"{self.store.path_for(name)} away to start this image again")
+        return annotation
 
     def _object(self, name: str, object_id: int, change: bool = False) -> tuple[ImageAnnotation, ObjectRecord]:
         """The annotation and a live object; ``change`` refuses a locked object (409)."""
@@ -371,6 +336,7 @@ class AnnotatorService:
         if started and annotation.review == "todo":
             annotation.review = "in_progress"
         self.store.save(annotation)
+        self.states.collect(annotation)
         self.catalog.summarise(annotation)
 
     def _check_method(self, method: str) -> str:

@@ -7,8 +7,10 @@ it changed (COCO RLE), a reset keeps the mask it cleared (COCO RLE), never full-
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional, Union
+
+from clicksam.prompts import Click
 
 __all__ = ["Action", "Stroke", "Reset", "Step", "step_from_dict", "current_steps", "PROMPT_KINDS",
            "STROKE_MODES", "MAX_STROKE_POINTS", "MIN_BRUSH_RADIUS", "MAX_BRUSH_RADIUS"]
@@ -26,6 +28,14 @@ def _number(value: Any, what: str) -> float:
     return float(value)
 
 
+def _state_ref(value: Any) -> Optional[dict[str, Any]]:
+    """A step's stored-state reference as read from a file (see :mod:`clicksam.server.states`);
+    a malformed one is dropped: it only saves a decode, the step is recomputed without it."""
+    if isinstance(value, dict) and isinstance(value.get("key"), str) and isinstance(value.get("tensors"), dict):
+        return value
+    return None
+
+
 def _rle_or_none(value: Any, what: str) -> Optional[dict[str, Any]]:
     if value is not None and not (isinstance(value, dict) and "size" in value and "counts" in value):
         raise ValueError(f"{what} must be COCO RLE or null")
@@ -34,32 +44,45 @@ def _rle_or_none(value: Any, what: str) -> Optional[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Action:
-    """A prompt for the model: a click (``x``, ``y``, ``positive``) or a box (``box`` = XYXY)."""
+    """A prompt for the model: a click (``x``, ``y``, ``positive``) or a box (``box`` = XYXY).
+
+    ``state`` references the stored result of the step (what is needed to continue from it, see
+    :mod:`clicksam.server.states`), or None; it is a cache, not part of the step's identity.
+    """
 
     kind: str
     x: float = 0.0
     y: float = 0.0
     positive: bool = True
     box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    state: Optional[dict[str, Any]] = field(default=None, compare=False)
+
+    @property
+    def prompt(self) -> Union[Click, tuple[float, float, float, float]]:
+        """What the step gives a session: a :class:`clicksam.Click`, or the box."""
+        return Click(self.x, self.y, self.positive) if self.kind == "click" else self.box
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        if self.kind == "click":
-            return {"kind": "click", "x": self.x, "y": self.y, "positive": self.positive}
-        return {"kind": "box", "box": list(self.box)}
+        data: dict[str, Any] = ({"kind": "click", "x": self.x, "y": self.y, "positive": self.positive}
+                                if self.kind == "click" else {"kind": "box", "box": list(self.box)})
+        if self.state is not None:
+            data["state"] = self.state
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> "Action":
         """Parse and validate; raises ``ValueError``."""
         if not isinstance(data, dict) or data.get("kind") not in PROMPT_KINDS:
             raise ValueError(f"an action must be a dict with kind 'click' or 'box', got {data!r}")
+        state = _state_ref(data.get("state"))
         if data["kind"] == "click":
             return cls("click", _number(data.get("x"), "x"), _number(data.get("y"), "y"),
-                       bool(data.get("positive", True)))
+                       bool(data.get("positive", True)), state=state)
         box = data.get("box")
         if not isinstance(box, (list, tuple)) or len(box) != 4:
             raise ValueError(f"a box action needs 'box': [x0, y0, x1, y1], got {box!r}")
-        return cls("box", box=tuple(_number(v, "box coordinate") for v in box))  # type: ignore[arg-type]
+        return cls("box", box=tuple(_number(v, "box coordinate") for v in box), state=state)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

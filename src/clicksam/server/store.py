@@ -5,7 +5,7 @@ One JSON file per image under the store folder (``<store>/<image name>.json``), 
     {"format": "clicksam-annotations", "version": 2, "image": "a/b.jpg", "width": W, "height": H,
      "next_id": 3, "review": "todo" | "in_progress" | "done" | "needs_review",
      "objects": [{"id": 1, "class": 2, "method": "focsam", "hidden": false, "locked": false, "solo": false,
-       "actions": [{"kind": "click", "x": 10.5, "y": 20, "positive": true},
+       "actions": [{"kind": "click", "x": 10.5, "y": 20, "positive": true, "state": {...stored result}},
                    {"kind": "box", "box": [x0, y0, x1, y1]},
                    {"kind": "stroke", "mode": "paint", "radius": 4, "points": [[x, y], ...], "changed": RLE},
                    {"kind": "reset", "mask": RLE | null, "score": 0.9 | null}],
@@ -16,16 +16,20 @@ One JSON file per image under the store folder (``<store>/<image name>.json``), 
 
 ``actions`` (an object's undo history, oldest first) and ``redo`` (its redo stack, next redo
 last) are the source of truth: replaying the prompts after the last reset through a session and
-putting the strokes on top recomputes the mask (see :mod:`clicksam.server.brush`). ``mask`` keeps
+putting the strokes on top recomputes the mask (see :mod:`clicksam.server.brush`); a prompt's
+``state`` refers to its stored result, so that the session is rebuilt without the replay
+(:mod:`clicksam.server.states`). ``mask`` keeps
 the last mask as COCO RLE so a restarted server shows it at once; ``clicks`` and ``box`` are
 derived copies for readers of the file. ``class`` is an id of the folder's class list
 (:mod:`clicksam.server.classes`). ``history`` orders the steps of all objects of the image (undo
 takes the last one) and ``future`` the undone ones (redo takes the last one); a ``delete`` entry
 is an object moved to ``deleted``, from where undo puts it back at its ``index``.
 
-Version-1 files (free-text ``label`` per object, no review state or image history) are migrated
-when read: labels become classes, the image history lists each object's steps in object order,
-the old file is kept as ``<image>.json.v1.bak`` and the new one written in its place.
+Version-1 files (free-text ``label`` per object, no review state or image history, made on the
+stored pixels of the image) are migrated when read: labels become classes, the image history lists
+each object's steps in object order, and an annotation of a photo with an EXIF orientation tag is
+turned as the photo is shown now (:mod:`clicksam.server.orientation`); the old file is kept as
+``<image>.json.v1.bak`` and the new one written in its place.
 """
 from __future__ import annotations
 
@@ -38,10 +42,10 @@ from typing import Any, Optional
 
 from clicksam.io.atomic import atomic_write_bytes, atomic_write_json
 from clicksam.server.classes import ClassList
-from clicksam.server.steps import Action, Step, Stroke, current_steps, step_from_dict
+from clicksam.server.steps import Action, Reset, Step, Stroke, current_steps, step_from_dict
 
 __all__ = ["ObjectRecord", "ImageAnnotation", "AnnotationStore", "DeletedObject", "REVIEW_STATES",
-           "STEP", "DELETE", "VERSION", "CLASSES_FILE"]
+           "STEP", "DELETE", "VERSION", "CLASSES_FILE", "check_masks"]
 
 FORMAT = "clicksam-annotations"
 VERSION = 2
@@ -182,7 +186,36 @@ class ImageAnnotation:
         annotation = cls(str(data.get("image", "")), width, height, objects, next_id, review, deleted,
                          _entries(data.get("history", [])), _entries(data.get("future", [])))
         _check_history(annotation)
+        for what, rle in _rles(annotation):
+            if list(rle["size"]) != [height, width]:
+                raise ValueError(f"{what} is {rle['size'][0]}x{rle['size'][1]} (HxW) but the image is {height}x{width}")
         return annotation
+
+
+def _rles(annotation: ImageAnnotation) -> list[tuple[str, dict[str, Any]]]:
+    """Every mask of an annotation, named: objects' masks, strokes' changed pixels, resets' masks."""
+    found = []
+    for record in annotation.objects + [d.record for d in annotation.deleted]:
+        if record.mask is not None:
+            found.append((f"object {record.id}'s mask", record.mask))
+        for step in record.actions + record.redo:
+            if isinstance(step, Stroke) and step.changed is not None:
+                found.append((f"a stroke of object {record.id}", step.changed))
+            elif isinstance(step, Reset) and step.mask is not None:
+                found.append((f"a reset of object {record.id}", step.mask))
+    return found
+
+
+def check_masks(annotation: ImageAnnotation) -> None:
+    """Decode the live objects' masks once: ``ValueError`` naming the object whose RLE is damaged."""
+    from clicksam.io.rle import rle_to_mask
+
+    for record in annotation.objects:
+        if record.mask is not None:
+            try:
+                rle_to_mask(record.mask)
+            except ValueError as exc:
+                raise ValueError(f"object {record.id}'s mask: {exc}") from exc
 
 
 def _entries(value: Any) -> list[tuple[int, str]]:
@@ -234,11 +267,16 @@ def migrate_v1(data: dict[str, Any], classes: ClassList) -> dict[str, Any]:
 
 class AnnotationStore:
     """Reads and atomically writes :class:`ImageAnnotation` files under ``root``; holds the
-    folder's class list (``root/.classes.json``)."""
+    folder's class list (``root/.classes.json``).
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    ``images`` is the annotated image folder: the migration of a version-1 file reads the image's
+    EXIF orientation there (without it, or without the image, the stored pixels are assumed).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], images: str | os.PathLike[str] | None = None) -> None:
         self.root = Path(root).expanduser().resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self.images_root = None if images is None else Path(images).expanduser().resolve()
         self.classes = ClassList(self.root / CLASSES_FILE)
 
     def path_for(self, image: str) -> Path:
@@ -261,6 +299,8 @@ class AnnotationStore:
             if migrated:
                 data = migrate_v1(data, self.classes)
             annotation = ImageAnnotation.from_dict(data)
+            if migrated:
+                annotation = self._oriented(image, annotation)
             for record in annotation.objects + [d.record for d in annotation.deleted]:
                 if self.classes.get(record.class_id) is None:
                     raise ValueError(f"object {record.id} has class {record.class_id}, which is not in "
@@ -272,6 +312,20 @@ class AnnotationStore:
             atomic_write_bytes(path.with_name(path.name + ".v1.bak"), text.encode("utf-8"))
             self.save(annotation)
         return annotation
+
+    def _oriented(self, image: str, annotation: ImageAnnotation) -> ImageAnnotation:
+        """A version-1 annotation (made on the stored pixels) turned as read_image shows the image."""
+        from clicksam.images import ImageReadError, read_exif_orientation
+        from clicksam.server.orientation import orient_annotation
+
+        path = None if self.images_root is None else self.images_root / image
+        if path is None or not path.is_file():
+            return annotation
+        try:
+            orientation = read_exif_orientation(path)
+        except ImageReadError as exc:  # migrated once the image can be read, never on a guess
+            raise ValueError(f"a version-1 file is migrated on its image, which cannot be read: {exc.reason}") from exc
+        return orient_annotation(annotation, orientation)
 
     def save(self, annotation: ImageAnnotation) -> Path:
         """Write an annotation atomically (temporary file + rename)."""

@@ -44,7 +44,7 @@ class EncodingWorker:
         self._order = itertools.count()
         self._ready: OrderedDict[str, Any] = OrderedDict()
         self._encoded: set[str] = set()  # encoded at least once (embedding cached)
-        self._failed: dict[str, str] = {}
+        self._failed: dict[str, tuple[str, Optional[AnnotatorError]]] = {}  # name -> (why, a 4xx to answer)
         self._current: Optional[str] = None
         self._current_since = 0.0
         self.seconds: dict[str, float] = {}
@@ -80,7 +80,10 @@ class EncodingWorker:
                     self._ready.move_to_end(name)
                     return self._ready[name]
                 if name in self._failed:
-                    raise NotReady(f"encoding {name!r} failed: {self._failed[name]}")
+                    why, answer = self._failed[name]
+                    if answer is not None:  # e.g. an unreadable file: a 422, not "retry later"
+                        raise answer
+                    raise NotReady(f"encoding {name!r} failed: {why}")
                 if name not in self._queued and name != self._current:
                     self._queued[name] = OPEN  # evicted meanwhile: queue it again
                     heapq.heappush(self._heap, (OPEN, next(self._order), name))
@@ -109,7 +112,21 @@ class EncodingWorker:
     def error(self, name: str) -> Optional[str]:
         """Why encoding ``name`` failed, if it did."""
         with self._cond:
-            return self._failed.get(name)
+            return self._failed[name][0] if name in self._failed else None
+
+    def forget(self, name: str) -> None:
+        """Drop the prepared image (its file changed): the next request prepares it again."""
+        with self._cond:
+            self._ready.pop(name, None)
+            self._encoded.discard(name)
+            self._failed.pop(name, None)
+
+    def mark_failed(self, name: str, error: AnnotatorError) -> None:
+        """Record that ``name`` cannot be prepared (e.g. an unreadable file found by a request):
+        its status is ``failed``, with the reason, until it is opened again."""
+        with self._cond:
+            self._failed[name] = (error.message, error if error.status < 500 else None)
+            self._cond.notify_all()
 
     def summary(self) -> dict[str, Any]:
         """Progress for the page: what is encoding (and for how long) and the queue length."""
@@ -144,9 +161,9 @@ class EncodingWorker:
             try:
                 prepared, error = self._prepare(name, self._load(name)), None
             except AnnotatorError as exc:
-                prepared, error = None, exc.message
+                prepared, error = None, (exc.message, exc if exc.status < 500 else None)
             except Exception as exc:  # a bad file or a model error must not kill the worker
-                prepared, error = None, f"{type(exc).__name__}: {exc}"
+                prepared, error = None, (f"{type(exc).__name__}: {exc}", None)
             with self._cond:
                 self._current = None
                 if error is None:

@@ -3,7 +3,7 @@
 Modules (nothing heavy is imported here):
     readers / data / synthetic  training objects, resized to SAM's frame, deterministic per sample
                                 (``RenderedSynthetic``: synthetic scenes rendered once, held in memory)
-    store                       precomputed SAM embeddings (``clicksam embed --dataset``)
+    store                       precomputed image features (``clicksam embed --config``)
     prompts / distance          batched click, multi-point and box simulation (SPEC §3, §7.3)
     losses                      NFL, weighted NFL, BCE, Dice, soft IoU, IoU-head MSE, click-point loss
     method                      the ``TrainMethod`` interface (read its docstring to add a method)

@@ -1,18 +1,20 @@
-"""Training samples: one object per sample, resized to SAM's frame, with deterministic
+"""Training samples: one object per sample, resized to the model's frame, with deterministic
 augmentation and a resumable, DDP-aware batch order.
 
 A *source* (see :mod:`clicksam.train.readers`) lists objects and loads them at their original
 size. ``ObjectDataset`` turns source objects into training samples:
 
     ``dataset[(epoch, index)]`` -> dict with
-        ``target``      int8 1×S×S, the object in the padded S-frame (S = 1024): 1 object,
-                        0 background, -1 ignore (padding and any ignore region of the annotation),
+        ``target``      int8 1×S×S, the object in the model family's S-frame (S = 1024; SAM: the
+                        longest side resized and zero-padded, SAM 2: the whole image resized to
+                        S×S): 1 object, 0 background, -1 ignore (padding and any ignore region),
         ``input_size``  long (h, w) of the resized image in the frame (top-left aligned),
         ``seed``        int64, the sample's seed for :class:`clicksam.train.prompts.SampleRandom`,
         ``index``       long, the sample index,
         ``skipped``     long, invalid objects met (and replaced) while loading this sample,
         ``image``       uint8 3×S×S RGB, padded with zeros (only with ``with_image=True``),
-        ``embedding``   float16 256×64×64 (only with an embedding ``store``).
+        ``feature.<name>``  float16, each entry of the image's feature bundle (only with an
+                        embedding ``store``; SAM: ``feature.embedding`` 256×64×64).
 
 Every random choice of a sample (augmentation, the instance picked from an image, prompts) comes
 from seeds derived from ``(seed, epoch, index)``: a sample is the same whichever worker, rank or
@@ -30,7 +32,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clicksam.transforms import ResizeLongestSide, preprocess_shape
+from clicksam.transforms import SamTransforms
+
+FEATURE_PREFIX = "feature."  # sample entries holding the stored feature bundle
 
 MAX_REPLACEMENTS = 64
 
@@ -139,11 +143,13 @@ class ObjectDataset(torch.utils.data.Dataset):
     Args:
         sources: object sources, concatenated in order.
         seed: the run's seed.
-        image_size: the square SAM frame S.
+        image_size: the square model frame S.
         min_area: objects with fewer pixels (at the original size) are replaced.
         augment: photometric augmentation of ``image`` (None: off).
         with_image: include the padded image (needed without a store, or by image-reading methods).
-        store: an ``EmbeddingStore`` opened for reading (None: no ``embedding`` entry).
+        store: an ``EmbeddingStore`` opened for reading (None: no ``feature.*`` entries).
+        transforms: the model family's transforms (``model.transforms()``), which place images and
+            masks in the frame; None: SAM's for ``image_size``.
     """
 
     sources: Sequence[ObjectSource]
@@ -153,6 +159,7 @@ class ObjectDataset(torch.utils.data.Dataset):
     augment: Optional[PhotometricAugment] = None
     with_image: bool = True
     store: Optional[object] = None
+    transforms: Optional[object] = None
     _offsets: list[int] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -164,7 +171,10 @@ class ObjectDataset(torch.utils.data.Dataset):
         if len(self) == 0:
             empty = ", ".join(f"{s.name} (skipped: {dict(s.skipped)})" for s in self.sources)
             raise ValueError(f"the training sources hold no usable objects: {empty}")
-        self.transform = ResizeLongestSide(self.image_size)
+        if self.transforms is None:
+            self.transforms = SamTransforms(self.image_size)
+        if self.transforms.image_size != self.image_size:
+            raise ValueError(f"the transforms' frame {self.transforms.image_size} differs from image_size {self.image_size}")
 
     def __len__(self) -> int:
         return self._offsets[-1]
@@ -193,10 +203,10 @@ class ObjectDataset(torch.utils.data.Dataset):
         if raw.image is not None:
             if raw.image.shape[:2] != (h0, w0):
                 raise ValueError(f"{raw.image_key}: image {raw.image.shape[:2]} and mask {(h0, w0)} differ in size")
-            image = self.transform.apply_image(raw.image)
+            image = self.transforms.resize_rgb(raw.image)
             h, w = image.shape[:2]
         else:
-            h, w = preprocess_shape(h0, w0, size)
+            h, w = self.transforms.input_size((h0, w0))
         stored_size = None if self.store is None else self.store.input_sizes.get(raw.image_key)  # type: ignore[attr-defined]
         if stored_size is not None and stored_size != (h, w):
             raise RuntimeError(f"{raw.image_key}: the embedding store has it at {stored_size} but the dataset "
@@ -219,7 +229,8 @@ class ObjectDataset(torch.utils.data.Dataset):
             padded[:h, :w] = image
             out["image"] = torch.from_numpy(padded).permute(2, 0, 1).contiguous()
         if self.store is not None:
-            out["embedding"] = self.store.get(raw.image_key)  # type: ignore[attr-defined]
+            for name, tensor in self.store.get_features(raw.image_key).items():  # type: ignore[attr-defined]
+                out[FEATURE_PREFIX + name] = tensor
         return out
 
 

@@ -1,5 +1,7 @@
 """Method ``decoder``: fine-tune SAM's mask decoder with simulated iterative clicks (FocSAM's
-stage 1). The image and prompt encoders stay frozen; only ``mask_decoder`` trains and is saved.
+stage 1). The image and prompt encoders stay frozen; only the mask decoder trains and is saved
+(``mask_decoder``; SAM 2's ``sam_mask_decoder`` without its skip projections, which make the
+per-image features).
 
 Per sample and step (SPEC §7.3): draw n ~ p(k) ∝ γ^k (k ≤ ``max_clicks``); place click 1 on the
 empty prediction; for clicks 2..n decode without gradient (single-mask token, previous low-res
@@ -56,10 +58,10 @@ class DecoderTraining(TrainMethod):
         if float(self.options["iou_weight"]) == 0:
             decoder.iou_prediction_head.requires_grad_(False)
 
-    def _decode(self, embedding: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor,
+    def _decode(self, features: dict[str, torch.Tensor], coords: torch.Tensor, labels: torch.Tensor,
                 mask_input: torch.Tensor | None):
         coords = prompts.frame_points(coords, int(self.model.image_size))
-        return self.model.decode(embedding, points=(coords, labels), mask_input=mask_input, multimask_output=False)
+        return self.model.decode(features, points=(coords, labels), mask_input=mask_input, multimask_output=False)
 
     def _initial_prompts(self, batch: Batch, click_target: torch.Tensor):
         """Clicks before the gradient step, for either sampler.
@@ -70,7 +72,7 @@ class DecoderTraining(TrainMethod):
         emb = batch.embedding
 
         def decode(idx, coords, labels, mask_input):
-            return self._decode(emb[idx], coords, labels, mask_input).low_res_logits
+            return self._decode(batch.features_at(idx), coords, labels, mask_input).low_res_logits
 
         if opts["sampler"] == "iterative":
             counts = prompts.geometric_counts(rng, int(opts["max_clicks"]), float(opts["gamma"]))
@@ -109,7 +111,7 @@ class DecoderTraining(TrainMethod):
         for width, with_prev in sorted({(int(w), bool(h)) for w, h in zip(widths.tolist(), has_prev.tolist())}):
             idx = torch.nonzero((widths == width) & (has_prev == with_prev)).flatten()
             mask_in = prev[idx] if (with_prev and prev is not None) else None
-            out = self._decode(batch.embedding[idx], clicks.coords[idx, :width], clicks.labels[idx, :width], mask_in)
+            out = self._decode(batch.features_at(idx), clicks.coords[idx, :width], clicks.labels[idx, :width], mask_in)
             order.append(idx)
             logits_parts.append(out.low_res_logits)
             iou_parts.append(out.iou_predictions[:, 0])

@@ -14,10 +14,10 @@ logging, the method file). To add one::
         default_options = {"box_noise": 0.5}      # config "options" (unknown keys are refused)
 
         def compute_loss(self, batch: Batch) -> LossOutput:
-            emb = batch.embedding                 # B×256×64×64 float32, from the store or the encoder
+            features = batch.features_at()        # the feature bundle (B×256×64×64 embedding, ...)
             target = batch.target_grid()          # B×1×256×256: 1 object, 0 background, -1 ignore
             boxes = prompts.noisy_boxes(prompts.object_boxes(target), batch.input_size, batch.rng)
-            out = self.model.decode(emb, boxes=boxes, multimask_output=False, hooks=decoder_hooks(self.model.stable_sam))
+            out = self.model.decode(features, boxes=boxes, multimask_output=False, hooks=decoder_hooks(self.model.stable_sam))
             loss = (losses.bce_loss(out.low_res_logits, target) + losses.dice_loss(out.low_res_logits, target)).mean()
             return LossOutput(loss, {"bce_dice": loss.detach()})
 
@@ -25,6 +25,11 @@ Then make the trainer find the class: name it in the method's spec
 (``MethodSpec(..., training="my_method.training:MyTraining")``, see :mod:`clicksam.methods`), or
 import the module (``@register_method`` adds it to ``METHODS``) before the run; the runner's
 :func:`clicksam.training.methods.get_method` looks in both places.
+
+``trainable_prefixes`` / ``saved_prefixes`` name model attributes; ``"mask_decoder"`` means the
+model family's decoder (``model.decoder_attribute``: SAM 2's is ``sam_mask_decoder``), so a method
+written for SAM trains the same part of every family. Decode with the batch's feature bundle
+(``batch.features_at(index, embedding=...)``), which every family's ``decode`` takes.
 
 Rules a method must follow so that resumption is exact and DDP equals one process:
     * draw every random number from ``batch.rng`` (one stream per sample), never from the
@@ -42,8 +47,13 @@ from typing import Any, ClassVar, Optional
 import torch
 from torch import nn
 
+from clicksam.models.sam import EMBEDDING
 from clicksam.train.data import downsample_target
 from clicksam.train.prompts import SampleRandom
+
+
+# the role name of the mask decoder in trainable_prefixes / saved_prefixes
+DECODER = "mask_decoder"
 
 
 @dataclass
@@ -53,12 +63,14 @@ class Batch:
     Attributes:
         embedding: B×256×64×64 float32 image embeddings (frozen encoder); None for a method that
             trains the encoder (``trains_encoder``): it encodes ``image`` itself.
-        target: B×1×S×S int8 object map in the padded S=1024 frame (1 / 0 / -1 ignore).
+        target: B×1×S×S int8 object map in the model's S=1024 frame (1 / 0 / -1 ignore).
         input_size: B×2 long (h, w) of each resized image in the frame (top-left aligned).
         rng: per-sample random streams (see ``clicksam.train.prompts.SampleRandom``).
         step: the global step being computed (0-based).
         image: B×3×S×S uint8 RGB padded image, when the method sets ``needs_image``.
         index: B long sample indices (for debugging and logging).
+        features: the rest of the image feature bundle (SAM 2's skips, HQ-SAM's early feature),
+            name -> B×... float32; None or empty for SAM (see :meth:`features_at`).
     """
 
     embedding: Optional[torch.Tensor]
@@ -68,7 +80,18 @@ class Batch:
     step: int
     image: Optional[torch.Tensor] = None
     index: Optional[torch.Tensor] = None
+    features: Optional[dict[str, torch.Tensor]] = None
     _grids: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def features_at(self, index: Optional[torch.Tensor] = None,
+                    embedding: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+        """The feature bundle the model's ``decode`` takes, for the samples ``index`` (all when None):
+        ``embedding`` (already for those samples: e.g. a refocused one) or the batch's embedding,
+        plus the other entries of the bundle."""
+        if embedding is None:
+            embedding = self.embedding if index is None else self.embedding[index]
+        rest = {name: (t if index is None else t[index]) for name, t in (self.features or {}).items() if name != EMBEDDING}
+        return {EMBEDDING: embedding, **rest}
 
     @property
     def size(self) -> int:
@@ -125,19 +148,29 @@ class TrainMethod(abc.ABC):
             raise ValueError(f"method '{self.name}' has no option(s) {unknown}; its options: {sorted(self.default_options)}")
         self.options: dict[str, Any] = {**self.default_options, **options}
         self.model = model
-        for prefix in self.trainable_prefixes:
+        for prefix in self.attributes(self.trainable_prefixes):
             if model._modules.get(prefix) is None:
                 raise ValueError(f"method '{self.name}' trains model.{prefix}, which this model does not have; "
                                  f"attach the stage(s) {self.stages} when building it")
 
+    def attributes(self, prefixes: tuple[str, ...]) -> tuple[str, ...]:
+        """``prefixes`` as this model's attributes (``"mask_decoder"``: the family's decoder)."""
+        decoder = getattr(self.model, "decoder_attribute", DECODER)
+        return tuple(decoder if prefix == DECODER else prefix for prefix in prefixes)
+
     def prepare(self) -> None:
-        """Freeze everything but ``trainable_prefixes`` (override to initialise new modules too)."""
+        """Freeze everything but ``trainable_prefixes`` (override to initialise new modules too).
+        Parameters that make the per-image features (``model.extra_feature_prefixes``, e.g. SAM 2's
+        skip projections inside its decoder) stay frozen: the features come from the store."""
+        trainable = self.attributes(self.trainable_prefixes)
+        extra = tuple(getattr(self.model, "extra_feature_prefixes", ()))
         for name, param in self.model.named_parameters():
-            param.requires_grad_(name.split(".", 1)[0] in self.trainable_prefixes)
+            feature_param = name.startswith(extra) or name in extra
+            param.requires_grad_(name.split(".", 1)[0] in trainable and not feature_param)
 
     def file_prefixes(self) -> tuple[str, ...]:
         """The model attributes the finished run writes to its method file."""
-        return tuple(dict.fromkeys(self.trainable_prefixes + self.saved_prefixes))
+        return tuple(dict.fromkeys(self.attributes(self.trainable_prefixes + self.saved_prefixes)))
 
     def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """(name, parameter) pairs that the optimiser updates, in a fixed order."""
@@ -146,8 +179,8 @@ class TrainMethod(abc.ABC):
     def train_mode(self) -> None:
         """Put the model in the right mode for a step: trainable parts train(), the rest eval()."""
         self.model.eval()
-        for prefix in self.trainable_prefixes:
-            self.model._modules[prefix].train()
+        for attribute in self.attributes(self.trainable_prefixes):
+            self.model._modules[attribute].train()
 
     @abc.abstractmethod
     def compute_loss(self, batch: Batch) -> LossOutput:

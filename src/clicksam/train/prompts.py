@@ -15,7 +15,7 @@ sample's prompts depend only on its own seed, never on which other samples share
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -308,22 +308,23 @@ def frame_points(coords: torch.Tensor, frame: int) -> torch.Tensor:
     return coords if frame == FRAME else (coords + 0.5) * (frame / FRAME) - 0.5
 
 
-def session_logits(model: torch.nn.Module, embedding: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor,
+def session_logits(model: torch.nn.Module, features: Any, coords: torch.Tensor, labels: torch.Tensor,
                    mask_input: Optional[torch.Tensor]) -> torch.Tensor:
     """SAM's low-res logits K×1×h×w for K click sequences, decoded as ``InteractiveSession``
     decodes them: a lone first click (no ``mask_input``) takes the multimask output with the
     highest predicted IoU, every later click the single-mask output.
 
     Args:
-        embedding: K×C×H×W image embeddings; coords K×N×2 (x, y) and labels K×N in the model's
-            frame; mask_input K×1×h×w previous logits or None.
+        features: the feature bundle of the K images (``Batch.features_at``; SAM also takes its
+            K×C×H×W embedding alone); coords K×N×2 (x, y) and labels K×N in the model's frame;
+            mask_input K×1×h×w previous logits or None.
     """
     points = (coords, labels)
     if mask_input is None and coords.shape[1] == 1:
-        out = model.decode(embedding, points, multimask_output=True)
+        out = model.decode(features, points, multimask_output=True)
         best = out.iou_predictions.argmax(1)
         return out.low_res_logits[torch.arange(coords.shape[0], device=best.device), best][:, None]
-    return model.decode(embedding, points, mask_input=mask_input, multimask_output=False).low_res_logits
+    return model.decode(features, points, mask_input=mask_input, multimask_output=False).low_res_logits
 
 
 def simulate_iterative_clicks(

@@ -57,7 +57,9 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    """A training run. ``method`` is set from ``--method`` when the file leaves it out."""
+    """A training run. ``method`` is set from ``--method`` when the file leaves it out; ``notes``
+    is free text (lines) about the run's provenance and cost, kept in the run's files and ignored
+    by the trainer (the recipes in ``recipes/`` use it)."""
 
     method: str = "decoder"
     model: str = "vit_b"
@@ -74,6 +76,7 @@ class TrainConfig:
     amp: str = "auto"
     device: str = "auto"
     options: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -100,7 +103,7 @@ class TrainConfig:
         return self
 
     # Fields that may change between an interrupted run and its resumption.
-    RESUME_FREE = ("out_dir", "device", "log_every", "checkpoint_every", "data.num_workers")
+    RESUME_FREE = ("out_dir", "device", "log_every", "checkpoint_every", "data.num_workers", "notes")
 
     def resume_differences(self, saved: dict[str, Any]) -> list[str]:
         """Fields (dotted) that differ from a saved config and would change the run's result."""
@@ -112,6 +115,26 @@ class TrainConfig:
                 before[key] = value
         return sorted(k for k in set(current) | set(before)
                       if k not in self.RESUME_FREE and current.get(k) != before.get(k))
+
+
+def override_model(config: TrainConfig, model: Optional[str] = None,
+                   checkpoint: Optional[list[str]] = None) -> Optional[str]:
+    """Replace the config's model and/or checkpoint files (``--model`` / ``--checkpoint``).
+
+    A config's checkpoint files belong to its model, so ``model`` given without ``checkpoint``
+    drops them when it names another model (``--model tiny`` runs a ViT-H recipe on the test
+    model). Returns a note saying what was dropped, or None.
+    """
+    note = None
+    if model is not None and model != config.model:
+        if checkpoint is None and config.checkpoint:
+            note = (f"--model {model} replaces {config.model}: the config's checkpoint files ({', '.join(config.checkpoint)}) "
+                    f"are for {config.model} and are not loaded; pass --checkpoint to load files")
+            config.checkpoint = []
+        config.model = model
+    if checkpoint is not None:
+        config.checkpoint = [str(p) for p in checkpoint]
+    return note
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -139,7 +162,7 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
             value = _build(OptimConfig, value, "optim")
         elif key == "betas":
             value = tuple(float(v) for v in value)
-        elif key == "checkpoint" and isinstance(value, str):
+        elif key in ("checkpoint", "notes") and isinstance(value, str):
             value = [value]
         kwargs[key] = value
     return cls(**kwargs)

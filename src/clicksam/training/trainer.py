@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 
 from clicksam.training.config import OptimConfig, TrainConfig
-from clicksam.train.data import GlobalBatchSampler, ObjectDataset, PhotometricAugment, collate
+from clicksam.train.data import FEATURE_PREFIX, GlobalBatchSampler, ObjectDataset, PhotometricAugment, collate
 from clicksam.train.method import Batch, LossModule, TrainMethod
 from clicksam.training.methods import get_method
 from clicksam.train.prompts import SampleRandom
@@ -168,6 +168,7 @@ class Trainer:
             self.sources, seed=config.seed, image_size=config.data.image_size, min_area=config.data.min_area,
             augment=PhotometricAugment() if config.data.augment else None,
             with_image=self.store is None or method_cls.needs_image or method_cls.trains_encoder, store=self.store,
+            transforms=model.transforms(),
         )
         decay = [p for n, p in self.params if p.dim() >= 2]
         no_decay = [p for n, p in self.params if p.dim() < 2]
@@ -239,22 +240,27 @@ class Trainer:
             prefetch_factor=4 if workers > 0 else None,
         )
 
-    def _embeddings(self, data: dict[str, torch.Tensor]) -> Optional[torch.Tensor]:
+    def _features(self, data: dict[str, torch.Tensor]) -> Optional[dict[str, torch.Tensor]]:
+        """The batch's feature bundle (float32 on the device): from the store, or the frozen encoder;
+        None for a method that trains the encoder (it encodes ``batch.image`` itself, with gradient)."""
         if self.method.trains_encoder:
-            return None  # the method encodes the images itself, with gradient
-        if "embedding" in data:
-            return data["embedding"].to(self.device, non_blocking=True).float()
+            return None
+        stored = {k[len(FEATURE_PREFIX):]: v for k, v in data.items() if k.startswith(FEATURE_PREFIX)}
+        if stored:
+            return {name: t.to(self.device, non_blocking=True).float() for name, t in stored.items()}
         image = data["image"].to(self.device, non_blocking=True)
         x = self.model.transforms().padded_batch_to_input(image, data["input_size"])
         with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
-            return self.model.encode(x).float()
+            return {name: t.float() for name, t in self.model.encode_features(x).items()}
 
     def _train_step(self, data: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
         lr = learning_rate(self.step, self.config.optim, self.config.steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        features = self._features(data)
         batch = Batch(
-            embedding=self._embeddings(data), target=data["target"].to(self.device, non_blocking=True),
+            embedding=None if features is None else features[self.model.embedding_key], features=features,
+            target=data["target"].to(self.device, non_blocking=True),
             input_size=data["input_size"].to(self.device), rng=SampleRandom(data["seed"].tolist(), self.device),
             step=self.step, index=data["index"],
             image=(data["image"].to(self.device, non_blocking=True)

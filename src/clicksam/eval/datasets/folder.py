@@ -88,6 +88,9 @@ HQSEG_SUBSETS: dict[str, tuple[str, str]] = {
     "HRSOD": ("images", "masks"),
 }
 _HQSEG_PARENTS = ("", "DIS5K", "thin_object_detection")
+# masks folders preferred when present: HQ-SAM's evaluation reads HRSOD's 0/255 masks from
+# thin_object_detection/HRSOD/masks_max255 (its data/ layout); plain masks/ is the fallback
+_HQSEG_PREFERRED_MASKS: dict[str, str] = {"HRSOD": "masks_max255"}
 
 
 def _find_subset_dir(root: Path, subset: str) -> Path:
@@ -110,6 +113,9 @@ class HQSegSubset(FolderDataset):
             raise ValueError(f"unknown HQSeg-44K subset {subset!r}; choose from {sorted(HQSEG_SUBSETS)}")
         folder = _find_subset_dir(Path(root), subset)
         images, masks = HQSEG_SUBSETS[subset]
+        preferred = _HQSEG_PREFERRED_MASKS.get(subset)
+        if preferred and (folder / preferred).is_dir():
+            masks = preferred
         super().__init__(folder / images, folder / masks, ForegroundRule("gt:128"), name=subset)
         self.root = folder
 

@@ -10,7 +10,13 @@ untrained stage refused: sessions ask for the official checkpoint or a trained m
 """
 from __future__ import annotations
 
-from clicksam.methods.registry import UNTRAINED_REFUSE, CheckpointFormat, MethodSpec, lazy_exports
+from clicksam.methods.registry import UNTRAINED_REFUSE, CheckpointFormat, MethodSpec, PublishedWeights, lazy_exports
+
+# The model families FocSAM applies to: the refiner works on the 256×64×64 embedding, the coarse
+# low-res logits and the single-mask token, which SAM, HQ-SAM and SAM 2 share (the refocused
+# embedding replaces the bundle's embedding; SAM 2's skips and HQ-SAM's early feature stay the
+# encoder's). The authors' checkpoint exists for SAM ViT-H only; other families need training.
+FAMILIES = ("sam", "sam2", "hq-sam")
 
 _CHECKPOINT = "clicksam.methods.focsam.checkpoint"
 _FOCUS = "clicksam.methods.focsam.focus"
@@ -41,11 +47,22 @@ SPEC = MethodSpec(
         CheckpointFormat("the official FocSAM checkpoint (mmengine iter_*.pth)",
                          recognise=f"{_CHECKPOINT}:is_official_focsam", convert=f"{_CHECKPOINT}:convert_checkpoint"),
     ),
+    families=FAMILIES,
     untrained=UNTRAINED_REFUSE,
     weights_hint=(
         "load the official FocSAM checkpoint (iter_160000.pth, a ViT-H file: build_sam('vit_h', checkpoint=PATH, "
         "trust_checkpoint=True); CLI: --model vit_h --checkpoint PATH --trust-checkpoint) or a clicksam focsam "
         "method file written by `clicksam train --method focsam` (checkpoint=[base, method_file])"
+    ),
+    published_weights=(
+        PublishedWeights(
+            "focsam_vit_h", "vit_h", "iter_160000.pth",
+            "https://drive.google.com/file/d/1VOeMkY9LovfWYi66JMR8q79gFiC4n3Az/view?usp=sharing",
+            "a zip on Google Drive, linked from the README of github.com/YouHuang67/focsam; unzip it and pass "
+            "iter_160000.pth with --checkpoint (and --trust-checkpoint: an mmengine file with pickled metadata)",
+            "FocSAM ViT-H (official): SAM ViT-H, a COCO+LVIS fine-tuned decoder and the FocusRefiner",
+            licence="MIT",
+        ),
     ),
     description="FocSAM: refocus the embedding on the object at the second click (CVPR 2024)",
 )

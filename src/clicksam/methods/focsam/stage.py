@@ -2,13 +2,14 @@
 
 Click 1 decodes on the encoder's embedding F. At click 2 a coarse decode on F gives the coarse
 logits and the single-mask token, the FocusRefiner turns them into F_r once, and click 2 is
-decoded on F_r; later clicks decode on F_r. F_r travels in the step's ``state``, so undo back to
-click 1 drops it and redo restores it. The single-mask token is used throughout.
+decoded on F_r; later clicks decode on F_r. F_r travels in the step's ``state`` (one tensor shared
+by every later step), so undo back to click 1 drops it and redo restores it; a stored step keeps F_r
+and, restored, points it at the encoder embedding again. The single-mask token is used throughout.
 """
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import torch
 from torch import nn
@@ -41,6 +42,8 @@ class FocSamStage(Stage):
     ``"refine"``), empty on steps that reuse F_r or decode on F.
     """
 
+    state_keys = (STATE_EMBEDDING,)
+
     def __init__(self, model: nn.Module, module: Optional[nn.Module] = None) -> None:
         super().__init__(model, module)
         if not isinstance(self.module, FocusRefiner):
@@ -49,6 +52,11 @@ class FocSamStage(Stage):
                 "build_sam(..., methods=['focsam']), load the official FocSAM checkpoint or a focsam method file"
             )
         self.last_timings: dict[str, float] = {}
+
+    def state_from_tensors(self, tensors: Mapping[str, torch.Tensor], embedding: torch.Tensor) -> dict[str, Any]:
+        """F_r, marked as computed from ``embedding`` (the image's encoder embedding) so it is reused."""
+        refined = tensors.get(STATE_EMBEDDING)
+        return {} if refined is None else {STATE_EMBEDDING: refined, STATE_SOURCE: embedding}
 
     @torch.no_grad()
     def before_decode(self, ctx: DecodeContext) -> None:

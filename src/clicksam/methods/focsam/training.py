@@ -101,13 +101,15 @@ class FocSamTraining(TrainMethod):
         if float(self.options["expand_max"]) < 1.0:
             raise ValueError(f"focsam option 'expand_max' must be at least 1.0, got {self.options['expand_max']}")
 
-    def _decode(self, embedding: torch.Tensor):
+    def _decode(self, batch: Batch, embedding: torch.Tensor):
+        """decode(idx, ...) on ``embedding`` (the batch's, or a refined one) with the rest of the
+        batch's feature bundle."""
         frame = int(self.model.image_size)
 
         def decode(idx, coords, labels, mask_input):
             coords = prompts.frame_points(coords, frame)
-            out = self.model.decode(embedding[idx], points=(coords, labels.float()), mask_input=mask_input,
-                                    multimask_output=False)
+            out = self.model.decode(batch.features_at(idx, embedding[idx]), points=(coords, labels.float()),
+                                    mask_input=mask_input, multimask_output=False)
             return out.low_res_logits, out.mask_tokens[:, :1]
         return decode
 
@@ -137,7 +139,7 @@ class FocSamTraining(TrainMethod):
         refine_at = truncated_geometric(rng.uniform().cpu(), total.cpu(), float(opts["refine_gamma"])).to(total.device)
         ratios = 1.0 + (float(opts["expand_max"]) - 1.0) * rng.uniform(2)  # B×2 (height, width)
 
-        on_features = self._decode(embedding)
+        on_features = self._decode(batch, embedding)
         clicks, prev, has_prev = prompts.simulate_iterative_clicks(
             lambda idx, c, lab, m: on_features(idx, c, lab, m)[0], click_target, refine_at + 1, rng,
             float(opts["click_ratio"]),
@@ -151,10 +153,10 @@ class FocSamTraining(TrainMethod):
         cells = box_to_cells(boxes, embedding.shape[-1], refiner.frame_size)
         refined = refiner(embedding, coarse, token, cells=cells)
 
-        on_refined = self._decode(refined.detach())
+        on_refined = self._decode(batch, refined.detach())
         clicks, prev, has_prev = self._click_rounds(on_refined, click_target, clicks, prev, has_prev,
                                                     total - refine_at, rng)
-        logits, _ = decode_grouped(self._decode(refined), clicks, prev, has_prev, everyone)
+        logits, _ = decode_grouped(self._decode(batch, refined), clicks, prev, has_prev, everyone)
         nfl = losses.normalized_focal_loss(logits, target, float(opts["nfl_alpha"]), float(opts["nfl_gamma"]))
         point = losses.click_point_loss(logits, clicks.coords, clicks.labels)
         loss = (nfl + float(opts["point_weight"]) * point).mean()

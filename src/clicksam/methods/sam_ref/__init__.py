@@ -10,6 +10,11 @@ from __future__ import annotations
 
 from clicksam.methods.registry import UNTRAINED_IDENTITY, MethodSpec, lazy_exports
 
+# The model families SAM-REF applies to: the refiners read the model input, the 256×64×64 embedding
+# and the decoder's low-res logits in the model frame, which every family has (SAM 2's frame is the
+# whole image resized to a square).
+FAMILIES = ("sam", "sam2", "hq-sam")
+
 _MODEL = "clicksam.methods.sam_ref.model"
 _MAP = "clicksam.methods.sam_ref.prompt_maps"
 _REFINER = "clicksam.methods.sam_ref.refiner"
@@ -48,6 +53,7 @@ SPEC = MethodSpec(
     attach_from_metadata=f"{_MODEL}:attach_from_metadata",
     file_metadata=f"{_MODEL}:file_metadata",
     training="clicksam.methods.sam_ref.training:SamRefTraining",
+    families=FAMILIES,
     untrained=UNTRAINED_IDENTITY,
     weights_hint="load a sam-ref method file (written by `clicksam train --method sam-ref`)",
     description="SAM-REF: full-resolution global and patch refiners after the decoder (CVPR 2025)",

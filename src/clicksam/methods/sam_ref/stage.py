@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import torch
 from torch import nn
@@ -13,8 +13,7 @@ from .model import SamRef
 from .refiner import RefinerContext
 
 # Keys of this stage's entries in ``StepResult.state`` (restored by undo/redo with the step).
-STATE_LOGITS = "sam_ref.logits"          # 1×1×S×S float16 final logits of the step (padded frame)
-STATE_ERROR = "sam_ref.error"            # 1×1×S×S bool, σ(Ê_t) > 0.5 of the GFR
+STATE_LOGITS = "sam_ref.logits"          # 1×1×S×S final logits of the step (padded frame), = final_logits
 STATE_ERROR_AREA = "sam_ref.error_area"  # int, its area inside the image (the selector's input)
 STATE_WINDOW = "sam_ref.window"          # (x0, y0, x1, y1) detail window of the step
 STATE_USED_PREVIOUS = "sam_ref.used_previous"  # bool, the selector's choice
@@ -27,8 +26,10 @@ class SamRefStage(Stage):
     low-res logits and always uses the *encoder's* embedding (``ctx.encoder_embedding``), the one
     the refiners are trained with, even when FocSAM decodes on a refocused embedding.
     SAM's own low-res logits stay the next click's ``mask_input`` (SAM runs unchanged); the
-    refined mask replaces ``logits``/``mask``. The previous final mask and error map travel in
-    the step's ``state``, so undo/redo and several objects need nothing else.
+    refined S×S logits become the step's ``final_logits`` (its ``logits``/``mask`` at the image
+    size come from them). The final logits (the same tensor as ``final_logits``) and the error
+    area travel in the step's ``state``, so undo/redo, several objects and a stored step need
+    nothing else.
     The GFR's image/embedding features are computed once per image and reused on each click.
     """
 
@@ -88,14 +89,35 @@ class SamRefStage(Stage):
             previous_error_area=None if prev_area is None else torch.tensor([prev_area], device=device),
             context=self._context(image, embedding), timings=self.last_timings,
         )
-        logits_np = ctx.to_image_size(out.logits)
+        final = out.logits
         state.update({
-            STATE_LOGITS: out.logits.to(torch.float16),
-            STATE_ERROR: out.global_error > 0,
+            STATE_LOGITS: final,
             STATE_ERROR_AREA: int(out.error_area[0]),
-            STATE_WINDOW: tuple(out.windows[0]),
+            STATE_WINDOW: tuple(int(v) for v in out.windows[0]),
             STATE_USED_PREVIOUS: bool(out.used_previous[0]),
         })
+        ctx.state = state
         self.last_timings["total"] = time.perf_counter() - start
-        return StepResult(result.low_res_logits, logits_np, logits_np > self.model.mask_threshold,
-                          result.score, state)
+        if torch.equal(out.logits, out.sam_logits):
+            # the refiners changed nothing (e.g. untrained): the step keeps the decoder's own result,
+            # post-processed as the model family does it (SAM 2 resizes its low-res logits straight
+            # to the image; SAM-REF's full frame in between would interpolate twice)
+            return ctx.result(result.low_res_logits, result.score, final_logits=result.final_logits)
+        return ctx.result(result.low_res_logits, result.score, final_logits=final)
+
+    def state_to_tensors(self, state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """The final logits and the selector's numbers as small tensors."""
+        if STATE_LOGITS not in state:
+            return {}
+        return {STATE_LOGITS: state[STATE_LOGITS],
+                STATE_ERROR_AREA: torch.tensor(int(state[STATE_ERROR_AREA]), dtype=torch.int64),
+                STATE_WINDOW: torch.tensor([int(v) for v in state[STATE_WINDOW]], dtype=torch.int64),
+                STATE_USED_PREVIOUS: torch.tensor(bool(state[STATE_USED_PREVIOUS]))}
+
+    def state_from_tensors(self, tensors: Mapping[str, torch.Tensor], embedding: torch.Tensor) -> dict[str, Any]:
+        if STATE_LOGITS not in tensors:
+            return {}
+        return {STATE_LOGITS: tensors[STATE_LOGITS],
+                STATE_ERROR_AREA: int(tensors[STATE_ERROR_AREA]),
+                STATE_WINDOW: tuple(int(v) for v in tensors[STATE_WINDOW].tolist()),
+                STATE_USED_PREVIOUS: bool(tensors[STATE_USED_PREVIOUS])}

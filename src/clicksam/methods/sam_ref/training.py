@@ -108,13 +108,13 @@ class SamRefTraining(TrainMethod):
     def refiner(self) -> SamRef:
         return self.model.sam_ref  # type: ignore[return-value]
 
-    def _decode(self, embedding: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor,
+    def _decode(self, features: dict[str, torch.Tensor], coords: torch.Tensor, labels: torch.Tensor,
                 mask_input: torch.Tensor | None) -> torch.Tensor:
         """SAM's low-res logits K×1×h×w as a session produces them: a lone first click (no
         previous logits) takes the multimask output with the highest predicted IoU, every later
         click the single-mask output. The refiners thus train on the SAM masks they will see."""
         with torch.no_grad():
-            logits = session_logits(self.model, embedding, coords, labels, mask_input)
+            logits = session_logits(self.model, features, coords, labels, mask_input)
         return logits.detach().float()
 
     def compute_loss(self, batch: Batch) -> LossOutput:
@@ -131,7 +131,7 @@ class SamRefTraining(TrainMethod):
         low_res = 4 * int(self.model.prompt_encoder.image_embedding_size[0])
 
         def decode(index, coords, labels, mask_input):
-            return self._decode(emb[index], frame_points(coords, frame), labels, mask_input)
+            return self._decode(batch.features_at(index, emb[index]), frame_points(coords, frame), labels, mask_input)
 
         clicks, prev_sam, _ = simulate_iterative_clicks(
             decode, batch.target_grid(low_res), counts, batch.rng, float(opts["click_ratio"])
@@ -144,7 +144,7 @@ class SamRefTraining(TrainMethod):
             idx = torch.nonzero(counts == count).flatten()
             coords, labels = clicks.coords[idx, :count], clicks.labels[idx, :count]
             prev_logits = prev_sam[idx] if prev_sam is not None and count > 1 else None
-            sam_logits = self._decode(emb[idx], coords, labels, prev_logits)
+            sam_logits = self._decode(batch.features_at(idx, emb[idx]), coords, labels, prev_logits)
             sizes = [tuple(s) for s in batch.input_size[idx].tolist()]
             previous, previous_area = None, None
             if count > 1 and prev_logits is not None:

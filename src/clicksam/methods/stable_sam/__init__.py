@@ -17,6 +17,11 @@ from __future__ import annotations
 
 from clicksam.methods.registry import UNTRAINED_IDENTITY, MethodSpec, lazy_exports
 
+# The model families the plugin applies to: it needs the decoder's second two-way block and a square
+# grid of image tokens, which SAM's, HQ-SAM's and SAM 2's decoders share (SAM 2 keeps the single-mask
+# token after its object-score and IoU tokens; attach reads where).
+FAMILIES = ("sam", "sam2", "hq-sam")
+
 _PLUGIN = "clicksam.methods.stable_sam.plugin"
 _LAZY = {
     "DeformableSamplingPlugin": _PLUGIN,
@@ -37,6 +42,7 @@ SPEC = MethodSpec(
     order=10,
     attach=f"{_PLUGIN}:attach",
     training="clicksam.methods.stable_sam.training:StableSamTraining",
+    families=FAMILIES,
     untrained=UNTRAINED_IDENTITY,
     weights_hint="load a stable-sam method file (written by `clicksam train --method stable-sam`)",
     description="Stable-SAM: deformable sampling + dynamic routing in the decoder (ICLR 2025)",

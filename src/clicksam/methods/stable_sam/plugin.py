@@ -49,7 +49,7 @@ from torch import nn
 from clicksam.models.common import LayerNorm2d
 from clicksam.models.hooks import NO_HOOKS, DecoderHooks
 
-SINGLE_MASK_TOKEN = 1  # index of the single-mask output token among the decoder's tokens
+SINGLE_MASK_TOKEN = 1  # index of SAM's single-mask output token among the decoder's tokens (SAM 2's: 2)
 ROUTER_HIDDEN = 32
 
 
@@ -211,6 +211,8 @@ class StableSamPlugin(nn.Module):
         kernel_size: DSP's depthwise kernel (5).
         router_hidden: DRP's hidden width (32).
         initial_alpha1: DRP's α1 at initialisation (0.01).
+        single_mask_token: the index of the single-mask output token among the block's queries
+            (SAM, HQ-SAM: 1 after the IoU token; SAM 2: 2, after its object-score and IoU tokens).
 
     Example:
         >>> plugin = StableSamPlugin()
@@ -220,9 +222,10 @@ class StableSamPlugin(nn.Module):
     """
 
     def __init__(self, dim: int = 256, kernel_size: int = 5, router_hidden: int = ROUTER_HIDDEN,
-                 initial_alpha1: float = 0.01) -> None:
+                 initial_alpha1: float = 0.01, single_mask_token: int = SINGLE_MASK_TOKEN) -> None:
         super().__init__()
         self.dim = dim
+        self.single_mask_token = int(single_mask_token)
         self.dsp = DeformableSamplingPlugin(dim, kernel_size)
         self.drp = DynamicRoutingPlugin(dim, router_hidden, initial_alpha1)
         self.alpha_override: Optional[tuple[float, float]] = None
@@ -261,13 +264,13 @@ class StableSamPlugin(nn.Module):
         if c != self.dim or queries.shape[2] != self.dim:
             raise ValueError(f"Stable-SAM was built for width {self.dim}, got queries {tuple(queries.shape)} "
                              f"and keys {tuple(keys.shape)}")
-        if queries.shape[1] <= SINGLE_MASK_TOKEN:
+        if queries.shape[1] <= self.single_mask_token:
             raise ValueError(f"queries must hold SAM's output tokens (IoU, mask tokens, ...), got {queries.shape[1]} tokens")
         side = grid_side(n)
         deformed_tokens, offsets = self.dsp(keys, side)
         deformed_tokens = deformed_tokens.to(keys.dtype)
         if self.alpha_override is None:
-            alpha = self.drp(queries[:, SINGLE_MASK_TOKEN])
+            alpha = self.drp(queries[:, self.single_mask_token])
             # x + α1·(d − x) = α1·d + α2·x since α2 = 1 − α1; exactly x when d == x
             features = torch.lerp(keys, deformed_tokens, alpha[:, :1, None].to(keys.dtype))
         else:
@@ -296,13 +299,15 @@ def decoder_hooks(plugin: StableSamPlugin, hooks: DecoderHooks = NO_HOOKS) -> De
 
 def attach(model: nn.Module, initial_alpha1: float = 0.01) -> StableSamPlugin:
     """Attach an untrained :class:`StableSamPlugin` at ``model.stable_sam`` (on the model's
-    device, eval mode) and return it. Its width follows the model's mask decoder."""
+    device, eval mode) and return it. Its width and the position of the single-mask token follow
+    the model's mask decoder (SAM's, HQ-SAM's or SAM 2's: the same two-way blocks)."""
     decoder = getattr(model, "mask_decoder", None)
     if decoder is None:
         raise ValueError("attach(model) needs a SAM model with a mask_decoder")
     device = next(model.parameters()).device
     with torch.device(device):
-        plugin = StableSamPlugin(decoder.transformer_dim, initial_alpha1=initial_alpha1)
+        plugin = StableSamPlugin(decoder.transformer_dim, initial_alpha1=initial_alpha1,
+                                 single_mask_token=decoder.single_mask_token_index)
     plugin.eval()
     model.add_module("stable_sam", plugin)
     return plugin

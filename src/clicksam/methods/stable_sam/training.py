@@ -132,7 +132,7 @@ class StableSamTraining(TrainMethod):
         alpha1 = torch.zeros(batch.size, device=emb.device)
         hooks = decoder_hooks(self.plugin)
         for idx, prompt in groups:
-            out = self.model.decode(emb[idx], multimask_output=False, hooks=hooks, **prompt)
+            out = self.model.decode(batch.features_at(idx, emb[idx]), multimask_output=False, hooks=hooks, **prompt)
             logits, t = out.low_res_logits, target[idx]
             b_loss, d_loss = losses.bce_loss(logits, t), losses.dice_loss(logits, t)
             loss = b_loss + float(self.options["dice_weight"]) * d_loss

@@ -36,7 +36,19 @@ export const api = {
   info: () => request("GET", "/api/info"),
   images: () => request("GET", "/api/images"),
   annotation: (image) => request("GET", `/api/annotation?name=${q(image)}`),
-  imageUrl: (image) => `/api/image?name=${q(image)}`,
+  /** The display copy; `version` (from the annotation) lets the browser keep it. */
+  imageUrl: (image, version) => `/api/image?name=${q(image)}&v=${q(version)}`,
+  tileUrl: (image, version, level, col, row) => `/api/tile?name=${q(image)}&v=${q(version)}&level=${level}&col=${col}&row=${row}`,
+  /** An export file: {blob, skipped (corrupt annotation files left out)}. */
+  exportFile: async (path) => {
+    const response = await fetch(path);
+    if (!response.ok) {
+      let detail = response.statusText;
+      try { detail = (await response.json()).detail || detail; } catch (_) { /* not JSON */ }
+      throw new ApiError(response.status, detail);
+    }
+    return { blob: await response.blob(), skipped: Number(response.headers.get("X-Clicksam-Skipped") || 0) };
+  },
   open: (image) => request("POST", "/api/open", { image }),
   review: (image, review) => serial(() => request("POST", "/api/review", { image, review })),
   newObject: (image, classId, method) => serial(() => request("POST", "/api/objects", { image, class: classId ?? undefined, method })),

@@ -2,6 +2,7 @@
 // undo/redo, classes, display options, zoom and pan, keyboard shortcuts.
 import { api } from "./api.js";
 import { loadClasses, wireClassForm } from "./classes.js";
+import { wireExports } from "./exports.js";
 import { listedImages, nextToDo, noteReview, renderImages } from "./images.js";
 import { renderObjects, renderSelected } from "./objects.js";
 import { wirePointer } from "./pointer.js";
@@ -9,6 +10,7 @@ import { $, REVIEW_NAMES, colourOf, isVisible, message, selectedObject, state } 
 import { View } from "./view.js";
 
 const view = new View($("view"));
+view.onTile = () => redraw();
 let revision = 0; // stamps every object view received, so the mask layers know what changed
 let frame = 0;
 
@@ -57,7 +59,7 @@ function renderProgress(progress) {
   const waiting = ["new", "queued", "encoding"].includes(state.status);
   $("banner").hidden = !waiting;
   if (waiting) $("banner").textContent = `Encoding this image (${state.status})… clicks wait for it; the brush works now`;
-  if (state.status === "failed") message("encoding this image failed; open it again to retry", true);
+  if (state.status === "failed") message(state.failure || "encoding this image failed; open it again to retry", true);
 }
 
 async function poll() {
@@ -89,9 +91,21 @@ async function openImage(name) {
   state.current = name;
   history.replaceState(null, "", `${location.pathname}${location.search}#image=${encodeURIComponent(name)}`);
   $("image-name").textContent = name;
+  // nothing of the previous image stays on screen while this one loads, or if it cannot be read
+  Object.assign(state, { objects: [], selected: null, canUndo: false, canRedo: false, failure: "" });
+  view.setImage(null);
   renderImages(imageHandlers);
-  api.open(name).catch((err) => message(err.message, true));
-  const [annotation, img] = await Promise.all([api.annotation(name), loadImage(api.imageUrl(name))]);
+  renderAll();
+  api.open(name).catch((err) => failed(name, err.message));
+  let annotation;
+  let img;
+  try {
+    annotation = await api.annotation(name);
+    img = await loadImage(api.imageUrl(name, annotation.version));
+  } catch (err) {
+    failed(name, err.message);
+    return;
+  }
   if (state.current !== name) return; // the user moved on meanwhile
   state.width = annotation.width;
   state.height = annotation.height;
@@ -99,17 +113,29 @@ async function openImage(name) {
   state.objects = annotation.objects.map((o) => ({ ...o, rev: ++revision }));
   state.selected = state.objects.length ? state.objects[state.objects.length - 1].id : null;
   takeImageState(annotation);
-  view.setImage(img);
+  const tiles = { ...annotation.tiles, url: (level, col, row) => api.tileUrl(name, annotation.version, level, col, row) };
+  view.setImage(img, annotation.width, annotation.height, tiles);
   renderAll();
   if (!state.pending) $("save-state").textContent = "all changes saved";
   message(state.objects.length ? `${state.objects.length} object(s) restored` : "click on an object to segment it");
+}
+
+/** An image that cannot be opened: the canvas and the object list stay empty, the list marks it. */
+function failed(name, reason) {
+  if (state.current !== name) return;
+  const image = state.images.find((i) => i.name === name);
+  if (image) image.status = "failed";
+  state.status = "failed";
+  state.failure = `cannot open ${name}: ${reason}`;
+  renderImages(imageHandlers);
+  message(state.failure, true);
 }
 
 function loadImage(url) {
   return new Promise((resolve, reject) => {
     const img = new Image();
     img.onload = () => resolve(img);
-    img.onerror = () => reject(new Error(`cannot load ${url}`));
+    img.onerror = () => reject(new Error("the browser cannot show the image"));
     img.src = url;
   });
 }
@@ -347,6 +373,7 @@ $("reset").addEventListener("click", () => {
   if (obj) change(() => api.reset(state.current, obj.id)).then((a) => a && message(`object #${obj.id} cleared; Ctrl+Z brings it back`));
 });
 $("delete").addEventListener("click", KEYS.delete);
+wireExports();
 $("opacity").addEventListener("input", () => setOpacity(Number($("opacity").value)));
 $("outline").addEventListener("change", () => { view.outline = $("outline").checked; render(); });
 $("show-prompts").addEventListener("change", () => { view.showPrompts = $("show-prompts").checked; render(); });

@@ -9,6 +9,7 @@ export const state = {
   filter: "all", // review state shown in the image list, or "all"
   current: null, // image name
   status: "new", // encoding status of the current image
+  failure: "", // why the current image cannot be opened, or ""
   review: "todo",
   width: 0,
   height: 0,

@@ -1,6 +1,8 @@
-// Drawing on one canvas: the image, the masks of the visible objects (fill + outline, composed
-// at the image's full resolution and drawn pixel for pixel when zoomed in), the clicks, the box,
-// the rubber band, the brush stroke being drawn and the brush cursor.
+// Drawing on one canvas: the image (its display copy, and full-resolution tiles when zoomed in past
+// it), the masks of the visible objects (fill + outline, composed at the image's full resolution over
+// the objects' bounding box and drawn pixel for pixel when zoomed in), the clicks, the box, the rubber
+// band, the brush stroke being drawn and the brush cursor. Coordinates are full-resolution image pixels.
+import { TileLayer } from "./tiles.js";
 import { Viewport } from "./viewport.js";
 
 /** Decode row-major runs {size: [h, w], counts: [bg, fg, bg, ...]} into a Uint8Array (1 = object). */
@@ -23,36 +25,66 @@ function imageCanvas(data, w, h) {
   return c;
 }
 
-/** Fill and outline layers of the masks (later objects over earlier ones), at image resolution. */
+/** The union of the objects' bounding boxes [x0, y0, x1, y1) in whole pixels (COCO bbox [x, y, w, h]). */
+function unionBox(objects, w, h) {
+  let [x0, y0, x1, y1] = [w, h, 0, 0];
+  for (const { bbox } of objects) {
+    if (!bbox || bbox[2] <= 0 || bbox[3] <= 0) continue;
+    x0 = Math.min(x0, Math.floor(bbox[0]));
+    y0 = Math.min(y0, Math.floor(bbox[1]));
+    x1 = Math.max(x1, Math.ceil(bbox[0] + bbox[2]));
+    y1 = Math.max(y1, Math.ceil(bbox[1] + bbox[3]));
+  }
+  return x1 > x0 && y1 > y0 ? [x0, y0, Math.min(x1, w), Math.min(y1, h)] : null;
+}
+
+/** Fill and outline layers of the masks (later objects over earlier ones), at image resolution over
+ * the objects' bounding box (so a large image costs what its objects cover); null when all are empty. */
 function composeMasks(objects, w, h, colourOf, selectedId) {
-  const owner = new Uint16Array(w * h); // 1 + index into objects, 0 = none
+  const area = unionBox(objects, w, h);
+  if (!area) return null;
+  const [bx, by] = area;
+  const bw = area[2] - bx;
+  const bh = area[3] - by;
+  const owner = new Uint16Array(bw * bh); // 1 + index into objects, 0 = none
   objects.forEach((obj, index) => {
     let pos = 0;
     obj.mask.counts.forEach((n, i) => {
-      if (i % 2 === 1) owner.fill(index + 1, pos, pos + n);
+      if (i % 2 === 1) {
+        for (let start = pos; start < pos + n;) { // a run may span rows: one row at a time
+          const y = Math.floor(start / w);
+          const x = start - y * w;
+          const length = Math.min(pos + n - start, w - x);
+          const lo = Math.max(x, bx);
+          const hi = Math.min(x + length, bx + bw);
+          if (y >= by && y < by + bh && hi > lo) owner.fill(index + 1, (y - by) * bw + lo - bx, (y - by) * bw + hi - bx);
+          start += length;
+        }
+      }
       pos += n;
     });
   });
-  const fill = new ImageData(w, h);
-  const edge = new ImageData(w, h);
+  const fill = new ImageData(bw, bh);
+  const edge = new ImageData(bw, bh);
   const colours = objects.map(colourOf);
   const alphas = objects.map((o) => (o.id === selectedId ? 255 : 170));
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      const i = y * w + x;
+  for (let y = 0; y < bh; y++) {
+    for (let x = 0; x < bw; x++) {
+      const i = y * bw + x;
       const k = owner[i];
       if (!k) continue;
       const [r, g, b] = colours[k - 1];
       const p = i * 4;
       fill.data[p] = r; fill.data[p + 1] = g; fill.data[p + 2] = b; fill.data[p + 3] = alphas[k - 1];
-      const border = x === 0 || y === 0 || x === w - 1 || y === h - 1 ||
-        owner[i - 1] !== k || owner[i + 1] !== k || owner[i - w] !== k || owner[i + w] !== k;
+      // outside the box nothing is covered: its edge pixels are borders
+      const border = x === 0 || y === 0 || x === bw - 1 || y === bh - 1 ||
+        owner[i - 1] !== k || owner[i + 1] !== k || owner[i - bw] !== k || owner[i + bw] !== k;
       if (border) {
         edge.data[p] = r; edge.data[p + 1] = g; edge.data[p + 2] = b; edge.data[p + 3] = 255;
       }
     }
   }
-  return { fill: imageCanvas(fill, w, h), edge: imageCanvas(edge, w, h) };
+  return { x: bx, y: by, fill: imageCanvas(fill, bw, bh), edge: imageCanvas(edge, bw, bh) };
 }
 
 export class View {
@@ -60,7 +92,11 @@ export class View {
     this.canvas = canvas;
     this.ctx = canvas.getContext("2d");
     this.viewport = new Viewport();
-    this.image = null;
+    this.image = null; // the display copy (an <img>), drawn over width x height image pixels
+    this.width = 0;
+    this.height = 0;
+    this.tiles = new TileLayer(() => this.onTile());
+    this.onTile = () => {}; // set by the page: redraw when a tile arrives
     this.masks = null; // {key, fill, edge}
     this.opacity = 0.5;
     this.outline = true;
@@ -88,11 +124,16 @@ export class View {
   }
 
   fit() {
-    if (this.image) this.viewport.fit(this.image.naturalWidth, this.image.naturalHeight, this.cssWidth, this.cssHeight);
+    if (this.image) this.viewport.fit(this.width, this.height, this.cssWidth, this.cssHeight);
   }
 
-  setImage(img) {
+  /** Show `img` (the display copy, or null for nothing) as an image of `width` x `height` pixels;
+   * `tiles`: {size, levels, url(level, col, row)} of its full-resolution tiles. */
+  setImage(img, width = 0, height = 0, tiles = null) {
     this.image = img;
+    this.width = img ? width : 0;
+    this.height = img ? height : 0;
+    this.tiles.setSource(img && tiles ? { ...tiles, width, height, displayWidth: img.naturalWidth } : null);
     this.masks = null;
     this.resize();
     this.fit();
@@ -109,8 +150,8 @@ export class View {
     if (!this.image) return null;
     const s = this.screenPoint(event);
     const p = this.viewport.toImage(s.x, s.y);
-    const w = this.image.naturalWidth;
-    const h = this.image.naturalHeight;
+    const w = this.width;
+    const h = this.height;
     if (clamp) return { x: Math.min(Math.max(p.x, 0), w - 0.001), y: Math.min(Math.max(p.y, 0), h - 0.001) };
     return p.x < 0 || p.y < 0 || p.x >= w || p.y >= h ? null : p;
   }
@@ -122,21 +163,29 @@ export class View {
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, canvas.width, canvas.height);
     if (!this.image) return;
-    const w = this.image.naturalWidth;
-    const h = this.image.naturalHeight;
+    const w = this.width;
+    const h = this.height;
     ctx.setTransform(dpr * vp.scale, 0, 0, dpr * vp.scale, dpr * vp.x, dpr * vp.y);
-    ctx.imageSmoothingEnabled = vp.scale < 1; // zoomed in: one image pixel is a crisp square
-    ctx.drawImage(this.image, 0, 0);
+    // a display copy smaller than the image is smoothed; a full-size one is a crisp square per pixel zoomed in
+    ctx.imageSmoothingEnabled = vp.scale < 1 || this.image.naturalWidth < w;
+    ctx.drawImage(this.image, 0, 0, w, h);
+    const level = this.tiles.level(dpr * vp.scale);
+    if (level >= 0) {
+      const a = vp.toImage(0, 0);
+      const b = vp.toImage(this.cssWidth, this.cssHeight);
+      ctx.imageSmoothingEnabled = vp.scale < 1;
+      this.tiles.draw(ctx, level, a.x, a.y, b.x, b.y);
+    }
     const shown = objects.filter((o) => o.mask);
     if (!this.masks || this.masks.key !== key) {
-      this.masks = shown.length ? { key, ...composeMasks(shown, w, h, colourOf, selectedId) } : { key };
+      this.masks = { key, ...composeMasks(shown, w, h, colourOf, selectedId) };
     }
     if (this.masks.fill) {
       ctx.imageSmoothingEnabled = false;
       ctx.globalAlpha = this.opacity;
-      ctx.drawImage(this.masks.fill, 0, 0);
+      ctx.drawImage(this.masks.fill, this.masks.x, this.masks.y);
       ctx.globalAlpha = 1;
-      if (this.outline) ctx.drawImage(this.masks.edge, 0, 0);
+      if (this.outline) ctx.drawImage(this.masks.edge, this.masks.x, this.masks.y);
     }
     if (this.stroke) this.drawStroke(this.stroke, colourOf);
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0); // screen space from here on
