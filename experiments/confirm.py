@@ -14,6 +14,7 @@ from their last checkpoint, its evaluation rows already computed are read back).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import subprocess
@@ -296,7 +297,8 @@ def _across(stats: dict) -> str:
 
 def write_report(found: dict[str, Any], scale: Scale = CONFIRM) -> Path:
     """``results/<tag>/report.md`` and ``verdicts.json`` from the verdicts; returns the folder."""
-    lines = [f"# {'Confirmation runs' if scale == CONFIRM else f'Plan `{scale.tag}`'}: the pre-registered verdicts", "",
+    pre_registered = dataclasses.replace(scale, results=RESULTS) == CONFIRM  # wherever its results are read from
+    lines = [f"# {'Confirmation runs' if pre_registered else f'Plan `{scale.tag}`'}: the pre-registered verdicts", "",
              f"The rules pre-registered in `experiments/results/SMALL_SCALE.md` (\"Pre-registration\"); seeds "
              f"{list(scale.seeds)} of each method on one base (base seed 0), {scale.scenes} held-out scenes of family "
              f"{scale.family}. Per seed: the paired "

@@ -76,20 +76,49 @@ def test_committed_reports_rebuild_from_the_committed_results(tmp_path):
                 assert a.size == b.size and np.array_equal(np.asarray(a), np.asarray(b)), f"{folder}/{name}"
 
 
+def _confirmation_seeds() -> dict[str, list[int]]:
+    """The seeds of each experiment whose confirmation run is committed (``<script>/confirm/seedK``)."""
+    from experiments import confirm
+
+    return {script: [seed for seed in confirm.CONFIRM.seeds
+                     if (RESULTS / script / confirm.CONFIRM.tag / f"seed{seed}" / "results.json").is_file()]
+            for script in confirm.VERDICTS}
+
+
 @pytest.mark.slow
 def test_the_confirmation_verdicts_rebuild_from_the_committed_results(tmp_path):
-    """``experiments/results/confirm/report.md`` and ``verdicts.json`` are what ``confirm.py
-    report`` writes from the committed runs."""
+    """``confirm.py report`` on the committed confirmation runs: an experiment with every seed's run
+    gets its verdict, one with some seeds missing says "Incomplete" with the seeds it has (never a
+    verdict), and the committed ``experiments/results/confirm/report.md`` and ``verdicts.json`` are
+    byte for byte what it writes. Once every run is committed, the verdicts must be too."""
     import dataclasses
 
     from experiments import confirm
 
-    committed = RESULTS / "confirm"
-    if not (committed / "report.md").is_file():
-        pytest.skip("no confirmation verdicts committed yet")
+    seeds = _confirmation_seeds()
+    committed = RESULTS / confirm.CONFIRM.tag
+    if not any(seeds.values()) and not committed.exists():
+        pytest.skip("no confirmation run committed yet")
     copy = tmp_path / "results"
     shutil.copytree(RESULTS, copy)
+    shutil.rmtree(copy / confirm.CONFIRM.tag, ignore_errors=True)
     scale = dataclasses.replace(confirm.CONFIRM, results=copy)
-    out = confirm.write_report(confirm.verdicts(scale), scale)
-    for name in ("report.md", "verdicts.json"):
-        assert (out / name).read_bytes() == (committed / name).read_bytes(), name
+    found = confirm.verdicts(scale)
+    out = confirm.write_report(found, scale)
+    report = (out / "report.md").read_text()
+
+    assert report.startswith("# Confirmation runs: the pre-registered verdicts\n")
+    complete = {script: have == list(confirm.CONFIRM.seeds) for script, have in seeds.items()}
+    for script, have in seeds.items():
+        assert found[script]["seeds"] == have, script
+        assert (found[script].get("verdict") == "incomplete") != complete[script], script
+        if not complete[script]:
+            assert f"Incomplete: seeds {have} finished." in report, script
+    assert report.count("Incomplete: seeds") == sum(not done for done in complete.values())
+    assert report.count("**Verdict:") == sum(complete[s] for s in ("stable_sam_small", "focsam_small", "sam_ref_small"))
+    if committed.exists():
+        for name in ("report.md", "verdicts.json"):
+            assert (out / name).read_bytes() == (committed / name).read_bytes(), name
+    else:
+        assert not all(complete.values()), ("every confirmation run is committed: commit their verdicts "
+                                            "(experiments/confirm.py report writes experiments/results/confirm/)")

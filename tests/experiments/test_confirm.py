@@ -2,7 +2,10 @@
 combinations' additivity (``experiments/combinations.py``)."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,3 +101,38 @@ def test_the_confirmation_plan_is_the_pre_registered_one():
             shown += f" --out {job.out[:-1]}K`"
         assert shown.split(" --out")[0].rstrip("`") in text, shown
     assert "--test-family 3000\n--test-scenes 200" in text or "--test-family 3000 --test-scenes 200" in text
+
+
+def _save(results: Path, script: str, tag: str, seed: int, run: dict) -> None:
+    folder = results / script / tag / f"seed{seed}"
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps(run))
+
+
+def test_a_partial_plan_reports_incomplete_with_the_seeds_it_has(tmp_path):
+    """Every seed of SAM-REF, two of three of FocSAM, nothing else: SAM-REF gets its verdict, the
+    others say which seeds finished and give no verdict (in report.md and verdicts.json); a plan
+    of one seed never gives a verdict."""
+    scale = dataclasses.replace(confirm.CONFIRM, tag="partial", results=tmp_path)
+    rng = np.random.default_rng(4)
+    for seed in scale.seeds:
+        base = rng.uniform(0.3, 0.7, (40, 20))
+        _save(tmp_path, "sam_ref_small", scale.tag, seed,
+              {"results": {"sam": _click_row(base, 18.0, 0.40), "sam-ref": _click_row(base + 0.01, 17.5, 0.41)}})
+        if seed < 2:
+            _save(tmp_path, "focsam_small", scale.tag, seed,
+                  {"results": {row: _click_row(base + 0.01 * k) for k, row in
+                               enumerate(("sam", "decoder", "focsam, refiner off", "focsam"))}})
+    found = confirm.verdicts(scale)
+    assert found["sam_ref_small"]["confirmed"] and found["sam_ref_small"]["seeds"] == [0, 1, 2]
+    for script, have in (("focsam_small", [0, 1]), ("stable_sam_small", []), ("combinations", [])):
+        assert found[script] == {"seeds": have, "verdict": "incomplete"}, script
+    report = (confirm.write_report(found, scale) / "report.md").read_text()
+    assert report.startswith("# Plan `partial`: the pre-registered verdicts")
+    assert report.count("**Verdict:") == 1 and "**Verdict: confirmed.**" in report.split("## SAM-REF")[1]
+    assert "Incomplete: seeds [0, 1] finished." in report.split("## FocSAM")[1].split("## SAM-REF")[0]
+    assert report.count("Incomplete: seeds [] finished.") == 2
+    assert json.loads((tmp_path / "partial" / "verdicts.json").read_text()) == json.loads(json.dumps(found))
+
+    one_seed = dataclasses.replace(scale, seeds=(0,))
+    assert confirm.verdicts(one_seed)["sam_ref_small"] == {"seeds": [0], "verdict": "incomplete"}
