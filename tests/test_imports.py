@@ -108,7 +108,8 @@ def test_every_module_imports():
 def _command_layer(module: str) -> bool:
     """The command layer: the CLI, its sub-command handlers and the apps."""
     last = module.rsplit(".", 1)[-1]
-    return (module in ("clicksam.cli", "clicksam.__main__") or module.startswith(("clicksam.commands", "clicksam.server"))
+    return (module in ("clicksam.cli", "clicksam.__main__")
+            or module.startswith(("clicksam.commands", "clicksam.server", "clicksam.labelstudio"))
             or last == "cli" or last.endswith("_cli"))
 
 
