@@ -1,6 +1,6 @@
 """``experiments/gpu_scale.py`` (the confirmation plan at a larger scale, for one GPU) runs end to
 end at its tiny size on the CPU: every job of the plan (base, stage 1, each method for two seeds,
-the combinations), then the verdicts; ``report`` rebuilds them the same. So the GPU script, the
+the combinations), then ``report``'s verdicts, the same when written twice. So the GPU script, the
 driver and the verdicts cannot rot while no GPU is lent."""
 from __future__ import annotations
 
@@ -31,12 +31,17 @@ def test_the_plan_runs_at_its_tiny_size(tmp_path):
             saved = json.loads((tmp_path / "results" / script / "gpu" / f"seed{seed}" / "results.json").read_text())
             assert (saved["info"]["seed"], saved["info"]["test_family"]) == (seed, 4000)
             assert saved["args"]["patch"] == 8 and saved["args"]["device"] == "cpu"
-    report = (tmp_path / "results" / "gpu" / "report.md").read_text()
+    assert not (tmp_path / "results" / "gpu").exists()  # the driver runs the jobs; `report` gives the verdicts
+
+    reports = []
+    for _ in range(2):  # the verdicts come from the runs' results.json alone: a second report is the same
+        made = subprocess.run(cmd[:2] + ["report"] + cmd[3:], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert made.returncode == 0, made.stderr[-2000:]
+        reports.append((tmp_path / "results" / "gpu" / "report.md").read_text())
+    report = reports[0]
+    assert reports[1] == report and report in made.stdout
+    assert report.startswith("# Plan `gpu`: the pre-registered verdicts")
     assert report.count("**Verdict:") == 3 and "Incomplete" not in report and "| stable-sam+focsam+sam-ref |" in report
     verdicts = json.loads((tmp_path / "results" / "gpu" / "verdicts.json").read_text())
     assert verdicts["focsam_small"]["seeds"] == [0, 1]
-
-    again = subprocess.run(cmd[:2] + ["report"] + cmd[3:], cwd=ROOT, env=env, capture_output=True, text=True,
-                           timeout=300)
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert (tmp_path / "results" / "gpu" / "report.md").read_text() == report
