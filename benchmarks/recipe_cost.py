@@ -94,7 +94,7 @@ def decoder_call_ops() -> int:
     """Operator calls of one SAM decoder call (one click, multimask), the anchor's unit."""
     import torch
 
-    from clicksam.train.trainer import build_base_model
+    from clicksam.training.trainer import build_base_model
 
     model = build_base_model("tiny")
     embedding = torch.zeros(1, 256, 64, 64)
@@ -141,10 +141,10 @@ def step_costs(recipe: Path, steps: int, work: Path, max_batch: int) -> dict[str
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from clicksam.train.config import load_config
+    from clicksam.training.config import load_config
     from clicksam.train.readers import build_source
     from clicksam.train.store import build_embedding_store
-    from clicksam.train.trainer import Trainer, build_base_model
+    from clicksam.training.trainer import Trainer, build_base_model
 
     config = load_config(recipe)
     synthetic = {"type": "synthetic", "count": max(8, config.batch_size), "seed": 0}
@@ -202,7 +202,7 @@ def step_costs(recipe: Path, steps: int, work: Path, max_batch: int) -> dict[str
 
 def estimate(recipe: Path, counted: dict[str, Any], encoder: dict[str, tuple[int, int]], op_s: float) -> dict[str, Any]:
     """GPU hours and memory of the full recipe from the counts (see the module docstring)."""
-    from clicksam.train.config import load_config
+    from clicksam.training.config import load_config
 
     config = load_config(recipe)
     rate = encoder["vit_h"][0] / VIT_H_A100_S  # FLOP/s the published ViT-H time implies
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
-    from clicksam.train.config import load_config
+    from clicksam.training.config import load_config
 
     recipes = args.recipes or sorted((ROOT / "recipes").glob("*.json"))
     encoder = {name: encoder_flops(name) for name in ("vit_b", "vit_l", "vit_h")}

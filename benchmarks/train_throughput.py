@@ -38,11 +38,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from clicksam.train.config import config_from_dict
+    from clicksam.training.config import config_from_dict
     from clicksam.train.readers import build_source
-    from clicksam.train.run_files import read_metrics
+    from clicksam.training.run_files import read_metrics
     from clicksam.train.store import build_embedding_store
-    from clicksam.train.trainer import Trainer, build_base_model
+    from clicksam.training.trainer import Trainer, build_base_model
 
     dataset = {"type": "synthetic", "count": args.images, "seed": 0}
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)

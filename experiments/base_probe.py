@@ -5,7 +5,7 @@ For each scene of a family (``--family``, 1000 = held-out, 0 = training): the ti
 as SAM's best of three masks and with the single-mask token. Takes the base arguments of
 ``common.py`` (the same flags pick the same cached base) and trains it first if it is missing.
 
-    .venv/bin/python experiments/base_probe.py --base-minutes 35 --family 1000 --count 60
+    .venv/bin/python experiments/base_probe.py --family 3000 --count 60
 """
 from __future__ import annotations
 
@@ -46,11 +46,12 @@ def probe(model, family: int, count: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    common.add_common_arguments(parser, "unused", 0.0, 0)
+    common.add_common_arguments(parser, "unused", 0, 0)
     parser.add_argument("--family", type=int, default=common.TEST_SEED, help="scene family (0 = training scenes)")
     parser.add_argument("--count", type=int, default=60)
     args = parser.parse_args(argv)
-    model, info, _ = common.prepare(args)
+    ctx = common.prepare(args)
+    model, info = ctx.base, ctx.base_info
     with torch.inference_mode():
         result = probe(model, args.family, args.count)
     print(f"base ({info['steps']} steps), family {args.family}, {args.count} scenes: "

@@ -1,23 +1,23 @@
 """Small-scale evidence for FocSAM (issue 6) on synthetic scenes.
 
-1. The shared base (``experiments/common.py``): a tiny SAM at a 256-px frame trained from scratch
-   with SAM's prompt mix (BCE + Dice), trained once and cached under ``experiments/cache/``
-   (trained now when the cache file is missing).
-2. FocSAM's stage 1 (``--decoder-minutes``; 0 skips it): fine-tune the base's mask decoder with
-   the real ``decoder`` training method (simulated iterative clicks, NFL + point loss + IoU head),
-   image and prompt encoders frozen. FocSAM's refiner is trained against, and shipped with, this
-   decoder; its NFL-calibrated logits are what the stage-2 loss expects.
+1. The shared base (``common.py``, ``parts.context``): a small SAM trained from scratch by the
+   library's ``Trainer`` (``sam-scratch``), once, then found again.
+2. FocSAM's stage 1 (``--decoder-steps``; 0 skips it): fine-tune the base's mask decoder with the
+   library's ``decoder`` training method (simulated iterative clicks, NFL + point loss + IoU head),
+   encoders frozen. It is shared by every seed of the refiner (``--stage1-seed``).
 3. Stage 2: freeze it, attach a FocusRefiner scaled to the frame (embedding 16×16 at frame 256,
-   so 4×4-cell windows: the same 4×4 window grid as 16×16 windows on 64×64), and train it with
-   the real training method (``FocSamTraining.compute_loss``) on precomputed embeddings.
-4. On held-out scenes (another seed family), run the click protocol (SPEC §7.1, 20 clicks)
-   through ``InteractiveSession``: ``method="sam"`` on the base, ``"sam"`` on the stage-1 model
-   (row ``decoder``) and ``"focsam"`` (stage 1 + refiner), and report NoC@85/90, NoF@90 and the
-   mIoU@k curve, with paired per-scene differences.
+   so 4×4-cell windows: the same 4×4 window grid as 16×16 windows on 64×64), started at F_r = F
+   (``--refiner-init identity``; the paper's start is ``focsam``), and train it with
+   ``FocSamTraining`` through the ``Trainer`` on the base's embedding store (seed ``--seed``).
+4. On held-out scenes (``--test-family``), run the click protocol (SPEC §7.1, 20 clicks,
+   ``clicksam.eval``): ``sam`` on the base, ``sam`` on the stage-1 model (row ``decoder``),
+   ``focsam`` (stage 1 + refiner) and FocSAM's flow with the refiner made the identity, and report
+   NoC@85/90, NoF@90 and the mIoU@k curve, with paired per-scene differences.
 
-Writes ``report.md``, ``results.json`` and ``focsam_small.png`` under ``--out``.
+Writes ``report.md``, ``results.json`` and ``focsam_small.png`` under ``--out`` (a new folder:
+runs are never overwritten).
 
-    .venv/bin/python experiments/focsam_small.py
+    .venv/bin/python experiments/focsam_small.py --seed 0 --test-family 3000 --out experiments/results/focsam_small/confirm/seed0
 """
 from __future__ import annotations
 
@@ -31,16 +31,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+import evaluation  # noqa: E402
+import parts  # noqa: E402
 
 from clicksam.methods.focsam import FocusRefiner  # noqa: E402
-from clicksam.methods.focsam.training import FocSamTraining  # noqa: E402
-from clicksam.train.decoder import DecoderTraining  # noqa: E402
 
 METHODS = ("sam", "decoder", "focsam")  # rows: the base, the stage-1 decoder, stage 1 + refiner
 # A diagnostic row: FocSAM's own flow (the single-mask token from click 1, the coarse decode at click 2)
 # with the trained refiner made the identity (F_r = F), so it differs from `focsam` in the refiner alone;
 # the `decoder` row decodes as plain SAM does (best of three masks at click 1).
 REFINER_OFF = "focsam, refiner off"
+# the confirmation runs' budgets (SMALL_SCALE.md; session 5's run took 1826 and 4688 steps in 10 and 60 minutes)
+DECODER_STEPS, STEPS = 1826, 1200
 LABELS = {"sam": "SAM (base)", "decoder": "stage-1 decoder (FocSAM without the refiner)", "focsam": "FocSAM",
           REFINER_OFF: "FocSAM, refiner off (F_r = F)"}
 
@@ -108,7 +110,8 @@ AdamW lr {args['decoder_lr']}, weight decay 0.05), loss {info['dec_loss_span'][0
 training-batch IoU {info['dec_iou_span'][0]:.3f} → {info['dec_iou_span'][1]:.3f} (first/last 50 steps).
 """
     else:
-        stage1 = "\nThis run had no stage 1 (`--decoder-minutes 0`): the refiner trained against the base's decoder.\n"
+        flag = "--decoder-steps 0" if "decoder_steps" in args else "--decoder-minutes 0"
+        stage1 = f"\nThis run had no stage 1 (`{flag}`): the refiner trained against the base's decoder.\n"
     if REFINER_OFF in per_scene:
         off = results[REFINER_OFF]
         by_refiner_only = common.describe_difference(common.paired_difference(per_scene[REFINER_OFF][:, 1:].mean(1),
@@ -147,8 +150,8 @@ Synthetic scenes (`clicksam.train.synthetic`); FocSAM's FocusRefiner (depth {arg
 `{args.get('refiner_init', 'focsam')}`,
 {info['refiner_params']:,} parameters, window {info['window']} cells) trained on the frozen stage-1 model
 (the base itself when there is no stage 1) with `FocSamTraining.compute_loss` (refine step drawn as in SPEC §4, NFL + point loss, ≤ {args['max_clicks']}
-clicks). Held-out: {args['test_scenes']} scenes of family {common.TEST_SEED + int(args['seed'])} (training used
-family {common.TRAIN_SEED + int(args['seed'])}); 20 clicks with the standard clicker (SPEC §7.1) through
+clicks). Held-out: {args['test_scenes']} scenes of family {common.test_family(args)} (training used
+family {common.train_family(args)}); 20 clicks with the standard clicker (SPEC §7.1) through
 `InteractiveSession` (`sam` on the base; `sam` on the stage-1 model, row `decoder`; `focsam`; one image
 encoder, so the same embedding), IoU at the original image size.
 
@@ -160,7 +163,7 @@ encoder, so the same embedding), IoU at the original image size.
 
 {common.base_summary(saved['base_info'])}
 {stage1}
-{training}{args['threads']} CPU thread(s); evaluation took {info['eval_s']:.0f} s. Command: `{info['command']}`{earlier}"""
+{training}{common.seeds_line(args, info).lstrip()}{" " if "base_seed" in args else ""}{args['threads']} CPU thread(s); evaluation took {info['eval_s']:.0f} s. Command: `{info['command']}`{earlier}"""
     (out / "report.md").write_text(text)
 
 
@@ -172,105 +175,90 @@ def add_refiner(model: torch.nn.Module, depth: int) -> int:
     return window
 
 
-def evaluate_rows(base_model: torch.nn.Module, model: torch.nn.Module, seed: int, count: int,
-                  with_decoder: bool) -> dict:
-    """The click protocol for every row: ``sam`` on the base; on the trained model ``focsam``,
-    ``decoder`` (plain ``sam`` on the stage-1 decoder, when there is one) and the refiner-off row
-    (``focsam`` on a copy whose refiner is the identity)."""
-    results = common.click_protocol(base_model, ("sam",), seed, count)
-    tuned = common.click_protocol(model, ("sam", "focsam"), seed, count)
-    results["focsam"] = tuned["focsam"]
-    if with_decoder:
-        results["decoder"] = tuned["sam"]
+def stage1_part(ctx: parts.Context, steps: int, seed: int, lr: float, max_clicks: int) -> parts.Part:
+    """FocSAM's stage 1: the base's mask decoder fine-tuned by the ``decoder`` training method."""
+    grid = ctx.base.prompt_encoder.image_embedding_size[0]
+    return parts.train_part(ctx, "focsam-stage1", None, "decoder", lambda m: None, steps, seed, lr, 0.05,
+                            {"max_clicks": max_clicks, "click_map_size": 4 * grid}, ("mask_decoder.",), ["decoder"])
+
+
+def refiner_part(ctx: parts.Context, stage1: parts.Part | None, steps: int, seed: int, lr: float, depth: int,
+                 init: str, max_clicks: int) -> parts.Part:
+    """FocSAM's stage 2: a FocusRefiner of ``depth`` blocks, started as ``init`` says, trained on
+    the frozen stage-1 model (the base without stage 1)."""
+    grid = ctx.base.prompt_encoder.image_embedding_size[0]
+
+    def attach(model: torch.nn.Module) -> None:
+        add_refiner(model, depth)
+        if init == "identity":
+            identity_start(model.focus_refiner)
+
+    return parts.train_part(ctx, "focsam", stage1, "focsam", attach, steps, seed, lr, 0.05,
+                            {"max_clicks": max_clicks, "click_map_size": 4 * grid}, ("focus_refiner.",), ["focsam"],
+                            design={"depth": depth, "init": init})
+
+
+def refiner_off(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose refiner is the identity (F_r = F): FocSAM's flow without it."""
     off = copy.deepcopy(model)
     identity_start(off.focus_refiner)
-    results[REFINER_OFF] = common.click_protocol(off, ("focsam",), seed, count)["focsam"]
-    return results
+    off.focus_refiner.clicksam_trained = True
+    return off
 
 
-def reuse_trained(args, argv, base_model, base_info) -> int:
-    """``--reuse-trained``: evaluate again the stage-1 decoder and refiner that the last run kept
-    in the cache (``trained_focsam_small.pt``), without training; the report then points to the
-    run's own log for the training figures (``--training-log``)."""
-    path = common.CACHE / "trained_focsam_small.pt"
-    if not path.is_file():
-        raise SystemExit(f"no kept model at {path}: run the experiment first (it keeps the trained model there)")
-    model = copy.deepcopy(base_model)
-    window = add_refiner(model, args.refiner_depth)
-    model.load_state_dict(torch.load(path, map_location="cpu"))  # strict: the same depth and frame
-    model.eval()
-    model.focus_refiner.clicksam_trained = True
-    test_seed = common.TEST_SEED + args.seed
-    trained = {"steps": 0, "seconds": 0.0, "loss": [], "metrics": []}
-
-    def evaluate() -> dict:
-        return evaluate_rows(base_model, model, test_seed, args.test_scenes, with_decoder=True)
-
-    def details() -> dict:
-        return {"window": window, "refiner_params": sum(p.numel() for p in model.focus_refiner.parameters()),
-                "reused_trained": f"experiments/cache/{path.name}", "training_log": args.training_log}
-
-    return common.conclude(args, argv, "focsam_small.py", "refiner (kept)", "ref", trained, base_info, evaluate,
-                           details, plot, write_report)
+def evaluate_rows(base_model: torch.nn.Module, stage1: torch.nn.Module | None, model: torch.nn.Module, family: int,
+                  count: int) -> dict:
+    """The click protocol for every row: ``sam`` on the base; ``decoder`` (plain ``sam`` on the
+    stage-1 decoder, when there is one); ``focsam``; the refiner-off row."""
+    rows = {"sam": (base_model, "sam"), "focsam": (model, "focsam"), REFINER_OFF: (refiner_off(model), "focsam")}
+    if stage1 is not None:
+        rows["decoder"] = (stage1, "sam")
+    return evaluation.click_rows(rows, family, count)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    common.add_common_arguments(parser, "focsam_small", method_minutes=8.0, test_scenes=30)
+    common.add_common_arguments(parser, "focsam_small", method_steps=STEPS, test_scenes=200)
     parser.add_argument("--ref-lr", type=float, default=3e-4)
-    parser.add_argument("--decoder-minutes", type=float, default=10.0,
+    parser.add_argument("--decoder-steps", type=int, default=DECODER_STEPS,
                         help="FocSAM's stage 1 (fine-tune the decoder with NFL); 0 skips it")
     parser.add_argument("--decoder-lr", type=float, default=1e-4)
-    parser.add_argument("--refiner-depth", type=int, default=6, help="FocSAM uses 12; halved for the CPU budget")
+    parser.add_argument("--stage1-seed", type=int, default=0, help="the stage-1 run's seed (shared by the refiner's seeds)")
+    parser.add_argument("--refiner-depth", type=int, default=2, help="FocSAM uses 12; 2 for the CPU budget")
     parser.add_argument("--max-clicks", type=int, default=10)
     parser.add_argument("--refiner-init", choices=("identity", "focsam"), default="identity",
                         help="identity: start at F_r = F (see identity_start); focsam: the paper's init")
-    parser.add_argument("--reuse-trained", action="store_true",
-                        help="no training: evaluate the stage-1 decoder and refiner kept in the cache by the last run "
-                             "(same base flags and --refiner-depth)")
-    parser.add_argument("--training-log", default=None,
-                        help="with --reuse-trained: the path (relative to --out) of the training run's output, "
-                             "named in the report")
+    parser.add_argument("--keep-weights", action="store_true", help="copy the trained weights to experiments/models/")
     args = parser.parse_args(argv)
     if args.report_only:
         common.finish(args.out, None, plot, write_report)
         return 0
-    model, base_info, data = common.prepare(args)
-    if args.reuse_trained:
-        return reuse_trained(args, argv, model, base_info)
-    grid = model.prompt_encoder.image_embedding_size[0]
-    emb = common.precompute_embeddings(model, data)
-    base_model = copy.deepcopy(model)
-    stage1 = None
-    if args.decoder_minutes > 0:
-        decoder_method = DecoderTraining(model, {"max_clicks": args.max_clicks, "click_map_size": 4 * grid})
-        stage1 = common.train_method(decoder_method, data, emb, args.decoder_minutes, args.batch, args.decoder_lr,
-                                     args.seed, weight_decay=0.05)
-        print(f"decoder (stage 1): {stage1['steps']} steps, loss {common.loss_span(stage1['loss'])}", flush=True)
-    torch.manual_seed(args.seed)
-    window = add_refiner(model, args.refiner_depth)
-    if args.refiner_init == "identity":
-        identity_start(model.focus_refiner)
-    method = FocSamTraining(model, {"max_clicks": args.max_clicks, "click_map_size": 4 * grid})
-    trained = common.train_method(method, data, emb, args.method_minutes, args.batch, args.ref_lr, args.seed,
-                                  weight_decay=0.05)
-    model.focus_refiner.clicksam_trained = True
-    test_seed = common.TEST_SEED + args.seed
-
-    def evaluate() -> dict:
-        return evaluate_rows(base_model, model, test_seed, args.test_scenes, with_decoder=stage1 is not None)
+    ctx = common.prepare(args)
+    stage1 = (stage1_part(ctx, args.decoder_steps, args.stage1_seed, args.decoder_lr, args.max_clicks)
+              if args.decoder_steps > 0 else None)
+    refiner = refiner_part(ctx, stage1, args.method_steps, args.seed, args.ref_lr, args.refiner_depth,
+                           args.refiner_init, args.max_clicks)
+    model = refiner.model
+    trained = {"steps": refiner.info["steps"], "seconds": refiner.info["seconds"], "loss": refiner.info["loss"]}
 
     def details() -> dict:
-        info = {"window": window, "refiner_params": sum(p.numel() for p in model.focus_refiner.parameters()),
-                "ref_iou_span": [common.metric_tail(trained, "iou"), common.metric_tail(trained, "iou_base")]}
+        info = {"window": max(ctx.base.prompt_encoder.image_embedding_size[0] // 4, 2),
+                "refiner_params": sum(p.numel() for p in model.focus_refiner.parameters()),
+                "ref_iou_span": [refiner.info["tails"]["iou"], refiner.info["tails"]["iou_base"]],
+                "parts": {"base": ctx.base_name, **({"stage 1": stage1.name} if stage1 else {}),
+                          "refiner": refiner.name}}
         if stage1 is not None:
-            info.update(dec_steps=stage1["steps"], dec_s=stage1["seconds"], dec_loss_span=common.loss_span(stage1["loss"]),
-                        dec_iou_span=[float(np.mean([m["iou"] for m in stage1["metrics"][:50]])),
-                                      common.metric_tail(stage1, "iou")])
+            s1 = stage1.info
+            info.update(dec_steps=s1["steps"], dec_s=s1["seconds"], dec_loss_span=common.loss_span(s1["loss"]),
+                        dec_iou_span=[s1["heads"]["iou"], s1["tails"]["iou"]])
+        if args.reuse_trained:
+            info["reused_trained"] = "experiments/models/"
         return info
 
-    return common.conclude(args, argv, "focsam_small.py", "refiner", "ref", trained, base_info, evaluate, details,
-                           plot, write_report, trained_module=model)
+    return common.conclude(args, argv, "focsam_small.py", "refiner", "ref", trained, ctx.base_info,
+                           lambda: evaluate_rows(ctx.base, stage1.model if stage1 else None, model, args.test_family,
+                                                 args.test_scenes),
+                           details, plot, write_report)
 
 
 if __name__ == "__main__":

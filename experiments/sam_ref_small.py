@@ -1,18 +1,18 @@
 """Small-scale evidence for SAM-REF (issue 7) on synthetic objects with thin parts.
 
-1. The shared base (``experiments/common.py``): a tiny SAM at a 256-px frame trained from scratch
-   with SAM's prompt mix (iterative clicks included); trained once and cached under
-   ``experiments/cache/`` (trained now when the cache file is missing).
-2. Freeze it and train SAM-REF's refiners (GFR + LFR, scaled to the frame) with the real
-   training method (``SamRefTraining.compute_loss``, embeddings precomputed as in an embedding
-   store, images for the refiners' pixel input).
-3. On held-out scenes (another seed family), run the standard click protocol (SPEC §7.1, 20
-   clicks, ``clicksam.eval``) through ``InteractiveSession`` with ``method="sam"`` and
-   ``"sam-ref"`` on the same base and report NoC@85/90, 5-mIoU, mIoU@1 and boundary IoU.
+1. The shared base (``common.py``, ``parts.context``): a small SAM trained from scratch by the
+   library's ``Trainer`` (``sam-scratch``), once, then found again.
+2. Freeze it and train SAM-REF's refiners (GFR + LFR, scaled to the frame) with ``SamRefTraining``
+   through the ``Trainer`` (embeddings from the base's store, images for the refiners' pixel
+   input), for ``--method-steps`` steps with seed ``--seed``.
+3. On held-out scenes (``--test-family``), run the standard click protocol (SPEC §7.1, 20 clicks,
+   ``clicksam.eval``) with ``method="sam"`` and ``"sam-ref"`` on the same base, plus the same
+   refiners with the LFR's output zeroed, and report NoC@85/90, 5-mIoU, mIoU@1 and boundary IoU.
 
-Writes ``report.md``, ``results.json`` and ``sam_ref_small.png`` under ``--out``.
+Writes ``report.md``, ``results.json`` and ``sam_ref_small.png`` under ``--out`` (a new folder:
+runs are never overwritten).
 
-    .venv/bin/python experiments/sam_ref_small.py
+    .venv/bin/python experiments/sam_ref_small.py --seed 0 --test-family 3000 --out experiments/results/sam_ref_small/confirm/seed0
 """
 from __future__ import annotations
 
@@ -26,11 +26,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+import evaluation  # noqa: E402
+import parts  # noqa: E402
 
 from clicksam.methods.sam_ref import SamRefConfig, attach  # noqa: E402
-from clicksam.methods.sam_ref.training import SamRefTraining  # noqa: E402
 
 METHODS = ("sam", "sam-ref")
+STEPS = 1200  # the confirmation runs' budget (SMALL_SCALE.md; session 5's 30-minute run took 2931 steps)
 # A diagnostic row: the same trained refiners with the LFR's output layer zeroed, so its patch
 # equals its base (the GFR's mask, or the previous final mask where the selector picks it).
 NO_LFR = "sam-ref, LFR off"
@@ -146,7 +148,7 @@ mIoU at click 1 {paired_1}.
 Synthetic scenes (`clicksam.train.synthetic`, targets with rings, limbs and strokes); SAM-REF's refiners
 ({info['ref_params']:,} parameters, sizes scaled to the frame, LFR crop {patch}×{patch}) trained on the frozen base with
 `SamRefTraining.compute_loss`. Held-out: {args['test_scenes']} scenes of family
-{common.TEST_SEED + int(args['seed'])} (training used family {common.TRAIN_SEED + int(args['seed'])}); 20 clicks
+{common.test_family(args)} (training used family {common.train_family(args)}); 20 clicks
 with the standard clicker (SPEC §7.1) through `InteractiveSession` (`sam` vs `sam-ref`, same base and
 embedding), IoU and boundary IoU (dilation 0.02) at the original image size.
 
@@ -160,21 +162,29 @@ embedding), IoU and boundary IoU (dilation 0.02) at the original image size.
 
 Refiners: {info['ref_steps']} steps in {info['ref_s'] / 60:.1f} min (batch {args['batch']}, AdamW lr
 {args['ref_lr']}), loss {r_start:.3f} → {r_end:.3f} (mean of the first/last 50 steps); mask loss:
-{loss_text}; error maps: BCE.{train_ious}
+{loss_text}; error maps: BCE.{train_ious}{common.seeds_line(args, info)}
 {args['threads']} CPU thread(s); evaluation took {info['eval_s']:.0f} s. Command: `{info['command']}`{common.other_runs(out, {"lfr_reads_sam": "session 4, on session 3's base, `--mask-loss bce --lfr-patch 128`, 100 test scenes: the LFR read SAM's logits instead of the mask it corrects, and its patch loss had neither Dice nor the un-gated term", "replicate": "session 4: the command of `lfr_reads_sam/` run once before it (time-budgeted, so a slightly different number of steps; no LFR-off row)", "nfl_25min": "session 3: SPEC §5's NFL mask loss, LFR crop 64×64, 25-minute refiners", "before_click1_fix": "session 3, on its base: 40-minute refiners trained on single-mask SAM logits at click 1 while sessions give them SAM's best of three masks", "base_recipe3": "session 2: the recipe-3 base (15 min, no single-mask loss on lone clicks), 30 test scenes, 10-minute refiners; its `run_7min/` had 7 minutes"})}"""
     (out / "report.md").write_text(text)
 
 
-def evaluate(model: torch.nn.Module, seed: int, count: int) -> dict:
-    """The click protocol for ``sam`` and ``sam-ref``, plus the LFR-off diagnostic row."""
-    results = common.click_protocol(model, METHODS, seed, count)
-    results[NO_LFR] = common.click_protocol(without_lfr(model), ("sam-ref",), seed, count)["sam-ref"]
-    return results
+def refiner_part(ctx: parts.Context, on: parts.Part | None, steps: int, seed: int, lr: float, lfr_patch: int | None,
+                 options: dict) -> parts.Part:
+    """SAM-REF's refiners (sizes scaled to the frame) trained on ``on`` (None: the base)."""
+    frame = int(ctx.base.image_size)
+    kind = "sam-ref" if on is None else f"sam-ref-on-{on.name.split('-seed')[0]}"
+    return parts.train_part(ctx, kind, on, "sam-ref", lambda m: attach(m, frame_config(frame, lfr_patch)), steps, seed,
+                            lr, 0.01, options, ("sam_ref.",), ["sam-ref"], design={"lfr_patch": lfr_patch})
+
+
+def evaluate(base: torch.nn.Module, model: torch.nn.Module, family: int, count: int) -> dict:
+    """The click protocol for ``sam`` (the base) and ``sam-ref``, plus the LFR-off diagnostic row."""
+    return evaluation.click_rows({"sam": (base, "sam"), "sam-ref": (model, "sam-ref"),
+                                  NO_LFR: (without_lfr(model), "sam-ref")}, family, count)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    common.add_common_arguments(parser, "sam_ref_small", method_minutes=8.0, test_scenes=30)
+    common.add_common_arguments(parser, "sam_ref_small", method_steps=STEPS, test_scenes=200)
     parser.add_argument("--ref-lr", type=float, default=1e-3)
     parser.add_argument("--max-clicks", type=int, default=10)
     parser.add_argument("--mask-loss", choices=("nfl", "bce"), default="nfl",
@@ -186,24 +196,28 @@ def main(argv: list[str] | None = None) -> int:
                              "prediction (0: SPEC §5)")
     parser.add_argument("--lfr-patch", type=int, default=None,
                         help="side the LFR's crop is resized to (default: the paper's 256 scaled, frame // 4)")
+    parser.add_argument("--keep-weights", action="store_true", help="copy the trained weights to experiments/models/")
     args = parser.parse_args(argv)
     if args.report_only:
         common.finish(args.out, None, plot, write_report)
         return 0
-    model, base_info, data = common.prepare(args)
-    torch.manual_seed(args.seed)
-    attach(model, frame_config(args.frame, args.lfr_patch))
-    emb = common.precompute_embeddings(model, data)
-    trained = common.train_method(SamRefTraining(model, {"max_clicks": args.max_clicks, "mask_loss": args.mask_loss,
-                                                   "patch_dice": args.patch_dice, "patch_refined": args.patch_refined}), data, emb,
-                                  args.method_minutes, args.batch, args.ref_lr, args.seed, with_image=True)
-    model.sam_ref.clicksam_trained = True
+    ctx = common.prepare(args)
+    part = refiner_part(ctx, None, args.method_steps, args.seed, args.ref_lr, args.lfr_patch, training_options(args))
+    trained = {"steps": part.info["steps"], "seconds": part.info["seconds"], "loss": part.info["loss"]}
     return common.conclude(
-        args, argv, "sam_ref_small.py", "refiners", "ref", trained, base_info,
-        lambda: evaluate(model, common.TEST_SEED + args.seed, args.test_scenes),
-        lambda: {"ref_params": sum(p.numel() for p in model.sam_ref.parameters()),
-                 "train_iou_tail": {k: common.metric_tail(trained, k) for k in TRAIN_IOUS}},
-        plot, write_report, trained_module=model.sam_ref)
+        args, argv, "sam_ref_small.py", "refiners", "ref", trained, ctx.base_info,
+        lambda: evaluate(ctx.base, part.model, args.test_family, args.test_scenes),
+        lambda: {"ref_params": sum(p.numel() for p in part.model.sam_ref.parameters()),
+                 "train_iou_tail": {k: part.info["tails"][k] for k in TRAIN_IOUS},
+                 "parts": {"base": ctx.base_name, "sam-ref": part.name}},
+        plot, write_report)
+
+
+def training_options(args) -> dict:
+    """``SamRefTraining``'s options from the command line."""
+    return {"max_clicks": args.max_clicks, "mask_loss": args.mask_loss, "patch_dice": args.patch_dice,
+            "patch_refined": args.patch_refined}
+
 
 if __name__ == "__main__":
     sys.exit(main())

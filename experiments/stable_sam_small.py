@@ -1,25 +1,24 @@
 """Small-scale evidence for Stable-SAM (issue 5) on synthetic objects with thin parts and distractors.
 
-1. The shared base (``experiments/common.py``): a tiny SAM at a 256-px frame trained from scratch
-   with SAM's prompt mix, trained once and cached under ``experiments/cache/`` (trained now when
-   the cache file is missing).
-2. Freeze it and train only Stable-SAM's plugin with RTS (``StableSamTraining.compute_loss``:
-   clean boxes, noisy boxes with s = 0.5, 1-5 points; whole-object target; BCE + Dice) on
-   precomputed embeddings, as from an embedding store.
-3. On held-out scenes (another seed family), run Stable-SAM's prompt-robustness protocol
+1. The shared base (``common.py``, ``parts.context``): a small SAM trained from scratch by the
+   library's ``Trainer`` (``sam-scratch``), once, then found again (``experiments/cache/runs/``).
+2. Freeze it and train only Stable-SAM's plugin with RTS (``StableSamTraining``: clean boxes,
+   noisy boxes with s = 0.5, 1-5 points; whole-object target; BCE + Dice) through the ``Trainer``
+   on the base's embedding store, for ``--method-steps`` steps with seed ``--seed``.
+3. On held-out scenes (``--test-family``), run Stable-SAM's prompt-robustness protocol
    (``clicksam.eval.prompts.evaluate_prompts``: noisy box with noise 0.4, 1 point, 3 points, GT
    box) through ``SamSegmenter`` with ``method="sam"`` and ``"stable-sam"`` on the same base;
    report mIoU, boundary mIoU and stability per prompt type.
 
-Writes ``report.md``, ``results.json`` and ``stable_sam_small.png`` under ``--out``.
+Writes ``report.md``, ``results.json`` and ``stable_sam_small.png`` under ``--out`` (a new folder:
+runs are never overwritten).
 
-    .venv/bin/python experiments/stable_sam_small.py
+    .venv/bin/python experiments/stable_sam_small.py --seed 0 --test-family 3000 --out experiments/results/stable_sam_small/confirm/seed0
 """
 from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,45 +26,28 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+import evaluation  # noqa: E402
+import parts  # noqa: E402
 
-from clicksam import SamPredictor  # noqa: E402
-from clicksam.eval.prompts import evaluate_prompts  # noqa: E402
-from clicksam.eval.sam_segmenter import SamSegmenter  # noqa: E402
 from clicksam.methods.stable_sam import attach  # noqa: E402
-from clicksam.methods.stable_sam.training import StableSamTraining  # noqa: E402
-from clicksam.train.synthetic import make_scene  # noqa: E402
 
-PROMPT_TYPES = ("noisy_box", "point1", "point3", "gt_box")
+PROMPT_TYPES = evaluation.PROMPT_TYPES
 METHODS = ("sam", "stable-sam")
+STEPS = 3000  # the confirmation runs' budget (SMALL_SCALE.md; session 3's 25-minute run took 7274 steps)
 
 
-def evaluate(model, seed: int, count: int, num_prompts: int) -> dict[str, dict[str, dict[str, float]]]:
-    """The prompt protocol on held-out scenes for ``sam`` and ``stable-sam`` (same base)."""
-    predictor = SamPredictor(model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        segmenters = {m: SamSegmenter(predictor, m) for m in METHODS}
-    rows: dict[str, dict[str, list]] = {m: {t: [] for t in PROMPT_TYPES} for m in segmenters}
-    for i in range(count):
-        scene = make_scene(seed, i)
-        predictor.set_image(scene.image)
-        gt = scene.mask.astype(np.int64)
-        for method, segmenter in segmenters.items():
-            entry = evaluate_prompts(segmenter, gt, f"scene{i}", PROMPT_TYPES, num_prompts, 0.4, seed, keep_prompts=False)
-            for t in PROMPT_TYPES:
-                rows[method][t].append(entry["prompts"][t])
-    summary: dict[str, dict[str, dict[str, float]]] = {}
-    for method, per_type in rows.items():
-        summary[method] = {}
-        for t, entries in per_type.items():
-            stab = [e["stability"] for e in entries if e["stability"] is not None]
-            summary[method][t] = {
-                "miou": float(np.mean([np.mean(e["ious"]) for e in entries])),
-                "per_scene_miou": [float(np.mean(e["ious"])) for e in entries],
-                "boundary_miou": float(np.mean([np.mean(e["boundary_ious"]) for e in entries])),
-                "stability": float(np.mean(stab)) if stab else float("nan"),
-            }
-    return summary
+def plugin_part(ctx: parts.Context, on: parts.Part | None, steps: int, seed: int, lr: float) -> parts.Part:
+    """Stable-SAM's plugin trained with RTS on ``on`` (None: the base)."""
+    kind = "stable-sam" if on is None else f"stable-sam-on-{on.name.split('-seed')[0]}"
+    return parts.train_part(ctx, kind, on, "stable-sam", attach, steps, seed, lr, 0.01, {}, ("stable_sam.",),
+                            ["stable-sam"])
+
+
+def evaluate(base: torch.nn.Module, model: torch.nn.Module, family: int, count: int,
+             num_prompts: int) -> dict[str, dict[str, dict[str, float]]]:
+    """The prompt protocol on held-out scenes: ``sam`` on the base, ``stable-sam`` with the plugin."""
+    return {"sam": evaluation.prompt_row(base, "sam", family, count, num_prompts),
+            "stable-sam": evaluation.prompt_row(model, "stable-sam", family, count, num_prompts)}
 
 
 def plot(out: Path, results: dict, base_hist: list[float], method_hist: list[float]) -> None:
@@ -115,6 +97,9 @@ def write_report(out: Path, saved: dict) -> None:
         verdict = (f"**Verdict: not reproduced at this scale.** Noisy box {gains['noisy_box']:+.3f}, 1 point "
                    f"{gains['point1']:+.3f}, GT box {gains['gt_box']:+.3f} mIoU over the frozen base.")
     p_start, p_end = common.loss_span(saved["method_loss"])
+    alpha = ("α1 (weight of the deformed features; training batches, last 50 steps)" if "base_seed" in args
+             else "final α1 (weight\nof the deformed features)")
+    seeds = common.seeds_line(args, info)
     text = f"""# Stable-SAM small-scale experiment
 
 {verdict}
@@ -122,7 +107,7 @@ def write_report(out: Path, saved: dict) -> None:
 Synthetic scenes (`clicksam.train.synthetic`: targets with rings, limbs and strokes, distractors
 touching them). Stable-SAM's plugin ({info['plugin_params']:,} parameters) trained with RTS
 (`StableSamTraining.compute_loss`) on the frozen base. Held-out: {args['test_scenes']} scenes of family
-{common.TEST_SEED + int(args['seed'])} (training used family {common.TRAIN_SEED + int(args['seed'])}),
+{common.test_family(args)} (training used family {common.train_family(args)}),
 {args['num_prompts']} prompts per object and type (`clicksam.eval.prompts.evaluate_prompts`, box noise 0.4),
 IoU at the original image size, through `SamSegmenter` (`sam` vs `stable-sam`, same base and embedding).
 
@@ -135,9 +120,8 @@ IoU at the original image size, through `SamSegmenter` (`sam` vs `stable-sam`, s
 {common.base_summary(saved['base_info'])}
 
 Plugin: {info['plugin_steps']} steps in {info['plugin_s'] / 60:.1f} min (batch {args['batch']}, AdamW lr
-{args['plugin_lr']}), loss {p_start:.3f} → {p_end:.3f} (mean of the first/last 50 steps), final α1 (weight
-of the deformed features) {info['alpha1']:.3f}. {args['threads']} CPU thread(s); evaluation took
-{info['eval_s']:.0f} s. A small, time-budgeted CPU run: read the direction of the differences more than
+{args['plugin_lr']}), loss {p_start:.3f} → {p_end:.3f} (mean of the first/last 50 steps), {alpha} {info['alpha1']:.3f}.{seeds} {args['threads']} CPU thread(s); evaluation took
+{info['eval_s']:.0f} s. A small, {"step" if "base_seed" in args else "time"}-budgeted CPU run: read the direction of the differences more than
 their size. Command: `{info['command']}`
 {common.other_runs(out, {"run_40min": "the same base, a 40-minute plugin run evaluated before per-scene values were kept (so without standard errors)", "base_recipe3": "session 2: the recipe-3 base (15 min, no single-mask loss on lone clicks), 30 test scenes, 6-minute plugin"})}"""
     (out / "report.md").write_text(text)
@@ -145,29 +129,28 @@ their size. Command: `{info['command']}`
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    common.add_common_arguments(parser, "stable_sam_small", method_minutes=6.0, test_scenes=30)
+    common.add_common_arguments(parser, "stable_sam_small", method_steps=STEPS, test_scenes=200)
     parser.add_argument("--num-prompts", type=int, default=10)
     parser.add_argument("--plugin-lr", type=float, default=1e-3)
+    parser.add_argument("--keep-weights", action="store_true", help="copy the trained weights to experiments/models/")
     args = parser.parse_args(argv)
     if args.report_only:
         common.finish(args.out, None, plot, write_report)
         return 0
-    model, base_info, data = common.prepare(args)
-    attach(model)
-    emb = common.precompute_embeddings(model, data)
-    trained = common.train_method(StableSamTraining(model), data, emb, args.method_minutes, args.batch,
-                                  args.plugin_lr, args.seed)
-    model.stable_sam.clicksam_trained = True
+    ctx = common.prepare(args)
+    part = plugin_part(ctx, None, args.method_steps, args.seed, args.plugin_lr)
+    trained = {"steps": part.info["steps"], "seconds": part.info["seconds"], "loss": part.info["loss"]}
 
-    def details() -> dict[str, float]:
-        alpha = model.stable_sam.last_alpha  # of the last evaluated prompt
-        return {"alpha1": float(alpha[:, 0].mean()) if alpha is not None else float("nan"),
-                "plugin_params": sum(p.numel() for p in model.stable_sam.parameters())}
+    def details() -> dict:
+        return {"alpha1": part.info["tails"].get("alpha1", float("nan")),
+                "plugin_params": sum(p.numel() for p in part.model.stable_sam.parameters()),
+                "parts": {"base": ctx.base_name, "stable-sam": part.name}}
 
     return common.conclude(
-        args, argv, "stable_sam_small.py", "plugin", "plugin", trained, base_info,
-        lambda: evaluate(model, common.TEST_SEED + args.seed, args.test_scenes, args.num_prompts),
-        details, plot, write_report, trained_module=model.stable_sam)
+        args, argv, "stable_sam_small.py", "plugin", "plugin", trained, ctx.base_info,
+        lambda: evaluate(ctx.base, part.model, args.test_family, args.test_scenes, args.num_prompts),
+        details, plot, write_report)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -103,3 +103,30 @@ def test_every_module_imports():
         except Exception as exc:  # noqa: BLE001
             failed.append(f"{name}: {type(exc).__name__}: {exc}")
     assert not failed, failed
+
+
+def _command_layer(module: str) -> bool:
+    """The command layer: the CLI, its sub-command handlers and the apps."""
+    last = module.rsplit(".", 1)[-1]
+    return (module in ("clicksam.cli", "clicksam.__main__")
+            or module.startswith(("clicksam.commands", "clicksam.server", "clicksam.labelstudio"))
+            or last == "cli" or last.endswith("_cli"))
+
+
+def test_no_library_module_imports_the_command_layer():
+    graph = import_graph(modules())
+    wrong = sorted(f"{m} -> {t}" for m, targets in graph.items() if not _command_layer(m)
+                   for t in targets if _command_layer(t))
+    assert not wrong, wrong
+
+
+def test_the_training_library_sits_below_build():
+    """``clicksam.train`` (data, store, prompts, losses, the TrainMethod interface) imports neither
+    the runner (``clicksam.training``) nor anything built on models (build, methods, engine, eval)."""
+    above = ("clicksam.training", "clicksam.build", "clicksam.checkpoint", "clicksam.methods", "clicksam.pipeline",
+             "clicksam.session", "clicksam.predictor", "clicksam.eval", "clicksam.onnx")
+    graph = import_graph(modules())
+    wrong = sorted(f"{m} -> {t}" for m, targets in graph.items() if m.startswith("clicksam.train.") or m == "clicksam.train"
+                   for t in targets if t.startswith(above))
+    assert not wrong, wrong
+    assert graph["clicksam.training.trainer"] >= {"clicksam.train.method", "clicksam.build"}  # the runner sits above

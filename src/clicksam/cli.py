@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("clicksam.commands.demo", "segment the example photos and write a gallery"),
     "eval": ("clicksam.eval.cli", "run the click-based or prompt-robustness evaluation"),
     "eval-report": ("clicksam.eval.report_cli", "combine several evaluation runs into one table and plot"),
-    "train": ("clicksam.train.cli", "train a method stage or SAM's decoder"),
+    "train": ("clicksam.commands.train", "train a method stage or SAM's decoder"),
     "export-onnx": ("clicksam.onnx.cli", "export the prompt encoder + decoder to ONNX"),
     "serve": ("clicksam.server.cli", "run the web annotator"),
     "export": ("clicksam.server.export_cli", "export saved annotations (coco, png, polygons)"),

@@ -83,7 +83,7 @@ def test_api_module_list_covers_the_packages_public_modules():
     for name in modules:
         importlib.import_module(name)
     for wanted in ("clicksam", "clicksam.build", "clicksam.predictor", "clicksam.session", "clicksam.methods",
-                   "clicksam.eval", "clicksam.train.config"):
+                   "clicksam.eval", "clicksam.training.config", "clicksam.training.trainer"):
         assert wanted in modules
 
 

@@ -71,7 +71,7 @@ def _stages_for(run_name: str) -> tuple[list[str], list[str]]:
 
 def _tiny_method_file(path: Path) -> None:
     from clicksam.checkpoint import save_method_file
-    from clicksam.train.trainer import build_base_model
+    from clicksam.training.trainer import build_base_model
 
     stages, prefixes = _stages_for(path.parent.name)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,8 @@ import torch
 from clicksam.lazy import resolve
 from clicksam.methods import attach_stage, get_spec, list_methods
 from clicksam.registry import get_config, get_family
-from clicksam.train.method import Batch, get_method
+from clicksam.train.method import Batch
+from clicksam.training.methods import get_method
 from clicksam.train.prompts import SampleRandom
 
 S = 256

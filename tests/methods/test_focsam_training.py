@@ -9,7 +9,8 @@ import torch
 
 from clicksam.methods.focsam.training import FocSamTraining, decode_grouped, truncated_geometric
 from clicksam.train import prompts
-from clicksam.train.method import Batch, get_method
+from clicksam.train.method import Batch
+from clicksam.training.methods import get_method
 from clicksam.train.prompts import SampleRandom
 
 

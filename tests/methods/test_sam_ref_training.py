@@ -7,7 +7,8 @@ import torch
 from clicksam import build_sam
 from clicksam.methods.sam_ref.training import (SamRefTraining, crop_target, error_target,
                                                normalised_images)
-from clicksam.train.method import Batch, get_method
+from clicksam.train.method import Batch
+from clicksam.training.methods import get_method
 from clicksam.train.prompts import SampleRandom
 
 S = 1024

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from clicksam.methods.stable_sam.training import CLEAN_BOX, NOISY_BOX, POINTS, StableSamTraining
-from clicksam.train.method import Batch, get_method
+from clicksam.train.method import Batch
+from clicksam.training.methods import get_method
 from clicksam.train.prompts import SampleRandom
 from clicksam.train.synthetic import make_scene
 from clicksam.transforms import ResizeLongestSide
@@ -107,8 +108,8 @@ def test_bad_options_are_refused():
 def test_trainer_writes_a_method_file_that_loads(tmp_path):
     from clicksam import build_sam
     from clicksam.checkpoint import read_method_file
-    from clicksam.train.config import config_from_dict
-    from clicksam.train.trainer import Trainer
+    from clicksam.training.config import config_from_dict
+    from clicksam.training.trainer import Trainer
 
     config = config_from_dict({
         "method": "stable-sam", "model": "tiny", "steps": 2, "batch_size": 2, "out_dir": str(tmp_path / "run"),

@@ -126,7 +126,8 @@ def test_spec_parts_resolve(name):
     for part in (spec.attach, spec.attach_from_metadata, spec.file_metadata):
         assert part is None or callable(resolve(part))
     if spec.training is not None:
-        from clicksam.train.method import TrainMethod, get_method
+        from clicksam.train.method import TrainMethod
+        from clicksam.training.methods import get_method
 
         assert issubclass(resolve(spec.training), TrainMethod) and get_method(name) is resolve(spec.training)
     for fmt in spec.checkpoint_formats:

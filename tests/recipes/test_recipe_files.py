@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from clicksam.train.config import load_config
+from clicksam.training.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "recipes"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from clicksam.cli import main
-from clicksam.train.config import load_config
+from clicksam.training.config import load_config
 
 from .layouts import build_workspace
 

@@ -14,7 +14,7 @@ def tiny_store(tmp_path_factory) -> Path:
     """An embedding store of 6 synthetic scenes for the ``tiny`` model (seed-0 weights)."""
     from clicksam.train.readers import build_source
     from clicksam.train.store import build_embedding_store
-    from clicksam.train.trainer import build_base_model
+    from clicksam.training.trainer import build_base_model
 
     out = tmp_path_factory.mktemp("store")
     model = build_base_model("tiny")

@@ -167,3 +167,46 @@ def test_global_batches_split_across_ranks_and_resume():
     assert len(epoch0) == 8  # no repeats within an epoch
     with pytest.raises(ValueError, match="divisible"):
         GlobalBatchSampler(10, 3, world_size=2)
+
+
+def test_rendered_synthetic_serves_the_scenes_drawn_once(tmp_path):
+    """``synthetic-rendered``: scenes drawn at the frame's size (the image as SAM resizes it, the
+    mask nearest-neighbour), the same from memory and from the cache files, and the dataset's
+    resize to that frame is the identity."""
+    import cv2
+
+    from clicksam.transforms import ResizeLongestSide
+
+    spec = {"type": "synthetic-rendered", "count": 3, "seed": 5, "render": 64}
+    memory = build_source(spec)
+    cached = build_source({**spec, "cache": str(tmp_path)})
+    assert len(list(tmp_path.glob("synthetic_v1_5_3_64_*.npy"))) == 3
+    again = build_source({**spec, "cache": str(tmp_path)})  # read back, memory-mapped
+    assert isinstance(again.images, np.memmap)
+    scene = make_scene(5, 2)
+    image = ResizeLongestSide(64).apply_image(scene.image)
+    h, w = image.shape[:2]
+    mask = cv2.resize(scene.mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    for source in (memory, cached, again):
+        raw = source.load_object(2, np.random.default_rng(0))
+        assert np.array_equal(raw.image, image) and np.array_equal(raw.mask, mask)
+        assert raw.image_key == "synthetic-5@64/000002" and source.image_keys()[2] == raw.image_key
+        assert np.array_equal(source.read_image(raw.image_key), image)
+    sample = ObjectDataset([again], image_size=64, min_area=1)[(0, 2)]
+    assert torch.equal(sample["target"][0, :h, :w], torch.from_numpy(mask.astype(np.int8)))
+    assert torch.equal(sample["image"][:, :h, :w], torch.from_numpy(image).permute(2, 0, 1))
+    parallel = build_source({**spec, "workers": 2})  # drawn by two processes: the same arrays
+    assert np.array_equal(parallel.images, memory.images) and np.array_equal(parallel.sizes, memory.sizes)
+    with pytest.raises(ValueError, match="count >= 1"):
+        build_source({**spec, "count": 0})
+
+
+def test_sample_random_subset_shares_the_streams():
+    from clicksam.train.prompts import SampleRandom
+
+    whole, reference = SampleRandom([3, 4, 5]), SampleRandom([3, 4, 5])
+    part = whole.subset([2, 0])
+    first = part.uniform(2)
+    expected = reference.uniform(2)
+    assert torch.equal(first, expected[[2, 0]])
+    assert torch.equal(whole.uniform()[[0, 2]], reference.uniform()[[0, 2]])  # the subset advanced samples 0 and 2

@@ -1,29 +1,15 @@
-"""Training: data readers, synthetic scenes, the embedding store, prompt simulation, losses and
-the shared trainer that every method plugs into.
+"""Training, the library part: what a training run is made of, below ``clicksam.build``.
 
 Modules (nothing heavy is imported here):
     readers / data / synthetic  training objects, resized to SAM's frame, deterministic per sample
-    store                       precomputed SAM embeddings (``clicksam embed --config``)
+                                (``RenderedSynthetic``: synthetic scenes rendered once, held in memory)
+    store                       precomputed image features (``clicksam embed --config``)
     prompts / distance          batched click, multi-point and box simulation (SPEC §3, §7.3)
     losses                      NFL, weighted NFL, BCE, Dice, soft IoU, IoU-head MSE, click-point loss
-    method                      the ``TrainMethod`` interface and registry (read its docstring to add one)
+    method                      the ``TrainMethod`` interface (read its docstring to add a method)
     decoder                     method ``decoder``: SAM mask-decoder fine-tuning (FocSAM stage 1)
-    trainer / run_files / config / cli   the loop, its files, its configuration, ``clicksam train``
 
-The training methods: ``decoder`` here, and each registered method whose spec names one
-(``MethodSpec.training``, see :mod:`clicksam.methods`); :func:`training_method_names` lists them.
+The runner that uses them (the ``Trainer``, its configuration and run files, the lookup of a
+training method by name) is :mod:`clicksam.training`; the command is ``clicksam train``
+(:mod:`clicksam.commands.train`). Nothing here imports either.
 """
-from __future__ import annotations
-
-# Training methods of this package that are not a method stage: name -> "module:Class".
-METHOD_MODULES: dict[str, str] = {
-    "decoder": "clicksam.train.decoder:DecoderTraining",
-}
-
-
-def training_method_names() -> list[str]:
-    """``decoder`` and the registered methods that have a training method (light: no torch)."""
-    from clicksam.methods import training_methods
-
-    return list(dict.fromkeys([*METHOD_MODULES, *training_methods()]))
-

@@ -23,7 +23,8 @@ logging, the method file). To add one::
 
 Then make the trainer find the class: name it in the method's spec
 (``MethodSpec(..., training="my_method.training:MyTraining")``, see :mod:`clicksam.methods`), or
-import the module before ``train()``.
+import the module (``@register_method`` adds it to ``METHODS``) before the run; the runner's
+:func:`clicksam.training.methods.get_method` looks in both places.
 
 ``trainable_prefixes`` / ``saved_prefixes`` name model attributes; ``"mask_decoder"`` means the
 model family's decoder (``model.decoder_attribute``: SAM 2's is ``sam_mask_decoder``), so a method
@@ -40,7 +41,6 @@ Rules a method must follow so that resumption is exact and DDP equals one proces
 from __future__ import annotations
 
 import abc
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
 
@@ -48,7 +48,6 @@ import torch
 from torch import nn
 
 from clicksam.models.sam import EMBEDDING
-from clicksam.train import METHOD_MODULES, training_method_names
 from clicksam.train.data import downsample_target
 from clicksam.train.prompts import SampleRandom
 
@@ -62,7 +61,8 @@ class Batch:
     """One process's share of a training step, on the training device.
 
     Attributes:
-        embedding: B×256×64×64 float32 image embeddings (frozen encoder).
+        embedding: B×256×64×64 float32 image embeddings (frozen encoder); None for a method that
+            trains the encoder (``trains_encoder``): it encodes ``image`` itself.
         target: B×1×S×S int8 object map in the model's S=1024 frame (1 / 0 / -1 ignore).
         input_size: B×2 long (h, w) of each resized image in the frame (top-left aligned).
         rng: per-sample random streams (see ``clicksam.train.prompts.SampleRandom``).
@@ -73,7 +73,7 @@ class Batch:
             name -> B×... float32; None or empty for SAM (see :meth:`features_at`).
     """
 
-    embedding: torch.Tensor
+    embedding: Optional[torch.Tensor]
     target: torch.Tensor
     input_size: torch.Tensor
     rng: SampleRandom
@@ -125,6 +125,8 @@ class TrainMethod(abc.ABC):
         saved_prefixes: model attributes written to the method file, when that is more than
             what trains (FocSAM saves the fine-tuned decoder its refiner was trained against).
         needs_image: batches carry the padded image even when embeddings come from a store.
+        trains_encoder: the method trains the image encoder, so the trainer hands it the image and
+            no embedding (``batch.embedding`` is None; encode ``batch.image`` with gradient).
         find_unused_parameters: DDP must tolerate trainable parameters without a gradient in a
             step (e.g. SAM's multimask heads when only the single-mask token is trained).
         default_options: the method's options and their defaults (config ``options``).
@@ -135,6 +137,7 @@ class TrainMethod(abc.ABC):
     trainable_prefixes: ClassVar[tuple[str, ...]] = ()
     saved_prefixes: ClassVar[tuple[str, ...]] = ()
     needs_image: ClassVar[bool] = False
+    trains_encoder: ClassVar[bool] = False
     find_unused_parameters: ClassVar[bool] = True
     default_options: ClassVar[dict[str, Any]] = {}
 
@@ -200,6 +203,8 @@ class LossModule(nn.Module):
         return out.loss, out.metrics
 
 
+# Training methods registered by ``@register_method`` (name -> class); the runner's
+# ``clicksam.training.methods.get_method`` also imports the ones method specs name.
 METHODS: dict[str, type[TrainMethod]] = {}
 
 
@@ -209,28 +214,3 @@ def register_method(cls: type[TrainMethod]) -> type[TrainMethod]:
         raise ValueError(f"{cls.__name__} must set a non-empty class attribute 'name'")
     METHODS[cls.name] = cls
     return cls
-
-
-def get_method(name: str) -> type[TrainMethod]:
-    """The training method class called ``name`` (importing its module if needed)."""
-    from clicksam.methods import training_methods
-
-    reference = METHOD_MODULES.get(name) or training_methods().get(name)
-    if name not in METHODS and reference is not None:
-        if not isinstance(reference, str):
-            METHODS.setdefault(name, reference)
-            return METHODS[name]
-        module_name, _, class_name = reference.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if not exc.name or not module_name.startswith(exc.name):
-                raise  # the method's module exists but one of its own imports is missing
-            raise ValueError(f"training method '{name}' is not available in this build ({module_name} is missing)") from exc
-        cls = getattr(module, class_name, None)
-        if cls is None:
-            raise ValueError(f"training method '{name}': {module_name} defines no {class_name}")
-        METHODS.setdefault(name, cls)
-    if name not in METHODS:
-        raise ValueError(f"unknown training method {name!r}; known: {sorted({*training_method_names(), *METHODS})}")
-    return METHODS[name]

@@ -40,6 +40,13 @@ class SampleRandom:
     def __len__(self) -> int:
         return len(self.generators)
 
+    def subset(self, index: Sequence[int]) -> "SampleRandom":
+        """The streams of the samples ``index`` (shared, not copied: a draw from the subset
+        advances those samples' streams), for a group of the batch prompted one way."""
+        out = SampleRandom([], self.device)
+        out.generators = [self.generators[int(i)] for i in index]
+        return out
+
     def uniform(self, *shape: int) -> torch.Tensor:
         """B×shape uniform draws in [0, 1), float32."""
         out = torch.stack([torch.rand(shape, generator=g) for g in self.generators])

@@ -19,6 +19,8 @@ Layouts (paths relative to the dataset ``root``; every default can be overridden
   nonzero palette index) or, with ``instances=True``, label maps (each value but 0 and 255 an
   object, 255 ignore).
 * ``synthetic``: :func:`clicksam.train.synthetic.make_scene` scenes (``count``, ``seed``).
+* ``synthetic-rendered``: the same scenes drawn once at longest side ``render`` and served from memory
+  (``count``, ``seed``, ``render``, ``cache``: a folder for the rendered arrays).
 
 Annotations found invalid (malformed polygons, missing masks, empty objects) are skipped and
 counted in ``source.skipped``; they never stop a run.
@@ -34,7 +36,7 @@ from PIL import Image
 
 from clicksam.images import read_image  # always exif_orientation=False here: masks match the stored pixels
 from clicksam.train.data import ObjectSource, RawObject
-from clicksam.train.synthetic import SyntheticSource
+from clicksam.train.synthetic import RenderedSynthetic, SyntheticSource
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
@@ -376,6 +378,7 @@ SOURCES: dict[str, type[ObjectSource]] = {
     "hqseg": HQSegTrain,
     "folder": ImageMaskFolder,
     "synthetic": SyntheticSource,
+    "synthetic-rendered": RenderedSynthetic,
 }
 
 
@@ -391,7 +394,7 @@ def build_source(spec: dict[str, Any], min_area: int = 100) -> ObjectSource:
     if kind == "lvis":
         spec.setdefault("annotations", "lvis_v1_train.json")
         spec.setdefault("name", "lvis")
-    if kind != "synthetic":
+    if kind not in ("synthetic", "synthetic-rendered"):
         if "root" not in spec:
             raise ValueError(f"dataset {kind!r} needs a 'root' folder")
         spec.setdefault("min_area", min_area)

@@ -11,17 +11,21 @@ Example:
     ((352, 448, 3), dtype('uint8'), dtype('bool'))
 
 ``SyntheticSource(count, seed)`` serves such scenes as training objects (dataset type
-``synthetic`` in a training config).
+``synthetic`` in a training config), drawing each when it is loaded (~0.1 s a scene).
+``RenderedSynthetic(count, seed, render)`` (type ``synthetic-rendered``) draws them once, at a
+training frame's resolution, and serves them from memory.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import cv2
 import numpy as np
 
 from clicksam.train.data import ObjectSource, RawObject
+from clicksam.transforms import ResizeLongestSide
 
 SHAPES = ("ellipse", "polygon", "star", "ring", "limbs", "stroke")
 
@@ -198,3 +202,92 @@ class SyntheticSource(ObjectSource):
     def load_object(self, index: int, rng: np.random.Generator, with_image: bool = True) -> Optional[RawObject]:
         scene = make_scene(self.seed, index, self.size)
         return RawObject(scene.image if with_image else None, scene.mask, None, f"{self.name}/{index:06d}")
+
+
+RENDER_VERSION = 1  # bump when make_scene or the rendering below changes (invalidates render caches)
+
+
+def render_scenes(seed: int, count: int, render: int, workers: int = 1,
+                  start: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scenes start..start+count-1 of family ``seed`` resized to longest side ``render`` (the image
+    as SAM's transforms resize it, PIL bilinear; the mask nearest-neighbour), top-left in square
+    arrays: images N×R×R×3 uint8, masks N×R×R bool (zero padding), sizes N×2 int64 (h, w).
+    ``workers`` > 1 draws them in that many processes (the same arrays)."""
+    if workers > 1 and count > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        bounds = np.linspace(0, count, min(workers, count) + 1).astype(int)
+        with ProcessPoolExecutor(len(bounds) - 1) as pool:
+            chunks = list(pool.map(render_scenes, *zip(*[(seed, int(b - a), render, 1, start + int(a))
+                                                         for a, b in zip(bounds[:-1], bounds[1:])])))
+        return tuple(np.concatenate(parts) for parts in zip(*chunks))  # type: ignore[return-value]
+    transform = ResizeLongestSide(render)
+    images = np.zeros((count, render, render, 3), np.uint8)
+    masks = np.zeros((count, render, render), bool)
+    sizes = np.zeros((count, 2), np.int64)
+    for i in range(count):
+        scene = make_scene(seed, start + i)
+        image = transform.apply_image(scene.image)
+        h, w = image.shape[:2]
+        images[i, :h, :w] = image
+        masks[i, :h, :w] = cv2.resize(scene.mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        sizes[i] = (h, w)
+    return images, masks, sizes
+
+
+class RenderedSynthetic(ObjectSource):
+    """``count`` synthetic scenes of family ``seed``, drawn once at longest side ``render`` (see
+    :func:`render_scenes`) and served from memory: loading a sample costs no drawing. For a
+    training frame of side ``render`` the dataset's resize is then the identity.
+
+    Args:
+        count: number of scenes (≥ 1).
+        seed: the scene family.
+        render: longest side of the served images and masks, in pixels.
+        cache: a folder where the rendered arrays are kept (``.npy`` files, memory-mapped on
+            reading, so runs and processes share them); None renders in the constructor.
+        workers: processes that draw the scenes when they are not cached yet (the same arrays).
+    """
+
+    def __init__(self, count: int = 64, seed: int = 0, render: int = 256, cache: Optional[str] = None,
+                 workers: int = 1) -> None:
+        super().__init__()
+        if count < 1 or render < 32:
+            raise ValueError(f"synthetic-rendered needs count >= 1 and render >= 32, got {count}, {render}")
+        self.count, self.seed, self.render = int(count), int(seed), int(render)
+        self.name = f"synthetic-{self.seed}@{self.render}"
+        self.workers = int(workers)
+        if cache is None:
+            self.images, self.masks, self.sizes = render_scenes(self.seed, self.count, self.render, self.workers)
+        else:
+            self.images, self.masks, self.sizes = self._cached(Path(cache))
+
+    def _cached(self, folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from clicksam.io.atomic import atomic_path
+
+        stem = f"synthetic_v{RENDER_VERSION}_{self.seed}_{self.count}_{self.render}"
+        paths = [folder / f"{stem}_{part}.npy" for part in ("images", "masks", "sizes")]
+        if not all(path.is_file() for path in paths):
+            for path, array in zip(paths, render_scenes(self.seed, self.count, self.render, self.workers)):
+                with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+                    np.save(handle, array)
+        images, masks, sizes = (np.load(path, mmap_mode="r") for path in paths)
+        if images.shape != (self.count, self.render, self.render, 3) or len(sizes) != self.count:
+            raise ValueError(f"{paths[0]} holds other scenes ({images.shape}); delete the {stem}_*.npy files")
+        return images, masks, np.asarray(sizes)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def image_keys(self) -> list[str]:
+        return [f"{self.name}/{i:06d}" for i in range(self.count)]
+
+    def read_image(self, key: str) -> np.ndarray:
+        index = int(key.rsplit("/", 1)[1])
+        h, w = self.sizes[index]
+        return np.array(self.images[index, :h, :w])
+
+    def load_object(self, index: int, rng: np.random.Generator, with_image: bool = True) -> Optional[RawObject]:
+        h, w = self.sizes[index]
+        image = np.array(self.images[index, :h, :w]) if with_image else None
+        return RawObject(image, np.array(self.masks[index, :h, :w]), None, f"{self.name}/{index:06d}")

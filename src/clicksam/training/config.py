@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-SCHEDULES = ("linear", "poly", "constant")
+SCHEDULES = ("linear", "poly", "cosine", "constant")
 AMP_MODES = ("auto", "bf16", "off")
 
 
@@ -42,7 +42,8 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW with linear warm-up, then linear or polynomial decay to ``min_lr_ratio``·lr."""
+    """AdamW with linear warm-up, then linear, polynomial or half-cosine decay to
+    ``min_lr_ratio``·lr (or a constant rate)."""
 
     lr: float = 1e-4
     weight_decay: float = 0.05

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from clicksam.cli import main
-from clicksam.train.config import config_from_dict
-from clicksam.train.method import TrainMethod, get_method
+from clicksam.training.config import config_from_dict
+from clicksam.train.method import TrainMethod
+from clicksam.training.methods import get_method
 
 
 def test_print_config_round_trips(capsys):
@@ -32,7 +33,7 @@ def test_method_registry():
     assert issubclass(decoder, TrainMethod) and decoder.trainable_prefixes == ("mask_decoder",)
     with pytest.raises(ValueError, match="unknown training method"):
         get_method("nope")
-    from clicksam.train.trainer import build_base_model
+    from clicksam.training.trainer import build_base_model
 
     with pytest.raises(ValueError, match="no option"):
         decoder(build_base_model("tiny"), {"gama": 0.5})
@@ -45,7 +46,7 @@ def test_embed_dataset_builds_a_store(tmp_path, capsys):
     assert main(["embed", "--dataset", str(cfg), "--model", "tiny", "--out", str(out)]) == 0
     assert "2 images" in capsys.readouterr().out
     from clicksam.train.store import EmbeddingStore
-    from clicksam.train.trainer import build_base_model
+    from clicksam.training.trainer import build_base_model
 
     store = EmbeddingStore(out)
     store.check(build_base_model("tiny"))  # same seed-0 weights as the trainer builds
@@ -57,7 +58,7 @@ RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "focsam_vit_h_stage2.
 
 def _train_config(argv):
     from clicksam.cli import build_parser
-    from clicksam.train.cli import _config
+    from clicksam.commands.train import _config
 
     return _config(build_parser().parse_args(["train", "--config", str(RECIPE), *argv]))
 
@@ -99,6 +100,6 @@ def test_embed_config_builds_the_recipes_store(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "not loaded" in printed and "2 images in stores/s" in printed
     from clicksam.train.store import EmbeddingStore
-    from clicksam.train.trainer import build_base_model
+    from clicksam.training.trainer import build_base_model
 
     EmbeddingStore(tmp_path / "stores" / "s").check(build_base_model("tiny"))

@@ -1,17 +1,20 @@
 """The training loop shared by every method: plain PyTorch, one process or DDP under torchrun.
 
 Per step: take this process's share of the global batch (``GlobalBatchSampler``), get the
-embeddings (from the store, or from the frozen encoder), let the method compute its loss, step
-AdamW (linear warm-up, then linear / poly decay) after gradient clipping, under bf16 autocast on
-GPUs. Every ``checkpoint_every`` steps, at the end, and when SIGTERM arrives, ``OUT/checkpoint.pt``
-is written; ``--resume`` restores parameters, optimiser, step and RNG state, and because every
-sample and every prompt draw is a function of (seed, epoch, index), the resumed run repeats the
-uninterrupted one exactly. At the end: ``OUT/method.safetensors`` (only trainable parameters, the
+embeddings (from the store, or from the frozen encoder; a method that trains the encoder gets the
+images), let the method compute its loss, step AdamW (linear warm-up, then linear / poly / cosine
+decay) after gradient clipping, under bf16 autocast on GPUs. The budget is ``config.steps``; a run
+may also stop earlier, resumably, at ``run(stop_at=...)``, after ``run(time_limit_s=...)`` seconds,
+or when SIGTERM arrives. Every ``checkpoint_every`` steps and whenever it stops,
+``OUT/checkpoint.pt`` is written; ``--resume`` restores parameters, optimiser, step and RNG state,
+and because every sample and every prompt draw is a function of (seed, epoch, index), the resumed
+run repeats the uninterrupted one exactly. At the end: ``OUT/method.safetensors`` (only trainable parameters, the
 method-file format of ``clicksam.checkpoint``), ``OUT/metrics.jsonl`` and ``OUT/loss_curve.png``.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import threading
@@ -23,12 +26,13 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 import torch.distributed as dist
 
-from clicksam.train.config import OptimConfig, TrainConfig
+from clicksam.training.config import OptimConfig, TrainConfig
 from clicksam.train.data import FEATURE_PREFIX, GlobalBatchSampler, ObjectDataset, PhotometricAugment, collate
-from clicksam.train.method import Batch, LossModule, TrainMethod, get_method
+from clicksam.train.method import Batch, LossModule, TrainMethod
+from clicksam.training.methods import get_method
 from clicksam.train.prompts import SampleRandom
 from clicksam.train.readers import build_source
-from clicksam.train.run_files import (CHECKPOINT_NAME, METRICS_NAME, PLOT_NAME, MetricsLog, load_checkpoint,
+from clicksam.training.run_files import (CHECKPOINT_NAME, METRICS_NAME, PLOT_NAME, MetricsLog, load_checkpoint,
                                       plot_loss_curve, save_checkpoint)
 
 
@@ -43,22 +47,43 @@ def build_base_model(name: str, checkpoint: Optional[Sequence[str | os.PathLike]
                      device=device, trust_checkpoint=trust_checkpoint, seed=0, random_weights=random_weights)
 
 
+def _given_model(model: torch.nn.Module, config: TrainConfig, stages: Sequence[str],
+                 device: torch.device) -> torch.nn.Module:
+    """A caller's model for the run (see ``Trainer``): named as the config says, with the method's
+    stages (attached untrained from ``config.seed`` when missing), on the run's device."""
+    from clicksam.methods import attach_stage
+
+    name = getattr(model, "model_name", None)
+    if name != config.model:
+        raise ValueError(f"the given model is {name!r} but the config's model is {config.model!r}; "
+                         "set config.model to the model's model_name")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        for stage in stages:
+            attach_stage(model, stage)
+    return model.to(device)
+
+
 def learning_rate(step: int, optim: OptimConfig, total_steps: int) -> float:
-    """LR at 0-based ``step``: linear warm-up to ``lr`` over ``warmup_steps``, then linear or
-    polynomial (``poly_power``) decay to ``min_lr_ratio``·lr at ``total_steps``, or constant."""
+    """LR at 0-based ``step``: linear warm-up to ``lr`` over ``warmup_steps``, then linear,
+    polynomial (``poly_power``) or half-cosine decay to ``min_lr_ratio``·lr at ``total_steps``, or
+    constant."""
     if step < optim.warmup_steps:
         return optim.lr * (step + 1) / optim.warmup_steps
     if optim.schedule == "constant":
         return optim.lr
     progress = min(1.0, (step - optim.warmup_steps) / max(1, total_steps - optim.warmup_steps))
-    power = 1.0 if optim.schedule == "linear" else optim.poly_power
     floor = optim.lr * optim.min_lr_ratio
+    if optim.schedule == "cosine":
+        return floor + (optim.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    power = 1.0 if optim.schedule == "linear" else optim.poly_power
     return floor + (optim.lr - floor) * (1.0 - progress) ** power
 
 
 @dataclass
 class TrainResult:
-    """What ``Trainer.run`` did. ``interrupted``: stopped early (SIGTERM or ``stop_at``), resumable."""
+    """What ``Trainer.run`` did. ``interrupted``: stopped before ``config.steps`` (SIGTERM,
+    ``stop_at`` or the time limit), resumable."""
 
     step: int
     interrupted: bool
@@ -95,9 +120,15 @@ class Trainer:
         config: the run's configuration.
         resume: continue from ``OUT/checkpoint.pt`` (it must exist and match the config).
         progress: show a tqdm bar on rank 0.
+        model: a model built by the caller instead of ``build_sam(config.model, config.checkpoint)``,
+            for a design the model registry does not hold (e.g. the experiments' small SAMs);
+            ``config.model`` must then be its ``model_name`` and ``config.checkpoint`` only records
+            where its weights came from. The method's stages are attached when missing (untrained,
+            initialised from ``config.seed``). A resumed run needs the same model again.
     """
 
-    def __init__(self, config: TrainConfig, resume: bool = False, progress: bool = True) -> None:
+    def __init__(self, config: TrainConfig, resume: bool = False, progress: bool = True,
+                 model: Optional[torch.nn.Module] = None) -> None:
         self.config = config.validate()
         self.rank, self.world, self.device = _distributed_context(config.device)
         self.out = Path(config.out_dir)
@@ -112,9 +143,12 @@ class Trainer:
             raise ValueError(f"{self.out} already holds a run; pass --resume to continue it or choose another out_dir")
         torch.manual_seed(config.seed)
         method_cls = get_method(config.method)
-        checkpoints = [os.path.expanduser(p) for p in config.checkpoint]
-        model = build_base_model(config.model, checkpoints, method_cls.stages, self.device,
-                                 random_weights=config.random_weights)
+        if model is None:
+            checkpoints = [os.path.expanduser(p) for p in config.checkpoint]
+            model = build_base_model(config.model, checkpoints, method_cls.stages, self.device,
+                                     random_weights=config.random_weights)
+        else:
+            model = _given_model(model, config, method_cls.stages, self.device)
         if config.data.image_size != model.image_size:
             raise ValueError(f"data.image_size {config.data.image_size} differs from the model's input size {model.image_size}")
         self.model = model
@@ -133,7 +167,7 @@ class Trainer:
         self.dataset = ObjectDataset(
             self.sources, seed=config.seed, image_size=config.data.image_size, min_area=config.data.min_area,
             augment=PhotometricAugment() if config.data.augment else None,
-            with_image=self.store is None or method_cls.needs_image, store=self.store,
+            with_image=self.store is None or method_cls.needs_image or method_cls.trains_encoder, store=self.store,
             transforms=model.transforms(),
         )
         decay = [p for n, p in self.params if p.dim() >= 2]
@@ -206,8 +240,11 @@ class Trainer:
             prefetch_factor=4 if workers > 0 else None,
         )
 
-    def _features(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The batch's feature bundle (float32 on the device): from the store, or the frozen encoder."""
+    def _features(self, data: dict[str, torch.Tensor]) -> Optional[dict[str, torch.Tensor]]:
+        """The batch's feature bundle (float32 on the device): from the store, or the frozen encoder;
+        None for a method that trains the encoder (it encodes ``batch.image`` itself, with gradient)."""
+        if self.method.trains_encoder:
+            return None
         stored = {k[len(FEATURE_PREFIX):]: v for k, v in data.items() if k.startswith(FEATURE_PREFIX)}
         if stored:
             return {name: t.to(self.device, non_blocking=True).float() for name, t in stored.items()}
@@ -222,11 +259,12 @@ class Trainer:
             group["lr"] = lr
         features = self._features(data)
         batch = Batch(
-            embedding=features[self.model.embedding_key], features=features,
+            embedding=None if features is None else features[self.model.embedding_key], features=features,
             target=data["target"].to(self.device, non_blocking=True),
             input_size=data["input_size"].to(self.device), rng=SampleRandom(data["seed"].tolist(), self.device),
             step=self.step, index=data["index"],
-            image=data["image"].to(self.device, non_blocking=True) if self.method.needs_image else None,
+            image=(data["image"].to(self.device, non_blocking=True)
+                   if self.method.needs_image or self.method.trains_encoder else None),
         )
         self.method.train_mode()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
@@ -256,8 +294,11 @@ class Trainer:
 
     # ------------------------------------------------------------------- run
     def run(self, stop_at: Optional[int] = None,
-            on_step: Optional[Callable[["Trainer", dict[str, Any]], None]] = None) -> TrainResult:
-        """Train until ``config.steps`` (or ``stop_at``, or SIGTERM); returns a ``TrainResult``."""
+            on_step: Optional[Callable[["Trainer", dict[str, Any]], None]] = None,
+            time_limit_s: Optional[float] = None) -> TrainResult:
+        """Train until ``config.steps``, or stop earlier (checkpointed, resumable) at step
+        ``stop_at``, after ``time_limit_s`` seconds of this call, or on SIGTERM; returns a
+        ``TrainResult``. ``on_step(trainer, record)`` is called after every step."""
         from tqdm import tqdm
 
         cfg = self.config
@@ -280,6 +321,8 @@ class Trainer:
         end = cfg.steps if stop_at is None else min(cfg.steps, stop_at)
         bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.method}", unit="step", disable=not self.progress)
         last_loss, interrupted = float("nan"), False
+        self._stop = self._stop_agreed = False
+        started = time.perf_counter()
         total_time = total_wait = 0.0
         steps_timed = 0
         try:
@@ -302,6 +345,9 @@ class Trainer:
                 bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{record['lr']:.2e}")
                 if on_step is not None:
                     on_step(self, record)
+                if time_limit_s is not None and time.perf_counter() - started >= time_limit_s:
+                    self._stop = True  # under DDP every process agrees at the next step, as for SIGTERM
+                    self._stop_agreed = self._stop_agreed or not dist.is_initialized()
                 if self._stop_agreed:
                     interrupted = self.step < cfg.steps
                     break

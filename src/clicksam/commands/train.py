@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 from clicksam.commands.common import RANDOM_WEIGHTS_HELP
-from clicksam.train.config import TrainConfig, config_from_dict, load_config, override_model
+from clicksam.training.config import TrainConfig, config_from_dict, load_config, override_model
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from clicksam.train import training_method_names
+    from clicksam.training.methods import training_method_names
 
     parser.add_argument("--method", choices=training_method_names(), help="what to train (default: the config's 'method')")
     parser.add_argument("--config", type=Path, help="training config, .json or .toml (see --print-config)")
@@ -68,7 +68,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
 
 def default_config(method: str) -> TrainConfig:
     """A starting config for ``method``: FocSAM's optimiser settings on synthetic data."""
-    from clicksam.train.method import get_method
+    from clicksam.training.methods import get_method
 
     options = dict(get_method(method).default_options)
     return config_from_dict({"method": method, "out_dir": f"runs/{method}", "options": options})
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         print()
         return 0
     from clicksam.commands.common import announce_weights, cli_weights_message, resolve_device
-    from clicksam.train.trainer import Trainer
+    from clicksam.training.trainer import Trainer
 
     config = _config(args)
     if config.device != "auto":

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from clicksam.train.config import OptimConfig, config_from_dict, load_config
-from clicksam.train.run_files import read_metrics
-from clicksam.train.trainer import Trainer, learning_rate
+from clicksam.training.config import OptimConfig, config_from_dict, load_config
+from clicksam.training.run_files import read_metrics
+from clicksam.training.trainer import Trainer, learning_rate
 
-from .conftest import tiny_config
+from tests.train.conftest import tiny_config
 
 
 def test_learning_rate_warmup_then_decay():
@@ -27,13 +27,16 @@ def test_learning_rate_warmup_then_decay():
     poly = OptimConfig(lr=1.0, warmup_steps=0, schedule="poly", poly_power=2.0, min_lr_ratio=0.1)
     assert learning_rate(5, poly, 10) == pytest.approx(0.1 + 0.9 * 0.25)
     assert learning_rate(7, OptimConfig(lr=2.0, warmup_steps=0, schedule="constant"), 10) == 2.0
+    cosine = OptimConfig(lr=1.0, warmup_steps=2, schedule="cosine", min_lr_ratio=0.1)
+    assert learning_rate(2, cosine, 12) == 1.0 and learning_rate(12, cosine, 12) == pytest.approx(0.1)
+    assert learning_rate(7, cosine, 12) == pytest.approx(0.55)  # half way: the mean of lr and the floor
 
 
 def test_config_errors_are_readable(tmp_path):
     with pytest.raises(ValueError, match="unknown key"):
         config_from_dict({"optim": {"learning_rate": 1}})
     with pytest.raises(ValueError, match="schedule"):
-        config_from_dict({"optim": {"schedule": "cosine"}})
+        config_from_dict({"optim": {"schedule": "step"}})
     bad = tmp_path / "bad.json"
     bad.write_text("{nope")
     with pytest.raises(ValueError, match="invalid JSON"):
@@ -92,42 +95,6 @@ def test_sigterm_then_resume_repeats_the_uninterrupted_run(tmp_path, tiny_store)
         assert torch.equal(loaded.state_dict()[name], value)
 
 
-def test_store_signature_mismatch_is_refused(tmp_path, tiny_store):
-    from clicksam.build import build_sam
-    from clicksam.train.readers import build_source
-    from clicksam.train.store import EmbeddingStore, build_embedding_store
-
-    other = build_sam("tiny", seed=123)  # other random weights: another encoder digest
-    with pytest.raises(ValueError, match="different model"):
-        EmbeddingStore(tiny_store).check(other)
-    with pytest.raises(ValueError, match="Rebuild"):
-        build_embedding_store([build_source({"type": "synthetic", "count": 6, "seed": 0, "size": [256, 320]})],
-                              tiny_store, other, progress=False)
-    with pytest.raises(RuntimeError, match="not in the embedding store"):
-        EmbeddingStore(tiny_store).get("coco/nothing.jpg")
-
-
-def test_interrupted_store_build_resumes(tmp_path, tiny_store):
-    import shutil
-
-    from clicksam.train.readers import build_source
-    from clicksam.train.store import EmbeddingStore, build_embedding_store
-    from clicksam.train.trainer import build_base_model
-
-    copy = tmp_path / "store"
-    shutil.copytree(tiny_store, copy)
-    (copy / "shard-00001.safetensors").unlink()  # as if killed while writing shard 1
-    partial = EmbeddingStore(copy)
-    assert len(partial) == 4 and partial.missing_shards == ["shard-00001.safetensors"]
-    summary = build_embedding_store([build_source({"type": "synthetic", "count": 6, "seed": 0, "size": [256, 320]})],
-                                    copy, build_base_model("tiny"), shard_size=4, progress=False)
-    assert (summary.encoded, summary.shards_reused) == (2, 1)
-    full, ref = EmbeddingStore(copy), EmbeddingStore(tiny_store)
-    emb = full.get("synthetic-0/000005")
-    assert emb.dtype == torch.float16 and emb.shape == (256, 64, 64)
-    assert torch.equal(emb, ref.get("synthetic-0/000005"))
-
-
 @pytest.mark.slow
 def test_loss_falls(tmp_path, tiny_store):
     # The tiny model's decoder starts from random weights, so within a few dozen steps it mainly
@@ -165,7 +132,7 @@ def test_two_process_gloo_ddp_matches_one_process(tmp_path, tiny_store):
         for key in ("loss", "nfl", "clicks", "iou_head"):
             assert ra[key] == pytest.approx(rb[key], rel=1e-4, abs=1e-6), (ra["step"], key, ra[key], rb[key])
     # Adam turns round-off in near-zero gradients into ±lr steps, so compare the whole update.
-    from clicksam.train.trainer import build_base_model
+    from clicksam.training.trainer import build_base_model
 
     base = build_base_model("tiny").state_dict()
     wa = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)["trainable"]
@@ -198,3 +165,61 @@ def test_bf16_autocast_step_without_store(tmp_path):
     assert result.step == 1 and result.method_file is not None
     record = read_metrics(tmp_path / "run" / "metrics.jsonl")[0]
     assert record["loss"] == record["loss"] and record["loss"] > 0  # finite, not NaN
+
+
+def test_time_limit_stops_resumably_and_the_resumed_run_repeats_the_uninterrupted_one(tmp_path, tiny_store):
+    full = _run(tiny_config(tmp_path / "full", tiny_store))
+    cut = tiny_config(tmp_path / "cut", tiny_store)
+    first = Trainer(config_from_dict(cut), progress=False).run(time_limit_s=0.0)  # the limit is met after step 1
+    assert first.interrupted and first.step == 1 and first.method_file is None
+    second = Trainer(config_from_dict(cut), resume=True, progress=False).run()
+    assert not second.interrupted and second.step == full.step == 4
+    a = read_metrics(tmp_path / "full" / "metrics.jsonl")
+    b = read_metrics(tmp_path / "cut" / "metrics.jsonl")
+    assert [r["loss"] for r in a] == pytest.approx([r["loss"] for r in b], rel=1e-5)
+
+
+def test_a_given_model_outside_the_registry(tmp_path, tiny_store):
+    """``Trainer(model=...)``: the caller's model trains (its stages attached from the run's seed
+    when missing); a model that is not the config's is refused."""
+    import dataclasses
+
+    from clicksam.build import build_sam, sam_from_config
+    from clicksam.registry import get_config
+
+    given = build_sam("tiny", seed=0)
+    config = config_from_dict({**tiny_config(tmp_path / "run", tiny_store, method="stable-sam"), "options": {}})
+    trainer = Trainer(config, progress=False, model=given)
+    assert trainer.model is given and given.stable_sam is not None
+    before = {k: v.clone() for k, v in given.stable_sam.state_dict().items()}
+    result = trainer.run()
+    assert result.step == 4 and result.method_file is not None
+    assert any(not torch.equal(v, given.stable_sam.state_dict()[k]) for k, v in before.items())
+    other = sam_from_config(dataclasses.replace(get_config("tiny"), name="tiny-other"))
+    with pytest.raises(ValueError, match="config's model"):
+        Trainer(config_from_dict(tiny_config(tmp_path / "x", tiny_store)), progress=False, model=other)
+
+
+def test_a_method_that_trains_the_encoder_gets_the_images(tmp_path):
+    """``trains_encoder``: no embedding is computed for the method, the batch carries the image,
+    and the encoder's weights change."""
+    from clicksam.train.method import LossOutput, TrainMethod, register_method
+
+    @register_method
+    class EncoderProbe(TrainMethod):
+        name = "test-encoder-probe"
+        trainable_prefixes = ("image_encoder",)
+        trains_encoder = True
+
+        def compute_loss(self, batch):
+            assert batch.embedding is None and batch.image is not None and batch.image.dtype == torch.uint8
+            x = self.model.transforms().padded_batch_to_input(batch.image, batch.input_size)
+            emb = self.model.encode(x)
+            return LossOutput(emb.pow(2).mean(), {"l2": emb.pow(2).mean().detach()})
+
+    config = {**tiny_config(tmp_path / "run", None, method="test-encoder-probe", steps=2,
+                            optim={"lr": 1e-2, "warmup_steps": 0, "schedule": "constant"}), "options": {}}
+    trainer = Trainer(config_from_dict(config), progress=False)
+    before = trainer.model.image_encoder.patch_embed.proj.weight.detach().clone()
+    assert trainer.run().step == 2
+    assert not torch.equal(before, trainer.model.image_encoder.patch_embed.proj.weight)
