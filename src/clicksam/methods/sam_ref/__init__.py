@@ -8,7 +8,7 @@ model code.
 """
 from __future__ import annotations
 
-from clicksam.methods.registry import UNTRAINED_IDENTITY, MethodSpec, lazy_exports
+from clicksam.methods.registry import UNTRAINED_IDENTITY, MethodSpec, OnnxExport, lazy_exports
 
 # The model families SAM-REF applies to: the refiners read the model input, the 256×64×64 embedding
 # and the decoder's low-res logits in the model frame, which every family has (SAM 2's frame is the
@@ -54,6 +54,9 @@ SPEC = MethodSpec(
     file_metadata=f"{_MODEL}:file_metadata",
     training="clicksam.methods.sam_ref.training:SamRefTraining",
     families=FAMILIES,
+    # on runtime="onnx" the GFR and the LFR run as graphs of their own (see sam_ref/onnx.py)
+    onnx=OnnxExport(export="clicksam.methods.sam_ref.onnx:export", in_runtime=True,
+                    runtime_module="clicksam.methods.sam_ref.onnx:runtime_module"),
     untrained=UNTRAINED_IDENTITY,
     weights_hint="load a sam-ref method file (written by `clicksam train --method sam-ref`)",
     description="SAM-REF: full-resolution global and patch refiners after the decoder (CVPR 2025)",

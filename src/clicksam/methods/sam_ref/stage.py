@@ -35,7 +35,9 @@ class SamRefStage(Stage):
 
     def __init__(self, model: nn.Module, module: Optional[nn.Module] = None) -> None:
         super().__init__(model, module)
-        if not isinstance(self.module, SamRef):
+        from .onnx import OnnxSamRef  # the stand-in on runtime="onnx"
+
+        if not isinstance(self.module, (SamRef, OnnxSamRef)):
             raise RuntimeError(
                 "the 'sam-ref' stage needs model.sam_ref; build the model with "
                 "build_sam(..., methods=['sam-ref']) or load a sam-ref method file"
@@ -71,7 +73,7 @@ class SamRefStage(Stage):
                 "(set_image_embedding); call predictor.set_image(image) instead (with an "
                 "EmbeddingCache the encoder still runs only once per image)"
             )
-        module: SamRef = self.module  # type: ignore[assignment]
+        module = self.module  # the SamRef, or its graphs on runtime="onnx"
         embedding = ctx.encoder_embedding
         if module.config.image_size != image.shape[-1]:
             raise RuntimeError(
