@@ -94,6 +94,15 @@ def test_the_stage_runs_the_graphs(graphs):
     assert isinstance(session.pipeline.stages[0].module, OnnxSamRef)
 
 
+def test_server_menu_lists_it_on_onnx(graphs):
+    from clicksam.server.backend import method_options_for
+
+    ours, _ = predictors(["stable-sam", "sam-ref"], graphs)
+    options = {o.name: o for o in method_options_for(ours.model, ours.runtime)}
+    for name in ("sam-ref", "stable-sam+sam-ref"):
+        assert options[name].available, options[name].reason
+
+
 @pytest.mark.parametrize("in_size,out_size", [(131, 256), (384, 256), (256, 256), (1024, 256), (256, 64), (70, 256)])
 @pytest.mark.parametrize("antialias", [False, True])
 def test_resample_taps_match_interpolate(in_size, out_size, antialias):
