@@ -115,6 +115,19 @@ def test_resample_taps_match_interpolate(in_size, out_size, antialias):
     assert np.abs(ours - expected[0, 0].numpy()).max() < 1e-5
 
 
+@pytest.mark.parametrize("window", [(0, 0, 1024, 683), (333, 37, 450, 194), (960, 900, 1024, 1024)])
+def test_embedding_taps_match_crop_embedding(window):
+    from clicksam.methods.sam_ref.onnx import embedding_taps
+    from clicksam.methods.sam_ref.window import crop_embedding
+
+    emb = torch.randn(1, 8, 64, 64, generator=torch.Generator().manual_seed(0))
+    expected = crop_embedding(emb, [window], 64, 1024)[0].numpy()
+    (ri, rw), (ci, cw) = embedding_taps(window[1], window[3], 64, 64, 1024), embedding_taps(window[0], window[2], 64, 64, 1024)
+    rows = (emb[0].numpy()[:, ri] * rw[None, :, :, None]).sum(axis=2)
+    ours = (rows[:, :, ci] * cw).sum(axis=-1)
+    assert np.abs(ours - expected).max() < 1e-5
+
+
 def test_click_disks_match_torch():
     from clicksam.methods.sam_ref import prompt_maps
     from clicksam.methods.sam_ref.onnx import click_disks

@@ -6,16 +6,17 @@ Graphs (all one image at a time, S = the config's ``image_size``, P = ``patch_si
   click-independent features ``image_features`` and ``embed_features_<k>`` (1×width×S/4×S/4 each).
 - ``global`` (per click, GlobalDiff): the context features, ``disks`` 1×2×S×S (click disks),
   ``low_res_logits`` 1×1×256×256 -> ``sam_logits``, ``global_logits``, ``error_logits`` (1×1×S×S).
-- ``patch`` (per click, PatchDiff): ``image``, ``disks``, ``base`` (the selected base logits, 1×1×S×S),
-  ``image_embeddings``, the window's crop (``rows``, ``cols``), its resampling to P×P (``row_index``/
-  ``row_weight``, ``col_index``/``col_weight``, each P×K), the embedding's sampling grid ``grid``
-  1×(P/stride)×(P/stride)×2, the resampling back to the window (``paste_row_*``, ``paste_col_*``) and the
-  window's flat frame positions ``paste_index`` 1×(h·w) -> ``final_logits`` 1×1×S×S.
+- ``patch`` (per click, PatchDiff): ``crop`` 1×6×h×w (the detail window of the image, the disks and the
+  base logits), ``base`` 1×1×S×S (the selected base), ``image_embeddings``, and per axis the taps
+  (``*_index``/``*_weight``, n×K) of the crop's resampling to P×P, of the embedding's bilinear sampling
+  at P/stride cells and of the patch's resampling back to h×w; ``paste_index`` 1×(h·w), the window's
+  flat frame positions -> ``final_logits`` 1×1×S×S (the base with the LFR's correction added).
 
-Between the graphs, numpy does what is integer box arithmetic and indexing: the click disks, the error
-area, the selector, the detail window (:func:`~clicksam.methods.sam_ref.window.detail_window`) and the
-interpolation taps of the window's resampling (the weights ``F.interpolate`` uses, antialiased when
-shrinking, as :func:`~clicksam.methods.sam_ref.window.crop_resize` and ``paste`` do).
+Between the graphs, numpy does what is box arithmetic and indexing: the click disks, the error area,
+the selector, the detail window (:func:`~clicksam.methods.sam_ref.window.detail_window`), the window's
+crop (slicing) and the interpolation taps of its resamplings (the weights ``F.interpolate`` uses,
+antialiased when shrinking, as :func:`~clicksam.methods.sam_ref.window.crop_resize` and ``paste`` do,
+and ``grid_sample``'s for :func:`~clicksam.methods.sam_ref.window.crop_embedding`).
 
 - :func:`runtime_module` (``SamPredictor(..., runtime="onnx")``): :class:`OnnxSamRef`, called as
   :class:`~clicksam.methods.sam_ref.model.SamRef` is by the stage (``global_context`` and one step).
@@ -23,31 +24,31 @@ shrinking, as :func:`~clicksam.methods.sam_ref.window.crop_resize` and ``paste``
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .config import SamRefConfig
 from .model import SamRef, last_clicks
 from .prompt_maps import NEGATIVE_LABEL, POSITIVE_LABEL, upsample_logits
-from .refiner import RefinerContext
+from .refiner import PointwiseConv, RefinerContext
 from .window import Window, detail_window
 
-REVISION = 1  # bump when a traced graph changes
+REVISION = 4  # bump when a traced graph changes
 GRAPHS = ("context", "global", "patch")
 CONTEXT_INPUTS = ("image", "image_embeddings")
 GLOBAL_OUTPUTS = ("sam_logits", "global_logits", "error_logits")
-PATCH_INPUTS = ("image", "disks", "base", "image_embeddings", "rows", "cols", "row_index", "row_weight",
-                "col_index", "col_weight", "grid", "paste_row_index", "paste_row_weight", "paste_col_index",
-                "paste_col_weight", "paste_index")
+PATCH_INPUTS = ("crop", "base", "image_embeddings", "row_index", "row_weight", "col_index", "col_weight",
+                "embed_row_index", "embed_row_weight", "embed_col_index", "embed_col_weight", "paste_row_index",
+                "paste_row_weight", "paste_col_index", "paste_col_weight", "paste_index")
 PATCH_OUTPUTS = ("final_logits",)
 
 
@@ -88,9 +89,9 @@ def _resample(x: torch.Tensor, index: torch.Tensor, weight: torch.Tensor, axis: 
     """Along ``axis`` (2 rows, 3 columns) of 1×C×H×W: output n = Σ_k weight[n, k] · x[index[n, k]]."""
     n, k = index.shape[0], index.shape[1]
     taps = torch.index_select(x, axis, index.reshape(-1))
-    if axis == 2:
+    if axis == 2:  # whole rows: one batched (1×K)·(K×W) product per output row
         taps = taps.reshape(x.shape[0], x.shape[1], n, k, x.shape[3])
-        return (taps * weight.reshape(n, k, 1)).sum(dim=3)
+        return torch.matmul(weight.reshape(n, 1, k), taps).reshape(x.shape[0], x.shape[1], n, x.shape[3])
     taps = taps.reshape(x.shape[0], x.shape[1], x.shape[2], n, k)
     return (taps * weight).sum(dim=4)
 
@@ -100,20 +101,32 @@ class _Patch(nn.Module):
         super().__init__()
         self.lfr = sam_ref.lfr
 
-    def forward(self, image, disks, base, embedding, rows, cols, row_index, row_weight, col_index, col_weight,
-                grid, paste_row_index, paste_row_weight, paste_col_index, paste_col_weight, paste_index):
-        frame = torch.cat([image, disks, base], dim=1)  # 1×6×S×S
-        crop = torch.index_select(torch.index_select(frame, 2, rows), 3, cols)  # 1×6×h×w
+    def forward(self, crop, base, embedding, row_index, row_weight, col_index, col_weight, embed_row_index,
+                embed_row_weight, embed_col_index, embed_col_weight, paste_row_index, paste_row_weight,
+                paste_col_index, paste_col_weight, paste_index):
         crop = _resample(_resample(crop, row_index, row_weight, 2), col_index, col_weight, 3)  # 1×6×P×P
         patch_base = crop[:, 5:6]
-        context = self.lfr.encode_context(crop[:, :3], F.grid_sample(
-            embedding, grid, mode="bilinear", padding_mode="border", align_corners=False))
+        embed = _resample(_resample(embedding, embed_row_index, embed_row_weight, 2), embed_col_index,
+                          embed_col_weight, 3)  # crop_embedding's bilinear samples
+        context = self.lfr.encode_context(crop[:, :3], embed)
         patch = self.lfr.refine(context, torch.cat([crop[:, 3:5], patch_base], dim=1), patch_base)
         delta = patch.logits - patch_base
         delta = _resample(_resample(delta, paste_row_index, paste_row_weight, 2), paste_col_index, paste_col_weight, 3)
         flat = base.reshape(1, -1)
         pasted = delta.reshape(1, -1) + torch.gather(flat, 1, paste_index)
         return torch.scatter(flat, 1, paste_index, pasted).reshape(base.shape)
+
+
+@contextlib.contextmanager
+def _pointwise_as_conv() -> Iterator[None]:
+    """During an export: :class:`PointwiseConv` traced as the 1×1 ``Conv`` it is (same maths; its
+    channels-last matrix product is a torch CPU speed-up that costs onnxruntime two transposes)."""
+    saved = PointwiseConv.forward
+    PointwiseConv.forward = nn.Conv2d.forward  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        PointwiseConv.forward = saved  # type: ignore[method-assign]
 
 
 # -- numpy geometry between the graphs ------------------------------------------------------------------
@@ -174,30 +187,40 @@ def click_disks(points: Optional[torch.Tensor], labels: Optional[torch.Tensor], 
     return maps
 
 
-def embedding_grid(window: Window, grid: int, image_size: int) -> np.ndarray:
-    """1×grid×grid×2 (x, y) sampling grid of :func:`~clicksam.methods.sam_ref.window.crop_embedding`."""
-    x0, y0, x1, y1 = window
-    centres = (np.arange(grid, dtype=np.float32) + np.float32(0.5)) / np.float32(grid)
-    step = np.float32(2.0 / image_size)
-    xs = (np.float32(x0) + centres * np.float32(x1 - x0)) * step - np.float32(1.0)
-    ys = (np.float32(y0) + centres * np.float32(y1 - y0)) * step - np.float32(1.0)
-    gx, gy = np.meshgrid(xs, ys, indexing="xy")
-    return np.stack([gx, gy], axis=-1)[None].astype(np.float32)
+def embedding_taps(start: int, stop: int, grid: int, size: int, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """One axis of :func:`~clicksam.methods.sam_ref.window.crop_embedding`'s bilinear sampling (border
+    padding, ``align_corners=False``) of a ``size``-cell embedding: ``grid``×2 (index, weight) taps for the
+    window ``[start, stop)`` of the frame (float32 arithmetic as ``grid_sample``'s)."""
+    f = np.float32
+    centres = (np.arange(grid, dtype=f) + f(0.5)) / f(grid)
+    coords = (f(start) + centres * f(stop - start)) * f(2.0 / image_size) - f(1.0)  # normalised, as the grid
+    pixels = np.clip(((coords + f(1)) * f(size) - f(1)) / f(2), f(0), f(size - 1))
+    low = np.floor(pixels)
+    frac = pixels - low
+    index = np.stack([low, np.minimum(low + 1, size - 1)], axis=1).astype(np.int64)
+    weight = np.stack([f(1) - frac, frac], axis=1).astype(f)
+    return index, weight
 
 
-def patch_feed(window: Window, config: SamRefConfig) -> dict[str, np.ndarray]:
-    """The window's crop, resampling and paste inputs of the ``patch`` graph."""
+def patch_feed(window: Window, image: np.ndarray, disks: np.ndarray, base: np.ndarray,
+               config: SamRefConfig, embed_size: int) -> dict[str, np.ndarray]:
+    """The ``patch`` graph's window inputs: the crop of image, disks and base (1×6×h×w) and the taps of
+    the crop's resampling to P×P, the embedding's sampling and the patch's resampling back."""
     x0, y0, x1, y1 = window
     h, w, p = y1 - y0, x1 - x0, config.patch_size
     crop_aa = h > p or w > p  # crop_resize antialiases when shrinking
     paste_aa = h < p or w < p  # paste antialiases when shrinking the patch into the window
-    feed = {"rows": np.arange(y0, y1, dtype=np.int64), "cols": np.arange(x0, x1, dtype=np.int64),
-            "grid": embedding_grid(window, p // config.stride, config.image_size)}
+    crop = np.concatenate([a[:, :, y0:y1, x0:x1] for a in (image, disks, base)], axis=1)
+    feed = {"crop": np.ascontiguousarray(crop, dtype=np.float32)}
     feed["row_index"], feed["row_weight"] = resample_taps(h, p, crop_aa)
     feed["col_index"], feed["col_weight"] = resample_taps(w, p, crop_aa)
+    cells = p // config.stride
+    feed["embed_row_index"], feed["embed_row_weight"] = embedding_taps(y0, y1, cells, embed_size, config.image_size)
+    feed["embed_col_index"], feed["embed_col_weight"] = embedding_taps(x0, x1, cells, embed_size, config.image_size)
     feed["paste_row_index"], feed["paste_row_weight"] = resample_taps(p, h, paste_aa)
     feed["paste_col_index"], feed["paste_col_weight"] = resample_taps(p, w, paste_aa)
-    feed["paste_index"] = (feed["rows"][:, None] * config.image_size + feed["cols"][None, :]).reshape(1, -1)
+    rows, cols = np.arange(y0, y1, dtype=np.int64), np.arange(x0, x1, dtype=np.int64)
+    feed["paste_index"] = (rows[:, None] * config.image_size + cols[None, :]).reshape(1, -1)
     return feed
 
 
@@ -224,12 +247,12 @@ def _example(sam_ref: SamRef, graph: str) -> tuple[tuple[torch.Tensor, ...], lis
             features = _Context(sam_ref)(image, embedding)
         return ((*features, disks, torch.randn(1, 1, 256, 256, generator=g)),
                 [*context_outputs(c), "disks", "low_res_logits"], list(GLOBAL_OUTPUTS), {})
-    window = (s // 8, s // 16, s // 8 + max(c.patch_size + c.patch_size // 2, 2), s // 16 + c.patch_size // 2 + 3)
-    window = (window[0], window[1], min(window[2], s), min(window[3], s))
-    feed = {k: torch.from_numpy(v) for k, v in patch_feed(window, c).items()}
+    window = (s // 8, s // 16, min(s // 8 + c.patch_size + c.patch_size // 2, s), min(s // 16 + c.patch_size // 2 + 3, s))
     base = torch.randn(1, 1, s, s, generator=g)
-    inputs = (image, disks, base, embedding, *(feed[name] for name in PATCH_INPUTS[4:]))
-    dynamic = {"rows": {0: "h"}, "cols": {0: "w"}, "row_index": {1: "kr"}, "row_weight": {1: "kr"},
+    feed = {k: torch.from_numpy(v) for k, v in
+            patch_feed(window, image.numpy(), disks.numpy(), base.numpy(), c, embedding.shape[-1]).items()}
+    inputs = (feed["crop"], base, embedding, *(feed[name] for name in PATCH_INPUTS[3:]))
+    dynamic = {"crop": {2: "h", 3: "w"}, "row_index": {1: "kr"}, "row_weight": {1: "kr"},
                "col_index": {1: "kc"}, "col_weight": {1: "kc"}, "paste_row_index": {0: "h", 1: "kh"},
                "paste_row_weight": {0: "h", 1: "kh"}, "paste_col_index": {0: "w", 1: "kw"},
                "paste_col_weight": {0: "w", 1: "kw"}, "paste_index": {1: "hw"}}
@@ -253,7 +276,7 @@ def write_graph(sam_ref: SamRef, graph: str, path: Path, opset: int) -> Path:
     trace.mkdir(parents=True, exist_ok=True)
     try:
         inputs, input_names, output_names, dynamic = _example(sam_ref, graph)
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), _pointwise_as_conv():
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             torch.onnx.export(module, inputs, str(trace / "graph.onnx"), dynamo=False, opset_version=opset,
@@ -351,8 +374,9 @@ class OnnxSamRef:
         clicks = last_clicks(points, labels) or [None]
         window = detail_window(glob[0, 0] > 0, None if prev is None else prev[0, 0] > 0, clicks[0], (h, w), c)
         base = prev if (prev is not None and chosen_previous) else glob
-        feed = {"image": _array(image), "disks": disks, "base": base, "image_embeddings": _array(embedding),
-                **patch_feed(window, c)}
+        emb = _array(embedding)
+        feed = {"base": base, "image_embeddings": emb,
+                **patch_feed(window, _array(image), disks, base, c, emb.shape[-1])}
         final = self.sessions["patch"].run(list(PATCH_OUTPUTS), feed)[0]
         if timings is not None:
             timings["lfr"] = time.perf_counter() - clock
