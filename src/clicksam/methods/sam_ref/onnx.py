@@ -57,6 +57,7 @@ def _embed_names(config: SamRefConfig) -> list[str]:
 
 
 def context_outputs(config: SamRefConfig) -> list[str]:
+    """Output names of the ``context`` graph (``image_features``, then one ``embed_features_<k>`` per injection)."""
     return ["image_features", *_embed_names(config)]
 
 
