@@ -7,12 +7,14 @@ minutes on a small CPU and specialises data-dependent sizes, so it is not used.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, ContextManager, Optional, Union
 
 import torch
 
@@ -133,6 +135,43 @@ def set_metadata(proto: Any, metadata: dict[str, str]) -> Any:
         prop = existing[full_key] if full_key in existing else proto.metadata_props.add()
         prop.key, prop.value = full_key, str(value)
     return proto
+
+
+def trace_graph(module: torch.nn.Module, inputs: tuple, path: PathLike, *, input_names: list[str],
+                output_names: list[str], metadata: dict[str, str], opset: int,
+                dynamic_axes: Optional[dict] = None, context: Optional[ContextManager] = None) -> Path:
+    """Trace ``module`` in eval mode into the ONNX file ``path`` and return ``path``.
+
+    The graph carries ``metadata`` (keys prefixed ``clicksam.``, plus ``opset``), passes
+    ``onnx.checker`` and is written by :func:`clicksam.onnx.graph_cache.save_graph`; the trace goes
+    to a staging folder beside ``path`` that is removed afterwards. Every submodule's training flag
+    is restored as it was. ``context`` (optional) is entered around the export only, for modules
+    that take an export-only form.
+    """
+    from clicksam.onnx.graph_cache import save_graph
+
+    opset = check_opset(opset)
+    onnx = import_onnx()
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    path = Path(path)
+    trace = path.with_name(path.name + ".trace")
+    trace.mkdir(parents=True, exist_ok=True)
+    try:
+        with warnings.catch_warnings(), torch.no_grad(), (context or contextlib.nullcontext()):
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            torch.onnx.export(module, inputs, str(trace / "graph.onnx"), dynamo=False, opset_version=opset,
+                              input_names=input_names, output_names=output_names,
+                              dynamic_axes=dynamic_axes or None, do_constant_folding=True)
+        proto = set_metadata(onnx.load(str(trace / "graph.onnx")), {**metadata, "opset": str(opset)})
+        onnx.checker.check_model(proto)
+        save_graph(proto, path)
+    finally:
+        shutil.rmtree(trace, ignore_errors=True)
+        for m, training in modes:
+            m.training = training
+    return path
 
 
 def add_metadata(model_bytes: bytes, metadata: dict[str, str]) -> bytes:

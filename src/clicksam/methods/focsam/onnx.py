@@ -14,8 +14,6 @@ of P-DyReLU as the dense MLP (ONNX has no searchsorted) — see ``scalar_mlp``.
 """
 from __future__ import annotations
 
-import shutil
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -53,31 +51,11 @@ def example_inputs(refiner: FocusRefiner, grid: int) -> tuple[torch.Tensor, ...]
 
 def write_graph(refiner: FocusRefiner, path: Path, grid: int, opset: int) -> Path:
     """Trace ``refiner`` into the ONNX file ``path`` (eval mode; metadata ``clicksam.format``)."""
-    from clicksam.onnx.export import check_opset, import_onnx, set_metadata
-    from clicksam.onnx.graph_cache import save_graph
+    from clicksam.onnx.export import trace_graph
 
-    opset = check_opset(opset)
-    onnx = import_onnx()
-    was_training = refiner.training
-    refiner.eval()
-    path = Path(path)
-    trace = path.with_name(path.name + ".trace")
-    trace.mkdir(parents=True, exist_ok=True)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            torch.onnx.export(_Refocus(refiner), example_inputs(refiner, grid), str(trace / "graph.onnx"), dynamo=False,
-                              opset_version=opset, input_names=list(INPUTS), output_names=list(OUTPUTS),
-                              do_constant_folding=True)
-        proto = set_metadata(onnx.load(str(trace / "graph.onnx")),
-                             {"format": "focsam-refiner", "grid": str(grid), "opset": str(opset), "revision": str(REVISION)})
-        onnx.checker.check_model(proto)
-        save_graph(proto, path)
-    finally:
-        shutil.rmtree(trace, ignore_errors=True)
-        refiner.train(was_training)
-    return path
+    return trace_graph(_Refocus(refiner), example_inputs(refiner, grid), path, input_names=list(INPUTS),
+                       output_names=list(OUTPUTS), opset=opset,
+                       metadata={"format": "focsam-refiner", "grid": str(grid), "revision": str(REVISION)})
 
 
 def cached_refiner_graph(refiner: FocusRefiner, grid: int, opset: int = 17, cache_dir: Optional[Any] = None,

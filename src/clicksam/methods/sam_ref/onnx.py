@@ -25,9 +25,7 @@ and ``grid_sample``'s for :func:`~clicksam.methods.sam_ref.window.crop_embedding
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
@@ -262,36 +260,21 @@ def _example(sam_ref: SamRef, graph: str) -> tuple[tuple[torch.Tensor, ...], lis
 
 def write_graph(sam_ref: SamRef, graph: str, path: Path, opset: int) -> Path:
     """Trace one of SAM-REF's graphs (``"context"``, ``"global"``, ``"patch"``) into ``path`` (eval mode)."""
-    from clicksam.onnx.export import check_opset, import_onnx, set_metadata
-    from clicksam.onnx.graph_cache import save_graph
+    from clicksam.onnx.export import trace_graph
 
     if graph not in GRAPHS:
         raise ValueError(f"SAM-REF has the graphs {GRAPHS}, not {graph!r}")
     module = {"context": _Context, "global": _Global, "patch": _Patch}[graph](sam_ref)
-    opset = check_opset(opset)
-    onnx = import_onnx()
     was_training = sam_ref.training
     sam_ref.eval()
-    path = Path(path)
-    trace = path.with_name(path.name + ".trace")
-    trace.mkdir(parents=True, exist_ok=True)
     try:
         inputs, input_names, output_names, dynamic = _example(sam_ref, graph)
-        with warnings.catch_warnings(), torch.no_grad(), _pointwise_as_conv():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            torch.onnx.export(module, inputs, str(trace / "graph.onnx"), dynamo=False, opset_version=opset,
-                              input_names=input_names, output_names=output_names, dynamic_axes=dynamic or None,
-                              do_constant_folding=True)
-        proto = set_metadata(onnx.load(str(trace / "graph.onnx")),
-                             {"format": f"sam-ref-{graph}", "opset": str(opset), "revision": str(REVISION),
-                              "config": repr(sam_ref.config.to_dict())})
-        onnx.checker.check_model(proto)
-        save_graph(proto, path)
     finally:
-        shutil.rmtree(trace, ignore_errors=True)
         sam_ref.train(was_training)
-    return path
+    return trace_graph(module, inputs, path, input_names=input_names, output_names=output_names,
+                       dynamic_axes=dynamic, opset=opset, context=_pointwise_as_conv(),
+                       metadata={"format": f"sam-ref-{graph}", "revision": str(REVISION),
+                                 "config": repr(sam_ref.config.to_dict())})
 
 
 def cached_graphs(sam_ref: SamRef, opset: int = 17, cache_dir: Optional[Any] = None,
