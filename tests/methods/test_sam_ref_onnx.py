@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import clicksam
+from tests.methods.test_focsam_onnx import perturb, rel_err  # shared helpers of the onnx method tests
 
 pytest.importorskip("onnxruntime", reason="the [onnx] extra is not installed")
 pytestmark = pytest.mark.filterwarnings("ignore:the '.*' stage has no trained weights")
@@ -14,18 +15,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:the '.*' stage has no trained we
 # SAM-REF's gated residual output starts at zero: larger random weights make its change visible
 SCALES = {"sam-ref": 0.05}
 CLICKS = [(300, 150, True), (120, 330, False), (450, 100, True), (200, 250, True)]
-
-
-def rel_err(ours, ref) -> float:
-    return float((ours.double() - ref.double()).abs().max() / ref.double().abs().max())
-
-
-def perturb(module, seed, scale=0.01):
-    """Non-trivial random weights (small: a large random refiner is chaotic, see test_focsam_onnx)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(torch.randn(p.shape, generator=g) * scale)
 
 
 @pytest.fixture(scope="module")
